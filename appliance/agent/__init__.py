@@ -1,0 +1,1 @@
+"""The agent: conversations and the turn pipeline, in the brand's voice."""

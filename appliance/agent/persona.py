@@ -1,0 +1,45 @@
+"""The brand's voice: the system prompt, and the checks a drafted reply must pass."""
+
+from __future__ import annotations
+
+import re
+
+from appliance.brands import Persona
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+# Small models sometimes prefix a reply with a speaker label or continue as the customer.
+_SPEAKER_PREFIX = re.compile(r"^\s*(?:assistant|agent|[A-Z][a-z]+)\s*:\s*", re.IGNORECASE)
+_TURN_MARKERS = ("\nCustomer:", "\nUser:", "\nuser:", "<|im_end|>", "<|im_start|>")
+
+
+def system_prompt(brand_name: str, persona: Persona) -> str:
+    lines = [
+        f"You are {persona.agent_name}, the customer-service assistant of {brand_name}.",
+        f"Voice and tone: {persona.tone}",
+        "Answer the customer's last message briefly, in two or three sentences.",
+        "If you do not know something about the customer's account or the company's policies, "
+        "say so and offer to connect them with a colleague. Never invent facts, prices, fees "
+        "or dates.",
+    ]
+    if persona.language != "en":
+        lines.append(f"Reply in the language with code {persona.language}.")
+    if persona.never_say:
+        lines.append("Never use these phrases: " + "; ".join(persona.never_say) + ".")
+    return "\n".join(lines)
+
+
+def clean_reply(text: str, persona: Persona) -> str:
+    """Trim what a small model adds around a reply and drop sentences with banned phrases."""
+    for marker in _TURN_MARKERS:
+        text = text.split(marker, 1)[0]
+    speaker = _SPEAKER_PREFIX.match(text)
+    if speaker and speaker.group(0).strip(" :").lower() in (
+        "assistant", "agent", persona.agent_name.lower()
+    ):
+        text = text[speaker.end():]
+    banned = [phrase.lower() for phrase in persona.never_say]
+    sentences = [
+        s for s in _SENTENCE.split(text.strip())
+        if not any(phrase in s.lower() for phrase in banned)
+    ]
+    return " ".join(sentences).strip()

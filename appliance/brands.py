@@ -1,0 +1,176 @@
+"""Brands, their agent persona and policy, and their API keys."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import secrets
+from typing import Any
+
+import peewee
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from appliance import audit
+from appliance.db.models import ApiKey, Brand, utcnow
+from appliance.errors import AuthenticationError, Conflict, InvalidRequest, NotFound
+
+KEY_PREFIX = "sbk_"
+SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+
+
+class Persona(BaseModel):
+    """How the brand's agent speaks."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    agent_name: str = Field(min_length=1, max_length=60)
+    tone: str = Field(min_length=1, max_length=2000, description="Tone and voice guidelines.")
+    greeting: str = Field(min_length=1, max_length=500)
+    sign_off: str = Field(default="", max_length=200)
+    never_say: tuple[str, ...] = Field(default=(), description="Phrases the agent never uses.")
+    language: str = Field(default="en", pattern=r"^[a-z]{2}(-[A-Z]{2})?$")
+
+    @field_validator("never_say")
+    @classmethod
+    def _no_blank_phrases(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(phrase.strip() for phrase in value if phrase.strip())
+
+
+class Policy(BaseModel):
+    """Brand-level policy settings. Later subsystems add fields with safe defaults."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    widget_enabled: bool = Field(default=True, description="Serve the public chat page/widget.")
+    unavailable_message: str = Field(
+        default="I'm sorry, I can't answer right now. Please try again in a few minutes.",
+        max_length=500,
+        description="Sent when no model can answer.",
+    )
+
+
+def persona_of(brand: Brand) -> Persona:
+    return Persona.model_validate(brand.persona)
+
+
+def policy_of(brand: Brand) -> Policy:
+    return Policy.model_validate(brand.policy)
+
+
+def validated(model: type[BaseModel], data: dict[str, Any]) -> Any:
+    """Validate `data` as `model`, mapping pydantic errors to InvalidRequest naming the field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(part) for part in first["loc"]) or None
+        raise InvalidRequest(f"{param or 'body'}: {first['msg']}", param=param) from exc
+
+
+def hash_key(token: str) -> str:
+    # API keys are 256-bit random tokens, so a plain SHA-256 is a sound verifier (no salt or
+    # slow hash needed) and allows an indexed lookup.
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class BrandService:
+    """Create, read and change brands and their keys. Writes are audited."""
+
+    def __init__(self, db: peewee.Database) -> None:
+        self._db = db
+
+    def list(self) -> list[Brand]:
+        return list(Brand.select().order_by(Brand.name))
+
+    def get(self, slug: str) -> Brand:
+        brand = Brand.get_or_none(Brand.slug == slug)
+        if brand is None:
+            raise NotFound(f"no brand {slug!r}", code="brand_not_found")
+        return brand
+
+    def create(
+        self, slug: str, name: str, persona: Persona, policy: Policy | None = None,
+        *, actor: str,
+    ) -> Brand:
+        if not SLUG_RE.match(slug):
+            raise InvalidRequest("slug: lowercase letters, digits and dashes only", param="slug")
+        if not name.strip():
+            raise InvalidRequest("name: must not be empty", param="name")
+        with self._db.atomic():
+            if Brand.get_or_none(Brand.slug == slug) is not None:
+                raise Conflict(f"brand {slug!r} already exists", code="brand_exists")
+            brand = Brand.create(
+                slug=slug, name=name.strip(), persona=persona.model_dump(mode="json"),
+                policy=(policy or Policy()).model_dump(mode="json"),
+            )
+            audit.record(actor, "brand.create", slug, {"name": name})
+        return brand
+
+    def update(
+        self, slug: str, *, persona: Persona | None = None, policy: Policy | None = None,
+        name: str | None = None, actor: str, remote_addr: str | None = None,
+    ) -> Brand:
+        with self._db.atomic():
+            brand = self.get(slug)
+            changed: dict[str, Any] = {}
+            if persona is not None:
+                brand.persona = changed["persona"] = persona.model_dump(mode="json")
+            if policy is not None:
+                brand.policy = changed["policy"] = policy.model_dump(mode="json")
+            if name is not None and name.strip():
+                brand.name = changed["name"] = name.strip()
+            brand.updated_at = utcnow()
+            brand.save()
+            audit.record(actor, "brand.update", slug, changed, remote_addr)
+        return brand
+
+    def create_key(
+        self, slug: str, name: str = "default", *, actor: str, remote_addr: str | None = None,
+    ) -> tuple[ApiKey, str]:
+        """Create an API key; the plaintext is returned once and never stored."""
+        token = KEY_PREFIX + secrets.token_urlsafe(32)
+        with self._db.atomic():
+            brand = self.get(slug)
+            key = ApiKey.create(
+                brand=brand, name=name, prefix=token[: len(KEY_PREFIX) + 6],
+                key_hash=hash_key(token),
+            )
+            audit.record(actor, "api_key.create", slug, {"key_id": key.id, "name": name},
+                         remote_addr)
+        return key, token
+
+    def keys(self, slug: str) -> list[ApiKey]:
+        brand = self.get(slug)
+        return list(ApiKey.select().where(ApiKey.brand == brand).order_by(ApiKey.id))
+
+    def revoke_key(
+        self, slug: str, key_id: int, *, actor: str, remote_addr: str | None = None
+    ) -> ApiKey:
+        with self._db.atomic():
+            brand = self.get(slug)
+            key = ApiKey.get_or_none((ApiKey.id == key_id) & (ApiKey.brand == brand))
+            if key is None:
+                raise NotFound(f"no key {key_id} for brand {slug!r}", code="key_not_found")
+            if key.revoked_at is None:
+                key.revoked_at = utcnow()
+                key.save()
+                audit.record(actor, "api_key.revoke", slug, {"key_id": key_id}, remote_addr)
+        return key
+
+    def authenticate(self, token: str) -> Brand:
+        """The brand whose live key this is; AuthenticationError otherwise."""
+        if not token.startswith(KEY_PREFIX):
+            raise AuthenticationError("invalid API key")
+        key = (
+            ApiKey.select(ApiKey, Brand).join(Brand)
+            .where(ApiKey.key_hash == hash_key(token)).first()
+        )
+        if key is None or key.revoked_at is not None:
+            raise AuthenticationError("invalid or revoked API key")
+        now = utcnow()
+        # Touch last_used_at at most once a minute: no write on every request.
+        if key.last_used_at is None or now - key.last_used_at > dt.timedelta(minutes=1):
+            ApiKey.update(last_used_at=now).where(ApiKey.id == key.id).execute()
+        brand: Brand = key.brand
+        return brand

@@ -1,0 +1,103 @@
+"""`appliance brands list|create|show` and `appliance brands key create|list|revoke`."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from appliance.brands import Persona, Policy, persona_of, policy_of, validated
+from appliance.cli.context import CliContext, pass_cli, table
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(brands)
+
+
+@click.group()
+def brands() -> None:
+    """Brands and their API keys."""
+
+
+@brands.command("list")
+@pass_cli
+def list_brands(ctx: CliContext) -> None:
+    """List brands."""
+    table([(b.slug, b.name, persona_of(b).agent_name) for b in ctx.services.brands.list()],
+          ("slug", "name", "agent"))
+
+
+@brands.command()
+@click.argument("slug")
+@click.option("--name", required=True, help="Display name, e.g. 'Lumen Goods'.")
+@click.option("--agent-name", required=True, help="The agent's name, e.g. 'Juniper'.")
+@click.option("--tone", required=True, help="Voice and tone guidelines.")
+@click.option("--greeting", required=True, help="First message of every conversation.")
+@click.option("--sign-off", default="", help="Closing line.")
+@click.option("--never-say", multiple=True, help="A phrase the agent never uses (repeatable).")
+@click.option("--language", default="en", show_default=True)
+@pass_cli
+def create(ctx: CliContext, slug: str, name: str, agent_name: str, tone: str, greeting: str,
+           sign_off: str, never_say: tuple[str, ...], language: str) -> None:
+    """Create a brand with its agent persona."""
+    persona = validated(Persona, {
+        "agent_name": agent_name, "tone": tone, "greeting": greeting, "sign_off": sign_off,
+        "never_say": list(never_say), "language": language,
+    })
+    brand = ctx.services.brands.create(slug, name, persona, Policy(), actor=ctx.actor)
+    click.echo(f"created brand {brand.slug}")
+
+
+@brands.command()
+@click.argument("slug")
+@pass_cli
+def show(ctx: CliContext, slug: str) -> None:
+    """Show a brand's persona, policy and keys as JSON."""
+    services = ctx.services
+    brand = services.brands.get(slug)
+    click.echo(json.dumps({
+        "slug": brand.slug,
+        "name": brand.name,
+        "persona": persona_of(brand).model_dump(mode="json"),
+        "policy": policy_of(brand).model_dump(mode="json"),
+        "keys": [
+            {"id": k.id, "name": k.name, "prefix": k.prefix,
+             "created_at": k.created_at.isoformat(), "revoked": k.revoked_at is not None}
+            for k in services.brands.keys(slug)
+        ],
+    }, indent=2))
+
+
+@brands.group()
+def key() -> None:
+    """API keys of a brand."""
+
+
+@key.command("create")
+@click.argument("slug")
+@click.option("--name", default="default", show_default=True, help="What the key is for.")
+@pass_cli
+def create_key(ctx: CliContext, slug: str, name: str) -> None:
+    """Create a key and print only the key (it is shown once and stored hashed)."""
+    _, token = ctx.services.brands.create_key(slug, name, actor=ctx.actor)
+    click.echo(token)
+
+
+@key.command("list")
+@click.argument("slug")
+@pass_cli
+def list_keys(ctx: CliContext, slug: str) -> None:
+    """List a brand's keys (prefixes only)."""
+    table([(str(k.id), k.name, k.prefix + "…", k.created_at.isoformat(timespec="seconds"),
+            "revoked" if k.revoked_at else "live") for k in ctx.services.brands.keys(slug)],
+          ("id", "name", "prefix", "created", "state"))
+
+
+@key.command("revoke")
+@click.argument("slug")
+@click.argument("key_id", type=int)
+@pass_cli
+def revoke_key(ctx: CliContext, slug: str, key_id: int) -> None:
+    """Revoke a key; requests with it fail from now on."""
+    ctx.services.brands.revoke_key(slug, key_id, actor=ctx.actor)
+    click.echo(f"revoked key {key_id} of {slug}")

@@ -1,0 +1,66 @@
+"""`appliance serve` (gunicorn) and `appliance scheduler`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from appliance.cli.context import CliContext, pass_cli
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(serve)
+    cli.add_command(scheduler)
+
+
+@click.command()
+@click.option("--bind", help="HOST:PORT to listen on (default: the 'bind' setting).")
+@click.option("--workers", type=int, help="Worker processes (default: 'web_workers').")
+@pass_cli
+def serve(ctx: CliContext, bind: str | None, workers: int | None) -> None:
+    """Run the web app (API, chat, admin) under gunicorn, in the foreground."""
+    from gunicorn.app.base import BaseApplication
+
+    from appliance.services import build_services
+    from appliance.web import create_app
+
+    settings = ctx.settings
+
+    class Application(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            options: dict[str, Any] = {
+                "bind": bind or settings.bind,
+                "workers": workers or settings.web_workers,
+                "worker_class": "gthread",
+                "threads": settings.web_threads,
+                "timeout": settings.web_timeout_s,
+                "graceful_timeout": 30,
+                "accesslog": "-",
+                "errorlog": "-",
+                "loglevel": settings.log_level.lower(),
+                "proc_name": "appliance-web",
+                # Each worker builds its own services after fork: model weights, ONNX sessions
+                # and database connections are never shared across processes.
+                "preload_app": False,
+            }
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return create_app(services=build_services(settings))
+
+    Application().run()
+
+
+@click.command()
+@pass_cli
+def scheduler(ctx: CliContext) -> None:
+    """Run the background job scheduler in the foreground."""
+    import logging
+
+    from appliance.jobs.scheduler import run_scheduler
+
+    logging.basicConfig(level=ctx.settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run_scheduler(ctx.services)

@@ -1,0 +1,234 @@
+"""The one settings registry.
+
+Each setting is a field of `Settings` with a default and help text. Sources, later wins:
+defaults < the TOML file (`APPLIANCE_CONFIG`, default /etc/appliance/appliance.toml) <
+`APPLIANCE_<NAME>` environment variables. A secret may also come from a file named by
+`APPLIANCE_<NAME>_FILE` (systemd credentials, Ansible-managed files). Settings are parsed and
+validated once, in `load_settings`; anything wrong raises `ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from appliance.errors import ConfigError
+
+ENV_PREFIX = "APPLIANCE_"
+DEFAULT_CONFIG_FILE = Path("/etc/appliance/appliance.toml")
+_CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def _in_checkout() -> bool:
+    """True when running from a source checkout (the package sits beside pyproject.toml)."""
+    return (_CHECKOUT / "pyproject.toml").is_file()
+
+
+def _setting(default: Any, help: str, *, secret: bool = False) -> Any:
+    return field(default=default, metadata={"help": help, "secret": secret})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the appliance. Empty-string defaults are derived in `load_settings`."""
+
+    data_dir: Path = _setting(
+        Path(""), "Directory for all state (database, secrets, indexes). Default: ./var in a "
+        "checkout, /var/lib/appliance on a box."
+    )
+    database_url: str = _setting(
+        "", "Database URL: sqlite:///PATH or postgresql://USER:PASS@HOST/DB. "
+        "Default: SQLite in WAL mode at DATA_DIR/appliance.db.", secret=True
+    )
+    secret_key: str = _setting(
+        "", "Key that signs admin sessions, CSRF tokens and widget tokens. Default: generated "
+        "once into DATA_DIR/secret_key.", secret=True
+    )
+    bind: str = _setting("127.0.0.1:8080", "Address gunicorn listens on (HOST:PORT).")
+    web_workers: int = _setting(2, "gunicorn worker processes.")
+    web_threads: int = _setting(8, "Threads per gunicorn worker (gthread; streams hold one).")
+    web_timeout_s: int = _setting(120, "gunicorn worker timeout in seconds.")
+    model_store: Path = _setting(
+        Path(""), "Directory holding manifest.toml and model files. Default: ./model_store in a "
+        "checkout, /opt/appliance/model_store on a box."
+    )
+    model_profile: str = _setting("cpu", "Model profile from the manifest: cpu or gpu.")
+    reply_models: tuple[str, ...] = _setting(
+        (), "Ordered model ids that write replies (first healthy one answers). "
+        "Default: the profile's list in the manifest."
+    )
+    llm_threads: int = _setting(2, "CPU threads per in-process llama.cpp model.")
+    llm_timeout_s: float = _setting(60.0, "Seconds a model may take for one reply before the "
+                                    "next model in the fallback list is tried.")
+    llm_max_reply_tokens: int = _setting(200, "Most tokens in one generated reply.")
+    max_message_chars: int = _setting(4000, "Longest customer message accepted, in characters.")
+    max_request_bytes: int = _setting(64 * 1024, "Largest HTTP request body accepted.")
+    conversation_idle_close_minutes: int = _setting(
+        24 * 60, "The scheduler closes active conversations idle for this long."
+    )
+    log_level: str = _setting("INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")
+
+    def public_items(self) -> list[tuple[str, str, str]]:
+        """(name, value, help) for every setting, secrets redacted."""
+        rows = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            shown = _redact(f.name, value) if f.metadata["secret"] else _format(value)
+            rows.append((f.name, shown, f.metadata["help"]))
+        return rows
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value)
+
+
+def _redact(name: str, value: Any) -> str:
+    if not value:
+        return ""
+    if name == "database_url":
+        parts = urlsplit(str(value))
+        if parts.password:
+            netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+            return urlunsplit(parts._replace(netloc=netloc))
+        return str(value)
+    return "***"
+
+
+def _parse(name: str, kind: str, raw: Any) -> Any:
+    """Coerce a TOML value or an environment string to the field's type."""
+    try:
+        if kind == "int":
+            if isinstance(raw, bool):
+                raise ValueError
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            lowered = str(raw).strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if kind == "Path":
+            return Path(str(raw)).expanduser()
+        if kind == "tuple[str, ...]":
+            items = raw if isinstance(raw, list) else str(raw).split(",")
+            return tuple(str(item).strip() for item in items if str(item).strip())
+        if kind == "str" and isinstance(raw, str):
+            return raw
+        raise ValueError
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name!r}: cannot read {raw!r} as {kind}") from exc
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from exc
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Read and validate settings once: defaults < TOML file < environment < `overrides`."""
+    env = os.environ if env is None else env
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    values: dict[str, Any] = {}
+
+    config_file = Path(env.get(f"{ENV_PREFIX}CONFIG", str(DEFAULT_CONFIG_FILE)))
+    explicit_file = f"{ENV_PREFIX}CONFIG" in env
+    if config_file.is_file():
+        for key, raw in _read_toml(config_file).items():
+            if key not in fields:
+                raise ConfigError(f"config file {config_file}: unknown setting {key!r}")
+            values[key] = _parse(key, fields[key].type, raw)
+    elif explicit_file:
+        raise ConfigError(f"config file {config_file} (from {ENV_PREFIX}CONFIG) does not exist")
+
+    for name, f in fields.items():
+        var = f"{ENV_PREFIX}{name.upper()}"
+        if var in env:
+            values[name] = _parse(name, f.type, env[var])
+        elif f"{var}_FILE" in env:
+            if not f.metadata["secret"]:
+                raise ConfigError(f"{var}_FILE: only secrets may be read from a file")
+            secret_path = Path(env[f"{var}_FILE"])
+            try:
+                values[name] = secret_path.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"{var}_FILE: cannot read {secret_path}") from exc
+
+    for key, raw in (overrides or {}).items():
+        if key not in fields:
+            raise ConfigError(f"unknown setting {key!r}")
+        values[key] = _parse(key, fields[key].type, raw)
+
+    settings = Settings(**values)
+    return _derive(settings)
+
+
+def _derive(settings: Settings) -> Settings:
+    """Fill derived defaults and check values that depend on each other."""
+    changes: dict[str, Any] = {}
+    data_dir = settings.data_dir
+    if str(data_dir) in ("", "."):
+        data_dir = _CHECKOUT / "var" if _in_checkout() else Path("/var/lib/appliance")
+    data_dir = data_dir.resolve()
+    changes["data_dir"] = data_dir
+    if not settings.database_url:
+        changes["database_url"] = f"sqlite:///{data_dir / 'appliance.db'}"
+    if str(settings.model_store) in ("", "."):
+        changes["model_store"] = (
+            _CHECKOUT / "model_store" if _in_checkout() else Path("/opt/appliance/model_store")
+        )
+    if settings.model_profile not in ("cpu", "gpu"):
+        raise ConfigError("setting 'model_profile': must be 'cpu' or 'gpu'")
+    if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("setting 'log_level': must be DEBUG, INFO, WARNING or ERROR")
+    url = changes.get("database_url", settings.database_url)
+    if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise ConfigError("setting 'database_url': must start with sqlite:/// or postgresql://")
+    for name in ("web_workers", "web_threads", "llm_threads", "llm_max_reply_tokens",
+                 "max_message_chars", "max_request_bytes"):
+        if getattr(settings, name) < 1:
+            raise ConfigError(f"setting {name!r}: must be at least 1")
+    return dataclasses.replace(settings, **changes)
+
+
+def ensure_secret_key(settings: Settings) -> Settings:
+    """Return settings with a secret key, generating DATA_DIR/secret_key (0600) on first use."""
+    if settings.secret_key:
+        return settings
+    path = settings.data_dir / "secret_key"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+        # link() fails if another process won the race; both then read the winner's key.
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    return dataclasses.replace(settings, secret_key=path.read_text().strip())

@@ -1,0 +1,119 @@
+"""`appliance demo seed`: idempotent. Brands are created once; credentials are kept in
+DATA_DIR/demo-credentials.json (mode 0600) so repeated runs print the same working login and
+keys instead of minting new ones. A key revoked by hand is replaced on the next run."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from appliance.brands import Persona, Policy
+from appliance.db.models import AdminUser
+from appliance.errors import AuthenticationError
+from appliance.services import Services
+
+ACTOR = "demo-seed"
+ADMIN_USERNAME = "admin"
+
+
+@dataclass(frozen=True)
+class DemoBrand:
+    slug: str
+    name: str
+    persona: Persona
+    policy: Policy
+
+
+DEMO_BRANDS = (
+    DemoBrand(
+        slug="lumen-goods",
+        name="Lumen Goods",
+        persona=Persona(
+            agent_name="Juniper",
+            tone="Warm, upbeat and concise, like a helpful shop assistant. Plain words, short "
+                 "sentences, first names, at most one exclamation mark.",
+            greeting="Hi, I'm Juniper from Lumen Goods! How can I help with your order today?",
+            sign_off="Happy to help. Have a bright day!",
+            never_say=("As an AI", "I'm just a bot", "Unfortunately, there is nothing I can do"),
+        ),
+        policy=Policy(),
+    ),
+    DemoBrand(
+        slug="rho-bank",
+        name="Rho-Bank",
+        persona=Persona(
+            agent_name="Ada",
+            tone="Calm, precise and reassuring. Courteous and a little formal. Never guesses "
+                 "about money: states what is known and what the next step is.",
+            greeting="Good day, I'm Ada, Rho-Bank's virtual assistant. How may I help you?",
+            sign_off="Thank you for banking with Rho-Bank.",
+            never_say=("guaranteed", "risk-free", "No worries"),
+        ),
+        policy=Policy(
+            unavailable_message="I'm sorry, I can't answer right now. For anything urgent, such "
+                                "as a lost card, please call the number on the back of your card.",
+        ),
+    ),
+)
+
+
+def credentials_path(services: Services) -> Path:
+    return services.settings.data_dir / "demo-credentials.json"
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _save(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2)
+    tmp.replace(path)
+
+
+def seed(services: Services) -> dict[str, Any]:
+    """Create what is missing; return {"admin": {username, password}, "keys": {slug: key}}."""
+    path = credentials_path(services)
+    saved = _load(path)
+    keys: dict[str, str] = dict(saved.get("keys", {}))
+    existing = {brand.slug for brand in services.brands.list()}
+    for demo in DEMO_BRANDS:
+        if demo.slug not in existing:
+            services.brands.create(demo.slug, demo.name, demo.persona, demo.policy, actor=ACTOR)
+        if not _key_works(services, demo.slug, keys.get(demo.slug)):
+            _, keys[demo.slug] = services.brands.create_key(demo.slug, "demo", actor=ACTOR)
+
+    admin = dict(saved.get("admin", {}))
+    user = AdminUser.get_or_none(AdminUser.username == ADMIN_USERNAME)
+    if user is None:
+        admin = {"username": ADMIN_USERNAME, "password": secrets.token_urlsafe(12)}
+        services.users.create(ADMIN_USERNAME, admin["password"], "it_admin", actor=ACTOR)
+    elif not admin.get("password") or services.users.authenticate(
+        ADMIN_USERNAME, admin["password"]
+    ) is None:
+        admin = {"username": ADMIN_USERNAME, "password": secrets.token_urlsafe(12)}
+        services.users.set_password(ADMIN_USERNAME, admin["password"], actor=ACTOR)
+
+    result = {"admin": admin, "keys": keys}
+    _save(path, result)
+    return result
+
+
+def _key_works(services: Services, slug: str, key: str | None) -> bool:
+    if not key:
+        return False
+    try:
+        return services.brands.authenticate(key).slug == slug
+    except AuthenticationError:
+        return False

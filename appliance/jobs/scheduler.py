@@ -1,0 +1,43 @@
+"""The scheduler process (`appliance scheduler`): the only place jobs are scheduled."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from types import FrameType
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from appliance.jobs import JOBS, run_job
+from appliance.services import Services
+
+log = logging.getLogger(__name__)
+
+
+def build_scheduler(services: Services) -> BlockingScheduler:
+    scheduler = BlockingScheduler(
+        timezone="UTC",
+        # One run of a job at a time; runs missed while down collapse into one.
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
+    )
+    for job in JOBS.values():
+        scheduler.add_job(run_job, "interval", args=(services, job.id), id=job.id,
+                          name=job.help.splitlines()[0], **job.every)
+    return scheduler
+
+
+def run_scheduler(services: Services) -> None:
+    """Run every job once at start, then on its interval, until SIGINT/SIGTERM."""
+    for job_id in JOBS:
+        run_job(services, job_id)
+    scheduler = build_scheduler(services)
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        scheduler.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, _stop)
+    log.info("scheduler started with jobs: %s", ", ".join(JOBS))
+    try:
+        scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        log.info("scheduler stopped")

@@ -1,0 +1,1 @@
+"""Chat models: one interface (`base.ChatModel`), one file per backend, a router for fallback."""

@@ -1,0 +1,108 @@
+"""The chat model interface every LLM backend implements.
+
+Contract:
+- `complete` returns a `Completion`; `stream` yields `TextDelta`s and then exactly one
+  `Completion` carrying the whole text and token counts.
+- Failures raise `ModelUnavailable` (backend down, not loaded, unreachable: retryable),
+  `ModelTimeout` (no answer within the deadline: retryable) or `ModelError` (the backend
+  answered but the call itself is bad: not retryable). Library exceptions never escape.
+- `check_health` never raises; it reports.
+- Implementations are safe to call from several threads of one process.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model as the manifest describes it (see model_store/manifest.toml)."""
+
+    id: str
+    role: str
+    profile: str
+    backend: str
+    context_tokens: int
+    license: str
+    source: str
+    path: Path | None = None
+    sha256: str | None = None
+    size: int | None = None
+    url: str | None = None
+    served_name: str | None = None
+    options: dict[str, str | int | float | bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    max_tokens: int
+    temperature: float = 0.3
+    top_p: float = 0.9
+    stop: tuple[str, ...] = ()
+    #: Seconds for the whole call; the backend raises ModelTimeout past it.
+    timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    model_id: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+
+
+@dataclass(frozen=True)
+class Health:
+    ok: bool
+    detail: str
+    latency_ms: float = 0.0
+
+
+class ChatModel(abc.ABC):
+    """A chat LLM backend. See the module docstring for the error contract."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+
+    @abc.abstractmethod
+    def stream(
+        self, messages: Sequence[ChatMessage], params: GenerationParams
+    ) -> Iterator[TextDelta | Completion]:
+        """Yield the reply as text deltas, then one final Completion."""
+
+    def complete(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Completion:
+        """The whole reply at once."""
+        for event in self.stream(messages, params):
+            if isinstance(event, Completion):
+                return event
+        raise AssertionError("stream() ended without a Completion")
+
+    @abc.abstractmethod
+    def count_tokens(self, text: str) -> int:
+        """Tokens `text` takes in this model's context (an estimate where no tokenizer is local)."""
+
+    @abc.abstractmethod
+    def check_health(self) -> Health:
+        """Whether the backend can answer now. Never raises."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the backend's resources (weights, connections)."""

@@ -1,0 +1,148 @@
+"""Read model_store/manifest.toml: the models, the profiles' routes, and file verification."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from appliance.errors import ConfigError
+from appliance.llm.base import ModelSpec
+
+_REQUIRED = ("id", "role", "profile", "backend", "context_tokens", "license", "source")
+_BACKENDS = ("llamacpp", "openai_http")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    models: dict[str, ModelSpec]
+    #: profile -> task -> ordered model ids
+    profiles: dict[str, dict[str, tuple[str, ...]]]
+
+    def route(self, profile: str, task: str) -> tuple[str, ...]:
+        try:
+            return self.profiles[profile][task]
+        except KeyError as exc:
+            raise ConfigError(f"manifest: profile {profile!r} has no route for {task!r}") from exc
+
+
+def _package_dir(package: str) -> Path | None:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _spec(entry: dict[str, Any], store: Path) -> ModelSpec:
+    missing = [key for key in _REQUIRED if key not in entry]
+    if missing:
+        raise ConfigError(f"manifest: model {entry.get('id', '?')!r} lacks {', '.join(missing)}")
+    if entry["backend"] not in _BACKENDS:
+        raise ConfigError(f"manifest: model {entry['id']!r} has unknown backend")
+    path = None
+    if "file" in entry:
+        base = _package_dir(entry["package"]) if "package" in entry else store
+        path = (base / entry["file"]) if base is not None else Path(entry["package"], entry["file"])
+    known = {*_REQUIRED, "file", "package", "sha256", "size", "url", "served_name"}
+    return ModelSpec(
+        id=entry["id"], role=entry["role"], profile=entry["profile"], backend=entry["backend"],
+        context_tokens=int(entry["context_tokens"]), license=entry["license"],
+        source=entry["source"], path=path, sha256=entry.get("sha256"), size=entry.get("size"),
+        url=entry.get("url"), served_name=entry.get("served_name"),
+        options={k: v for k, v in entry.items() if k not in known},
+    )
+
+
+def load_manifest(store: Path) -> Manifest:
+    """Parse `store/manifest.toml`; raise ConfigError naming what is wrong."""
+    path = store / "manifest.toml"
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"model manifest {path} cannot be read") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"model manifest {path}: {exc}") from exc
+    models = {}
+    for entry in raw.get("models", []):
+        spec = _spec(entry, store)
+        if spec.id in models:
+            raise ConfigError(f"manifest: model id {spec.id!r} appears twice")
+        models[spec.id] = spec
+    profiles = {
+        name: {task: tuple(ids) for task, ids in routes.items()}
+        for name, routes in raw.get("profiles", {}).items()
+    }
+    for name, routes in profiles.items():
+        for task, ids in routes.items():
+            for model_id in ids:
+                if model_id not in models:
+                    raise ConfigError(f"manifest: profile {name}.{task} names unknown {model_id!r}")
+    return Manifest(models=models, profiles=profiles)
+
+
+@dataclass(frozen=True)
+class Verification:
+    model_id: str
+    status: str  # ok | missing | mismatch | no_checksum | remote
+    detail: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("ok", "remote")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify(spec: ModelSpec, cache_file: Path | None = None) -> Verification:
+    """Check a model's file against the manifest's size and sha256.
+
+    With `cache_file`, a file whose size and mtime match a previous successful check is not
+    hashed again (hashing a multi-GB model at every worker start would cost seconds).
+    """
+    if spec.path is None:
+        return Verification(spec.id, "remote", f"served at {spec.url}")
+    if not spec.path.is_file():
+        return Verification(spec.id, "missing", f"{spec.path} not found")
+    stat = spec.path.stat()
+    if spec.size is not None and stat.st_size != spec.size:
+        return Verification(spec.id, "mismatch", f"size {stat.st_size} != {spec.size}")
+    if not spec.sha256:
+        return Verification(spec.id, "no_checksum", "manifest has no sha256 for this file")
+    key = f"{spec.path}:{stat.st_size}:{stat.st_mtime_ns}"
+    cache = _read_cache(cache_file)
+    if cache.get(key) == spec.sha256:
+        return Verification(spec.id, "ok", "sha256 ok (cached)")
+    actual = sha256_file(spec.path)
+    if actual != spec.sha256:
+        return Verification(spec.id, "mismatch", f"sha256 {actual} != {spec.sha256}")
+    if cache_file is not None:
+        cache[key] = actual
+        _write_cache(cache_file, cache)
+    return Verification(spec.id, "ok", "sha256 ok")
+
+
+def _read_cache(path: Path | None) -> dict[str, str]:
+    if path is None or not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_cache(path: Path, cache: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{id(cache)}.tmp")
+    tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
+    tmp.replace(path)

@@ -1,0 +1,72 @@
+"""The composition root: `build_services(settings)` builds every backend once.
+
+The web app, the scheduler and the CLI all call it; nothing else constructs backends. Models
+and database connections open lazily, so building services before gunicorn forks is cheap and
+each worker opens its own after fork.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import peewee
+
+from appliance.agent.conversations import AgentLimits, ConversationService
+from appliance.brands import BrandService
+from appliance.config import Settings, ensure_secret_key
+from appliance.db import open_database
+from appliance.llm.factory import build_model
+from appliance.llm.manifest import Manifest, load_manifest
+from appliance.llm.router import ModelRouter
+from appliance.users import UserService
+
+TASKS = ("reply",)
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    db: peewee.Database
+    manifest: Manifest
+    router: ModelRouter
+    brands: BrandService
+    users: UserService
+    conversations: ConversationService
+
+    def close(self) -> None:
+        self.router.close()
+        if not self.db.is_closed():
+            self.db.close()
+
+
+def build_router(settings: Settings, manifest: Manifest) -> ModelRouter:
+    routes = {task: manifest.route(settings.model_profile, task) for task in TASKS}
+    if settings.reply_models:
+        routes["reply"] = settings.reply_models
+    wanted = {model_id for ids in routes.values() for model_id in ids}
+    models = {
+        model_id: build_model(manifest.models[model_id], settings)
+        for model_id in wanted if model_id in manifest.models
+    }
+    return ModelRouter(models, routes)
+
+
+def build_services(settings: Settings) -> Services:
+    settings = ensure_secret_key(settings)
+    db = open_database(settings.database_url)
+    manifest = load_manifest(settings.model_store)
+    router = build_router(settings, manifest)
+    limits = AgentLimits(
+        max_message_chars=settings.max_message_chars,
+        max_reply_tokens=settings.llm_max_reply_tokens,
+        timeout_s=settings.llm_timeout_s,
+    )
+    return Services(
+        settings=settings,
+        db=db,
+        manifest=manifest,
+        router=router,
+        brands=BrandService(db),
+        users=UserService(db),
+        conversations=ConversationService(db, router, limits),
+    )

@@ -1,0 +1,57 @@
+"""Who is calling: a brand's API key, or a widget token scoped to one conversation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import request
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from appliance.db.models import Brand
+from appliance.errors import AuthenticationError, NotFound
+from appliance.web import services_of_app
+
+WIDGET_TOKEN_PREFIX = "sbw_"
+WIDGET_TOKEN_MAX_AGE_S = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Principal:
+    brand: Brand
+    #: Set for widget tokens: the only conversation this caller may touch.
+    conversation_id: str | None = None
+
+    def check_conversation(self, public_id: str) -> None:
+        """Widget tokens see their own conversation only; others look like missing ones."""
+        if self.conversation_id is not None and self.conversation_id != public_id:
+            raise NotFound(f"no conversation {public_id!r}", code="conversation_not_found")
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(services_of_app().settings.secret_key, salt="widget-token")
+
+
+def widget_token(brand: Brand, conversation_id: str) -> str:
+    return WIDGET_TOKEN_PREFIX + _serializer().dumps({"b": brand.id, "c": conversation_id})
+
+
+def current_principal() -> Principal:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationError("missing API key: send 'Authorization: Bearer <key>'",
+                                  code="missing_api_key")
+    token = token.strip()
+    if token.startswith(WIDGET_TOKEN_PREFIX):
+        try:
+            claims = _serializer().loads(token[len(WIDGET_TOKEN_PREFIX):],
+                                         max_age=WIDGET_TOKEN_MAX_AGE_S)
+        except SignatureExpired as exc:
+            raise AuthenticationError("widget token expired", code="token_expired") from exc
+        except BadSignature as exc:
+            raise AuthenticationError("invalid widget token") from exc
+        brand = Brand.get_or_none(Brand.id == claims["b"])
+        if brand is None:
+            raise AuthenticationError("invalid widget token")
+        return Principal(brand, conversation_id=str(claims["c"]))
+    return Principal(services_of_app().brands.authenticate(token))

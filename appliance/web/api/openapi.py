@@ -1,0 +1,94 @@
+"""The OpenAPI 3.1 document of /v1, built from the pydantic schemas."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel
+
+from appliance import __version__
+from appliance.web.api import schemas
+
+_MODELS: tuple[type[BaseModel], ...] = (
+    schemas.CreateConversation, schemas.PostMessage, schemas.ConversationCreated,
+    schemas.MessageReply, schemas.Transcript, schemas.ConversationStatus, schemas.ErrorBody,
+)
+_ERRORS = {
+    "400": "Malformed JSON, a missing or wrong-typed field",
+    "401": "Missing, wrong or revoked key",
+    "404": "No such conversation for this key (other brands' look the same)",
+    "409": "The conversation is closed",
+    "413": "The body or the message text is over the size limit",
+}
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _json(model: type[BaseModel]) -> dict[str, Any]:
+    return {"application/json": {"schema": _ref(model)}}
+
+
+def _op(summary: str, ok: str, model: type[BaseModel], *, body: type[BaseModel] | None = None,
+        auth: bool = True, sse: bool = False, conv: bool = False) -> dict[str, Any]:
+    content = _json(model)
+    if sse:
+        content["text/event-stream"] = {
+            "schema": {"type": "string"},
+            "description": "`delta` events `{text}`, then one `message` event with the JSON "
+                           "body; an `error` event in the error shape if the turn fails.",
+        }
+    op: dict[str, Any] = {
+        "summary": summary,
+        "responses": {ok: {"description": "OK", "content": content}} | {
+            status: {"description": text, "content": _json(schemas.ErrorBody)}
+            for status, text in _ERRORS.items()
+        },
+    }
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": _json(body)}
+    if conv:
+        op["parameters"] = [{"name": "conversation_id", "in": "path", "required": True,
+                             "schema": {"type": "string"}}]
+    if not auth:
+        op["security"] = []
+    return op
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    components = {}
+    for model in _MODELS:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(schema.pop("$defs", {}))
+        components[model.__name__] = schema
+    conversation = "/v1/conversations/{conversation_id}"
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Switchboard appliance API", "version": __version__},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"brandKey": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"brandKey": []}],
+        "paths": {
+            "/v1/openapi.json": {"get": {"summary": "This document", "security": [],
+                                         "responses": {"200": {"description": "OK"}}}},
+            "/v1/conversations": {"post": _op(
+                "Open a conversation", "201", schemas.ConversationCreated,
+                body=schemas.CreateConversation)},
+            "/v1/widget/{slug}/conversations": {"post": _op(
+                "Open a conversation from the chat widget (public; returns a scoped token)",
+                "201", schemas.ConversationCreated, body=schemas.CreateConversation, auth=False)
+                | {"parameters": [{"name": "slug", "in": "path", "required": True,
+                                   "schema": {"type": "string"}}]}},
+            conversation: {"get": _op("The transcript", "200", schemas.Transcript, conv=True)},
+            f"{conversation}/messages": {"post": _op(
+                "Send the customer's message; get the agent's reply (JSON or SSE stream)",
+                "200", schemas.MessageReply, body=schemas.PostMessage, sse=True, conv=True)},
+            f"{conversation}/close": {"post": _op(
+                "Close the conversation", "200", schemas.ConversationStatus, conv=True)},
+        },
+    }

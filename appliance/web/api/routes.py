@@ -1,0 +1,174 @@
+"""/v1 routes: conversations and messages (JSON or a Server-Sent Events stream)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any, TypeVar
+
+from flask import Response, jsonify, request, stream_with_context
+from pydantic import BaseModel
+
+from appliance.agent.conversations import TurnResult
+from appliance.brands import policy_of, validated
+from appliance.db.models import Conversation, Message
+from appliance.errors import ApplianceError, InvalidRequest, NotFound
+from appliance.web import services_of_app
+from appliance.web.api import bp, schemas
+from appliance.web.api.auth import current_principal, widget_token
+from appliance.web.api.openapi import openapi_document
+from appliance.web.errors import request_id
+
+log = logging.getLogger(__name__)
+Body = TypeVar("Body", bound=BaseModel)
+
+
+def _body(model: type[Body]) -> Body:
+    raw = request.get_data(cache=False)
+    if not raw.strip():
+        data: Any = {}
+    else:
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidRequest("request body is not valid JSON", code="invalid_json") from exc
+    if not isinstance(data, dict):
+        raise InvalidRequest("request body must be a JSON object", code="invalid_json")
+    parsed: Body = validated(model, data)
+    return parsed
+
+
+def _iso(value: Any) -> str | None:
+    return None if value is None else value.isoformat(timespec="milliseconds") + "Z"
+
+
+def _created(conversation: Conversation, greeting: Message, token: str | None) -> Response:
+    body = schemas.ConversationCreated(
+        id=conversation.public_id, brand=conversation.brand.slug, status=conversation.status,
+        channel=conversation.channel, customer=conversation.customer,
+        created_at=_iso(conversation.created_at) or "",
+        greeting=schemas.Greeting(id=greeting.public_id, text=greeting.text), token=token,
+    )
+    response = jsonify(body.model_dump(exclude_none=True))
+    response.status_code = 201
+    return response
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    return jsonify(openapi_document())
+
+
+@bp.post("/conversations")
+def create_conversation() -> Response:
+    principal = current_principal()
+    if principal.conversation_id is not None:
+        raise NotFound("widget tokens cannot open conversations", code="not_found")
+    body = _body(schemas.CreateConversation)
+    conversation, greeting = services_of_app().conversations.start(
+        principal.brand, body.customer.model_dump(exclude_none=True), body.channel
+    )
+    return _created(conversation, greeting, None)
+
+
+@bp.post("/widget/<slug>/conversations")
+def create_widget_conversation(slug: str) -> Response:
+    """Public: the chat widget opens a conversation and gets a token scoped to it."""
+    services = services_of_app()
+    brand = services.brands.get(slug)
+    if not policy_of(brand).widget_enabled:
+        raise NotFound(f"no brand {slug!r}", code="brand_not_found")
+    body = _body(schemas.CreateConversation)
+    conversation, greeting = services.conversations.start(
+        brand, body.customer.model_dump(exclude_none=True), "widget"
+    )
+    return _created(conversation, greeting, widget_token(brand, conversation.public_id))
+
+
+@bp.get("/conversations/<conversation_id>")
+def get_conversation(conversation_id: str) -> Response:
+    principal = current_principal()
+    principal.check_conversation(conversation_id)
+    services = services_of_app()
+    conversation = services.conversations.get(principal.brand, conversation_id)
+    messages = [
+        schemas.MessageOut(id=m.public_id, role=m.role, text=m.text, model=m.model,
+                           created_at=_iso(m.created_at) or "")
+        for m in services.conversations.messages(conversation)
+    ]
+    body = schemas.Transcript(
+        id=conversation.public_id, brand=principal.brand.slug, status=conversation.status,
+        channel=conversation.channel, customer=conversation.customer,
+        created_at=_iso(conversation.created_at) or "",
+        updated_at=_iso(conversation.updated_at) or "",
+        closed_at=_iso(conversation.closed_at), messages=messages,
+    )
+    return jsonify(body.model_dump())
+
+
+@bp.post("/conversations/<conversation_id>/close")
+def close_conversation(conversation_id: str) -> Response:
+    principal = current_principal()
+    principal.check_conversation(conversation_id)
+    conversation = services_of_app().conversations.close(principal.brand, conversation_id)
+    return jsonify(schemas.ConversationStatus(id=conversation.public_id,
+                                              status=conversation.status).model_dump())
+
+
+@bp.post("/conversations/<conversation_id>/messages")
+def post_message(conversation_id: str) -> Response:
+    principal = current_principal()
+    principal.check_conversation(conversation_id)
+    body = _body(schemas.PostMessage)
+    turn = services_of_app().conversations.reply(principal.brand, conversation_id, body.text)
+    if request.accept_mimetypes.best == "text/event-stream":
+        return _sse_response(turn)
+    for event in turn:
+        if isinstance(event, TurnResult):
+            return jsonify(_reply_body(event))
+    raise AssertionError("turn ended without a result")
+
+
+def _reply_body(result: TurnResult) -> dict[str, Any]:
+    message = result.message
+    return schemas.MessageReply(
+        message=schemas.AgentMessage(
+            id=message.public_id, role="agent", text=message.text, model=message.model or "",
+            latency_ms=result.latency_ms["total"], fallback=result.fallback,
+        ),
+        conversation=schemas.ConversationStatus(id=result.conversation.public_id,
+                                                status=result.conversation.status),
+        usage=schemas.Usage(**result.usage),
+    ).model_dump()
+
+
+def _sse(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+def _sse_response(turn: Iterator[Any]) -> Response:
+    """Stream `delta` events with text, then one `message` event with the JSON reply body.
+
+    The `message` event's text is authoritative: the checks on the draft may change it.
+    An error after the stream started arrives as an `error` event in the one error shape.
+    """
+    rid = request_id()
+
+    def events() -> Iterator[str]:
+        try:
+            for event in turn:
+                if isinstance(event, TurnResult):
+                    yield _sse("message", _reply_body(event))
+                else:
+                    yield _sse("delta", {"text": event.text})
+        except ApplianceError as exc:
+            yield _sse("error", exc.to_body(rid))
+        except Exception:
+            log.exception("request %s failed while streaming", rid)
+            yield _sse("error", ApplianceError("The server had an internal error.").to_body(rid))
+
+    return Response(
+        stream_with_context(events()), mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,100 @@
+"""Request and response bodies of /v1, as pydantic models (they also feed the OpenAPI document)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Customer(Strict):
+    id: str | None = Field(default=None, max_length=200)
+    name: str | None = Field(default=None, max_length=200)
+    email: EmailStr | None = None
+
+
+class CreateConversation(Strict):
+    customer: Customer = Field(default_factory=Customer)
+    channel: str = Field(default="web", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+class PostMessage(Strict):
+    text: str = Field(description="The customer's message.")
+
+
+class Greeting(BaseModel):
+    id: str
+    text: str
+
+
+class ConversationCreated(BaseModel):
+    id: str
+    brand: str
+    status: str
+    channel: str
+    customer: dict[str, Any]
+    created_at: str
+    greeting: Greeting
+    token: str | None = Field(default=None, description="Widget sessions only: a bearer token "
+                              "for this conversation's endpoints.")
+
+
+class MessageOut(BaseModel):
+    id: str
+    role: Literal["customer", "agent", "human", "system"]
+    text: str
+    model: str | None = None
+    created_at: str
+
+
+class AgentMessage(BaseModel):
+    id: str
+    role: Literal["agent"]
+    text: str
+    model: str
+    latency_ms: float
+    fallback: bool = Field(description="True when a fallback model or the canned reply answered.")
+
+
+class ConversationStatus(BaseModel):
+    id: str
+    status: str
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class MessageReply(BaseModel):
+    message: AgentMessage
+    conversation: ConversationStatus
+    usage: Usage
+
+
+class Transcript(BaseModel):
+    id: str
+    brand: str
+    status: str
+    channel: str
+    customer: dict[str, Any]
+    created_at: str
+    updated_at: str
+    closed_at: str | None
+    messages: list[MessageOut]
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+    request_id: str | None

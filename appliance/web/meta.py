@@ -1,0 +1,72 @@
+"""Liveness, readiness and introspection: /healthz, /readyz, /-/versions."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+
+from appliance import __version__
+from appliance.db.migrate import applied_versions, available
+from appliance.web import services_of_app
+
+bp = Blueprint("meta", __name__)
+
+_PACKAGES = ("flask", "gunicorn", "peewee", "apscheduler", "llama-cpp-python", "httpx", "pydantic")
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """The process is up and serving requests."""
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    """Ready for traffic: the database answers and its schema is current. 503 otherwise.
+
+    Model health is reported but does not fail readiness: with every model down the agent
+    still answers with the brand's canned message.
+    """
+    services = services_of_app()
+    checks: dict[str, Any] = {}
+    try:
+        missing = {m.version for m in available()} - applied_versions(services.db)
+        checks["database"] = {"ok": not missing,
+                              "detail": "schema current" if not missing else "migrations pending"}
+    except Exception:  # noqa: BLE001 - any database failure means not ready
+        checks["database"] = {"ok": False, "detail": "database unreachable"}
+    primary = services.router.primary("reply")
+    health = primary.check_health()
+    checks["reply_model"] = {"ok": health.ok, "model": primary.spec.id, "detail": health.detail}
+    ready = checks["database"]["ok"]
+    return jsonify({"status": "ready" if ready else "not_ready", "checks": checks}), (
+        200 if ready else 503
+    )
+
+
+@bp.get("/-/versions")
+def versions() -> Response:
+    services = services_of_app()
+    packages = {}
+    for name in _PACKAGES:
+        try:
+            packages[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            packages[name] = None
+    return jsonify({
+        "appliance": __version__,
+        "python": platform.python_version(),
+        "packages": packages,
+        "database": {
+            "engine": "sqlite" if services.settings.is_sqlite else "postgresql",
+            "schema_version": max(applied_versions(services.db), default=0),
+        },
+        "model_profile": services.settings.model_profile,
+        "models": {
+            model_id: {"role": model.spec.role, "backend": model.spec.backend}
+            for model_id, model in services.router.models.items()
+        },
+    })

@@ -1,0 +1,175 @@
+"""Shared fixtures: real settings in a temp data dir, real databases, a real gunicorn.
+
+Database-backed fixtures run on SQLite and, when APPLIANCE_TEST_POSTGRES_URL names a server
+(`make test` starts one), on PostgreSQL too. In CI a missing PostgreSQL fails the run instead
+of skipping it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import peewee
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from playhouse.db_url import connect
+
+from appliance.config import Settings, load_settings
+from appliance.db.migrate import migrate
+from appliance.services import Services, build_services
+from appliance.web import create_app
+
+REPO = Path(__file__).resolve().parent.parent
+POSTGRES_URL = os.environ.get("APPLIANCE_TEST_POSTGRES_URL", "")
+#: Replies in tests are short: the behaviour under test is the pipeline, not prose.
+TEST_REPLY_TOKENS = 24
+EMPTY_CONFIG = REPO / "tests" / "empty-config.toml"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _reset_postgres(url: str) -> None:
+    db = connect(url)
+    with db.connection_context():
+        db.execute_sql("DROP SCHEMA IF EXISTS public CASCADE")
+        db.execute_sql("CREATE SCHEMA public")
+    db.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database per test, on each engine."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'appliance.db'}"
+    if not POSTGRES_URL:
+        if os.environ.get("CI"):
+            pytest.fail("APPLIANCE_TEST_POSTGRES_URL is not set; CI must test PostgreSQL")
+        pytest.skip("PostgreSQL not configured (set APPLIANCE_TEST_POSTGRES_URL)")
+    _reset_postgres(POSTGRES_URL)
+    return POSTGRES_URL
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": str(tmp_path / "data"),
+        "llm_max_reply_tokens": TEST_REPLY_TOKENS,
+        "llm_threads": 2,
+    }
+    values.update(overrides)
+    return load_settings(overrides=values, env={"APPLIANCE_CONFIG": str(EMPTY_CONFIG)})
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return make_settings(tmp_path, database_url=database_url)
+
+
+@pytest.fixture
+def services(settings: Settings) -> Iterator[Services]:
+    """Services on a migrated, empty database (no brands yet)."""
+    built = build_services(settings)
+    built.db.connect(reuse_if_open=True)
+    migrate(built.db)
+    yield built
+    built.close()
+
+
+@pytest.fixture
+def db(services: Services) -> peewee.Database:
+    return services.db
+
+
+@pytest.fixture
+def seeded(services: Services) -> dict[str, Any]:
+    """The demo brands, admin login and keys, as `appliance demo seed` makes them."""
+    from appliance.demo.seed import seed
+
+    return seed(services)
+
+
+@pytest.fixture
+def app(services: Services) -> Flask:
+    return create_app({"TESTING": True}, services=services)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    url: str
+    data_dir: Path
+    credentials: dict[str, Any]
+    env: dict[str, str]
+
+    def key(self, slug: str) -> str:
+        key: str = self.credentials["keys"][slug]
+        return key
+
+    def appliance(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run the `appliance` CLI against this server's data dir."""
+        return subprocess.run(
+            [sys.executable, "-m", "appliance", *args], env=self.env, capture_output=True,
+            text=True, timeout=120, check=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """`appliance serve` (real gunicorn) on a free loopback port, with the demo seeded."""
+    data_dir = tmp_path_factory.mktemp("live") / "data"
+    env = {
+        **os.environ,
+        "APPLIANCE_DATA_DIR": str(data_dir),
+        "APPLIANCE_LLM_MAX_REPLY_TOKENS": str(TEST_REPLY_TOKENS),
+        "APPLIANCE_WEB_WORKERS": "1",
+        "APPLIANCE_CONFIG": str(EMPTY_CONFIG),
+    }
+    env.pop("APPLIANCE_DATABASE_URL", None)
+    run = [sys.executable, "-m", "appliance"]
+    subprocess.run([*run, "db", "migrate"], env=env, check=True, capture_output=True)
+    seeded = subprocess.run([*run, "demo", "seed", "--json"], env=env, check=True,
+                            capture_output=True, text=True)
+    port = free_port()
+    log = (data_dir / "serve.log").open("w")
+    proc = subprocess.Popen([*run, "serve", "--bind", f"127.0.0.1:{port}"], env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"appliance serve did not start: {(data_dir / 'serve.log').read_text()}")
+        time.sleep(0.2)
+    try:
+        yield LiveServer(url, data_dir, json.loads(seeded.stdout), env)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
