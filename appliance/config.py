@@ -159,14 +159,14 @@ def load_settings(
         for key, raw in _read_toml(config_file).items():
             if key not in fields:
                 raise ConfigError(f"config file {config_file}: unknown setting {key!r}")
-            values[key] = _parse(key, fields[key].type, raw)
+            values[key] = _parse(key, str(fields[key].type), raw)
     elif explicit_file:
         raise ConfigError(f"config file {config_file} (from {ENV_PREFIX}CONFIG) does not exist")
 
     for name, f in fields.items():
         var = f"{ENV_PREFIX}{name.upper()}"
         if var in env:
-            values[name] = _parse(name, f.type, env[var])
+            values[name] = _parse(name, str(f.type), env[var])
         elif f"{var}_FILE" in env:
             if not f.metadata["secret"]:
                 raise ConfigError(f"{var}_FILE: only secrets may be read from a file")
@@ -179,7 +179,7 @@ def load_settings(
     for key, raw in (overrides or {}).items():
         if key not in fields:
             raise ConfigError(f"unknown setting {key!r}")
-        values[key] = _parse(key, fields[key].type, raw)
+        values[key] = _parse(key, str(fields[key].type), raw)
 
     settings = Settings(**values)
     return _derive(settings)

@@ -10,11 +10,15 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 # Small models sometimes prefix a reply with a speaker label or continue as the customer.
 _SPEAKER_PREFIX = re.compile(r"^\s*(?:assistant|agent|[A-Z][a-z]+)\s*:\s*", re.IGNORECASE)
 _TURN_MARKERS = ("\nCustomer:", "\nUser:", "\nuser:", "<|im_end|>", "<|im_start|>")
+# "My name is Emily": small models invent a name; the persona's name replaces it.
+_NOT_NAMES = frozenset({"Sorry", "Glad", "Happy", "Here", "Not", "Afraid", "Unable", "Able"})
+_SELF_NAME = re.compile(r"\b((?i:my name is|my name's)|I'm|I am)\s+([A-Z][a-z]+)\b(?![ -][A-Z])")
 
 
 def system_prompt(brand_name: str, persona: Persona) -> str:
     lines = [
-        f"You are {persona.agent_name}, the customer-service assistant of {brand_name}.",
+        f"You are {persona.agent_name}, the customer-service assistant of {brand_name}. "
+        f"Your name is {persona.agent_name}.",
         f"Voice and tone: {persona.tone}",
         "Answer the customer's last message briefly, in two or three sentences.",
         "If you do not know something about the customer's account or the company's policies, "
@@ -37,6 +41,10 @@ def clean_reply(text: str, persona: Persona) -> str:
         "assistant", "agent", persona.agent_name.lower()
     ):
         text = text[speaker.end():]
+    text = _SELF_NAME.sub(
+        lambda m: m.group(0) if m.group(2) in _NOT_NAMES else f"{m.group(1)} {persona.agent_name}",
+        text,
+    )
     banned = [phrase.lower() for phrase in persona.never_say]
     sentences = [
         s for s in _SENTENCE.split(text.strip())

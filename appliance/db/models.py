@@ -109,8 +109,8 @@ class Message(BaseModel):
 
 class TurnTrace(BaseModel):
     conversation = peewee.ForeignKeyField(Conversation, backref="traces", on_delete="CASCADE")
-    customer_message = peewee.ForeignKeyField(Message, on_delete="CASCADE", related_name="+")
-    agent_message = peewee.ForeignKeyField(Message, on_delete="CASCADE", related_name="+")
+    customer_message = peewee.ForeignKeyField(Message, on_delete="CASCADE", backref="+")
+    agent_message = peewee.ForeignKeyField(Message, on_delete="CASCADE", backref="+")
     model = peewee.CharField(max_length=100)
     fallback = peewee.BooleanField(default=False)
     prompt_tokens = peewee.IntegerField()

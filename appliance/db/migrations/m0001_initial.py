@@ -73,8 +73,8 @@ def _models() -> list[type[peewee.Model]]:
 
     class TurnTrace(Base):
         conversation = peewee.ForeignKeyField(Conversation, on_delete="CASCADE")
-        customer_message = peewee.ForeignKeyField(Message, on_delete="CASCADE", related_name="+")
-        agent_message = peewee.ForeignKeyField(Message, on_delete="CASCADE", related_name="+")
+        customer_message = peewee.ForeignKeyField(Message, on_delete="CASCADE", backref="+")
+        agent_message = peewee.ForeignKeyField(Message, on_delete="CASCADE", backref="+")
         model = peewee.CharField(max_length=100)
         fallback = peewee.BooleanField(default=False)
         prompt_tokens = peewee.IntegerField()

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Run the appliance as `make demo` does: migrate, seed, then web (gunicorn) and the scheduler,
+# the same commands the systemd units run. Ctrl-C (or SIGTERM) stops everything it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export APPLIANCE_DATA_DIR="${APPLIANCE_DATA_DIR:-$PWD/var}"
+bind="${APPLIANCE_BIND:-127.0.0.1:8080}"
+appliance=.venv/bin/appliance
+
+$appliance db migrate
+credentials=$($appliance demo seed)
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  if [ ${#pids[@]} -gt 0 ]; then
+    kill "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+  fi
+}
+trap stop INT TERM EXIT
+
+$appliance serve --bind "$bind" &
+pids+=($!)
+$appliance scheduler &
+pids+=($!)
+
+for _ in $(seq 1 120); do
+  curl -fsS "http://$bind/healthz" >/dev/null 2>&1 && break
+  sleep 0.5
+done
+
+cat <<TXT
+
+Switchboard is running (data in $APPLIANCE_DATA_DIR).
+  Chat:   http://$bind/chat/lumen-goods   http://$bind/chat/rho-bank
+  Admin:  http://$bind/admin/
+  API:    http://$bind/v1/openapi.json
+$credentials
+
+Press Ctrl-C to stop.
+TXT
+# Exit (and stop the other process) as soon as either process ends.
+wait -n "${pids[@]}"

@@ -1,0 +1,91 @@
+"""LlamaCppModel with the real tiny model (SmolLM2-135M-Instruct, loaded once per module)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import pytest
+
+from appliance.errors import ModelError, ModelTimeout, ModelUnavailable
+from appliance.llm.base import ChatMessage, Completion, GenerationParams, ModelSpec, TextDelta
+from appliance.llm.llamacpp import LlamaCppModel
+
+PARAMS = GenerationParams(max_tokens=16, temperature=0.0, timeout_s=30.0)
+
+
+def test_it_completes_with_text_and_token_counts(
+    tiny_model: LlamaCppModel, hello: Sequence[ChatMessage]
+) -> None:
+    completion = tiny_model.complete(hello, PARAMS)
+
+    assert completion.text.strip()
+    assert completion.model_id == "smollm2-135m-instruct"
+    assert completion.prompt_tokens > 10
+    assert 0 < completion.completion_tokens <= PARAMS.max_tokens
+    assert completion.finish_reason in ("stop", "length")
+
+
+def test_it_streams_deltas_that_join_to_the_final_text(
+    tiny_model: LlamaCppModel, hello: Sequence[ChatMessage]
+) -> None:
+    *deltas, final = tiny_model.stream(hello, PARAMS)
+
+    assert deltas and all(isinstance(event, TextDelta) for event in deltas)
+    assert isinstance(final, Completion)
+    assert final.text == "".join(d.text for d in deltas if isinstance(d, TextDelta))
+    assert final.completion_tokens == len(deltas)
+
+
+def test_it_counts_tokens_with_the_models_tokenizer(tiny_model: LlamaCppModel) -> None:
+    short = tiny_model.count_tokens("Where is my order?")
+    long = tiny_model.count_tokens("Where is my order? " * 10)
+
+    assert 0 < short < len("Where is my order?")
+    assert long > 5 * short
+
+
+def test_it_reports_health_once_loaded(tiny_model: LlamaCppModel) -> None:
+    health = tiny_model.check_health()
+
+    assert health.ok, health.detail
+    assert health.latency_ms > 0
+
+
+def test_it_times_out_with_a_tiny_deadline(
+    tiny_model: LlamaCppModel, hello: Sequence[ChatMessage]
+) -> None:
+    with pytest.raises(ModelTimeout) as caught:
+        tiny_model.complete(hello, GenerationParams(max_tokens=24, timeout_s=0.001))
+
+    assert caught.value.retryable
+
+
+def test_it_rejects_a_prompt_over_the_context_window(tiny_model: LlamaCppModel) -> None:
+    with pytest.raises(ModelError) as caught:
+        tiny_model.complete([ChatMessage("user", "word " * 3000)], PARAMS)
+
+    assert type(caught.value) is ModelError
+    assert not caught.value.retryable
+
+
+def test_it_is_unavailable_when_the_file_is_missing(
+    missing_spec: ModelSpec, hello: Sequence[ChatMessage]
+) -> None:
+    model = LlamaCppModel(missing_spec, threads=2)
+
+    with pytest.raises(ModelUnavailable) as caught:
+        model.complete(hello, PARAMS)
+    health = model.check_health()
+
+    assert caught.value.retryable
+    assert not health.ok
+
+
+def test_it_refuses_weights_that_fail_verification(
+    tiny_spec: ModelSpec, hello: Sequence[ChatMessage]
+) -> None:
+    model = LlamaCppModel(replace(tiny_spec, id="altered", sha256="0" * 64), threads=2)
+
+    with pytest.raises(ModelUnavailable):
+        model.complete(hello, PARAMS)

@@ -1,0 +1,184 @@
+"""model_store/manifest.toml: parsing, its errors, and verifying model files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from appliance.errors import ConfigError
+from appliance.llm.base import ModelSpec
+from appliance.llm.manifest import load_manifest, verify
+
+MODEL_STORE = Path(__file__).resolve().parents[2] / "model_store"
+CONTENT = b"not really a gguf, but bytes all the same\n"
+
+MODEL = """
+[[models]]
+id = "{id}"
+role = "small"
+profile = "cpu"
+backend = "{backend}"
+file = "tiny.gguf"
+context_tokens = 2048
+license = "Apache-2.0"
+source = "test"
+"""
+
+
+def write_manifest(store: Path, text: str) -> Path:
+    store.mkdir(parents=True, exist_ok=True)
+    (store / "manifest.toml").write_text(text)
+    return store
+
+
+def file_spec(path: Path, *, size: int | None = None, sha256: str | None = None) -> ModelSpec:
+    return ModelSpec(id="tiny", role="small", profile="cpu", backend="llamacpp",
+                     context_tokens=2048, license="test", source="test", path=path,
+                     size=size, sha256=sha256)
+
+
+@pytest.fixture
+def model_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.gguf"
+    path.write_bytes(CONTENT)
+    return path
+
+
+SHA256 = hashlib.sha256(CONTENT).hexdigest()
+
+
+# --- verify ---------------------------------------------------------------------------------
+
+
+def test_it_verifies_a_file_matching_size_and_sha256(model_file: Path) -> None:
+    result = verify(file_spec(model_file, size=len(CONTENT), sha256=SHA256))
+
+    assert result.ok
+    assert (result.status, result.detail) == ("ok", "sha256 ok")
+
+
+def test_it_reports_a_size_mismatch(model_file: Path) -> None:
+    result = verify(file_spec(model_file, size=len(CONTENT) + 1, sha256=SHA256))
+
+    assert not result.ok
+    assert result.status == "mismatch"
+    assert result.detail.startswith("size")
+
+
+def test_it_reports_a_sha256_mismatch(model_file: Path) -> None:
+    result = verify(file_spec(model_file, size=len(CONTENT), sha256="0" * 64))
+
+    assert not result.ok
+    assert result.status == "mismatch"
+    assert result.detail.startswith("sha256")
+
+
+def test_it_reports_a_missing_file(tmp_path: Path) -> None:
+    result = verify(file_spec(tmp_path / "absent.gguf", sha256=SHA256))
+
+    assert not result.ok
+    assert result.status == "missing"
+
+
+def test_it_reports_a_file_without_checksum(model_file: Path) -> None:
+    result = verify(file_spec(model_file))
+
+    assert not result.ok
+    assert result.status == "no_checksum"
+
+
+def test_it_counts_a_served_model_as_remote(tmp_path: Path) -> None:
+    spec = ModelSpec(id="served", role="large", profile="gpu", backend="openai_http",
+                     context_tokens=8192, license="test", source="test",
+                     url="http://127.0.0.1:8001/v1", served_name="large")
+
+    result = verify(spec)
+
+    assert result.ok
+    assert result.status == "remote"
+
+
+def test_it_reuses_a_cached_check_until_the_file_changes(
+    model_file: Path, tmp_path: Path
+) -> None:
+    spec = file_spec(model_file, size=len(CONTENT), sha256=SHA256)
+    cache = tmp_path / "cache" / "verified.json"
+
+    first = verify(spec, cache_file=cache)
+    second = verify(spec, cache_file=cache)
+    # Same size, other bytes, a later mtime: the cache entry no longer applies.
+    model_file.write_bytes(CONTENT.upper())
+    stat = model_file.stat()
+    os.utime(model_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    third = verify(spec, cache_file=cache)
+
+    assert (first.detail, second.detail) == ("sha256 ok", "sha256 ok (cached)")
+    assert third.status == "mismatch"
+
+
+def test_it_verifies_the_shipped_tiny_model() -> None:
+    spec = load_manifest(MODEL_STORE).models["smollm2-135m-instruct"]
+
+    assert verify(spec).status == "ok"
+
+
+# --- load_manifest --------------------------------------------------------------------------
+
+
+def test_it_loads_models_and_routes(tmp_path: Path) -> None:
+    store = write_manifest(tmp_path, MODEL.format(id="tiny", backend="llamacpp")
+                           + 'chat_format = "chatml"\n[profiles.cpu]\nreply = ["tiny"]\n')
+
+    manifest = load_manifest(store)
+
+    spec = manifest.models["tiny"]
+    assert spec.path == store / "tiny.gguf"
+    assert spec.options == {"chat_format": "chatml"}
+    assert manifest.route("cpu", "reply") == ("tiny",)
+
+
+def test_it_loads_the_shipped_manifest() -> None:
+    manifest = load_manifest(MODEL_STORE)
+
+    assert manifest.route("cpu", "reply") == ("smollm2-135m-instruct",)
+    assert manifest.route("gpu", "reply")[-1] == "smollm2-135m-instruct"
+    assert manifest.models["vllm-small"].url == "http://127.0.0.1:8001/v1"
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        (MODEL.format(id="odd", backend="ollama"), "unknown backend"),
+        (MODEL.format(id="twin", backend="llamacpp") * 2, "'twin' appears twice"),
+        (MODEL.format(id="tiny", backend="llamacpp") + '[profiles.cpu]\nreply = ["ghost"]\n',
+         "cpu.reply names unknown 'ghost'"),
+        (MODEL.format(id="tiny", backend="llamacpp").replace('license = "Apache-2.0"\n', ""),
+         "lacks license"),
+        ("[[models]\n", "manifest.toml"),
+    ],
+    ids=["unknown-backend", "duplicate-id", "unknown-route-model", "missing-field", "bad-toml"],
+)
+def test_it_rejects_a_bad_manifest_naming_the_problem(
+    tmp_path: Path, text: str, names: str
+) -> None:
+    store = write_manifest(tmp_path, text)
+
+    with pytest.raises(ConfigError) as caught:
+        load_manifest(store)
+
+    assert names in caught.value.message
+
+
+def test_it_fails_loudly_without_a_manifest(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_manifest(tmp_path)
+
+
+def test_it_names_a_missing_route(tmp_path: Path) -> None:
+    manifest = load_manifest(write_manifest(tmp_path, MODEL.format(id="t", backend="llamacpp")))
+
+    with pytest.raises(ConfigError, match="'gpu' has no route for 'reply'"):
+        manifest.route("gpu", "reply")
