@@ -25,10 +25,15 @@ pids+=($!)
 $appliance scheduler &
 pids+=($!)
 
-for _ in $(seq 1 120); do
-  curl -fsS "http://$bind/healthz" >/dev/null 2>&1 && break
-  sleep 0.5
-done
+.venv/bin/python - "$bind" <<'PY'
+import sys, time, urllib.request
+for _ in range(240):
+    try:
+        urllib.request.urlopen(f"http://{sys.argv[1]}/healthz", timeout=1)
+        break
+    except OSError:
+        time.sleep(0.25)
+PY
 
 cat <<TXT
 

@@ -162,7 +162,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            raise RuntimeError(f"appliance serve did not start: {(data_dir / 'serve.log').read_text()}")
+            log_text = (data_dir / "serve.log").read_text()
+            raise RuntimeError(f"appliance serve did not start: {log_text}")
         time.sleep(0.2)
     try:
         yield LiveServer(url, data_dir, json.loads(seeded.stdout), env)

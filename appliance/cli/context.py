@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+from collections.abc import Sequence
 
 import click
 
@@ -41,7 +42,7 @@ class CliContext:
 pass_cli = click.make_pass_decorator(CliContext)
 
 
-def table(rows: list[tuple[str, ...]], headers: tuple[str, ...]) -> None:
+def table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> None:
     """Print rows as an aligned plain-text table."""
     widths = [max(len(str(v)) for v in column) for column in zip(headers, *rows, strict=False)]
     for row in (headers, tuple("-" * w for w in widths), *rows):

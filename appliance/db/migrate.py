@@ -49,7 +49,7 @@ def available() -> list[Migration]:
 
 def applied_versions(db: peewee.Database) -> set[int]:
     with db.bind_ctx([SchemaMigration]):
-        if not SchemaMigration.table_exists():
+        if not SchemaMigration.table_exists():  # type: ignore[no-untyped-call]
             return set()
         return {row.version for row in SchemaMigration.select(SchemaMigration.version)}
 

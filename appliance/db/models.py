@@ -26,6 +26,8 @@ class JSONField(peewee.TextField):
 
 
 class BaseModel(peewee.Model):
+    id = peewee.AutoField()
+
     class Meta:
         database = database_proxy
 
@@ -44,6 +46,7 @@ class Brand(BaseModel):
 
 class ApiKey(BaseModel):
     brand = peewee.ForeignKeyField(Brand, backref="api_keys", on_delete="CASCADE")
+    brand_id: int
     name = peewee.CharField(max_length=200)
     prefix = peewee.CharField(max_length=16)
     key_hash = peewee.CharField(max_length=64, unique=True)
@@ -60,6 +63,7 @@ class AdminUser(BaseModel):
     password_hash = peewee.CharField(max_length=255)
     role = peewee.CharField(max_length=32)
     brand = peewee.ForeignKeyField(Brand, null=True, backref="users", on_delete="CASCADE")
+    brand_id: int | None
     created_at = peewee.DateTimeField(default=utcnow)
     last_login_at = peewee.DateTimeField(null=True)
     disabled = peewee.BooleanField(default=False)
@@ -83,6 +87,7 @@ class AuditLog(BaseModel):
 class Conversation(BaseModel):
     public_id = peewee.CharField(max_length=40, unique=True)
     brand = peewee.ForeignKeyField(Brand, backref="conversations", on_delete="CASCADE")
+    brand_id: int
     customer = JSONField()
     channel = peewee.CharField(max_length=32)
     status = peewee.CharField(max_length=32, index=True)
@@ -98,6 +103,7 @@ class Conversation(BaseModel):
 class Message(BaseModel):
     public_id = peewee.CharField(max_length=40, unique=True)
     conversation = peewee.ForeignKeyField(Conversation, backref="messages", on_delete="CASCADE")
+    conversation_id: int
     role = peewee.CharField(max_length=16)
     text = peewee.TextField()
     model = peewee.CharField(max_length=100, null=True)
@@ -111,6 +117,9 @@ class TurnTrace(BaseModel):
     conversation = peewee.ForeignKeyField(Conversation, backref="traces", on_delete="CASCADE")
     customer_message = peewee.ForeignKeyField(Message, on_delete="CASCADE", backref="+")
     agent_message = peewee.ForeignKeyField(Message, on_delete="CASCADE", backref="+")
+    conversation_id: int
+    customer_message_id: int
+    agent_message_id: int
     model = peewee.CharField(max_length=100)
     fallback = peewee.BooleanField(default=False)
     prompt_tokens = peewee.IntegerField()

@@ -67,7 +67,7 @@ def run_job(services: Services, job_id: str) -> JobRun:
         except ApplianceError as exc:
             log.exception("job %s failed", job_id)
             detail, run.status = {"error": exc.code}, "failed"
-        except Exception as exc:  # noqa: BLE001 - a job's failure is recorded, the loop goes on
+        except Exception as exc:
             log.exception("job %s failed", job_id)
             detail, run.status = {"error": type(exc).__name__}, "failed"
         run.detail = detail

@@ -106,7 +106,8 @@ def run_turns(turns: int, brand: str, reply_tokens: int) -> dict[str, Any]:
         "turns": turns,
         "brand": brand,
         "reply_tokens_max": reply_tokens,
-        "completion_tokens_mean": round(statistics.fmean(t["completion_tokens"] for t in traces), 1),
+        "completion_tokens_mean": round(
+            statistics.fmean(t["completion_tokens"] for t in traces), 1),
         "turn_ms": _summary(client_ms),
         "llm_ms": _summary([t["llm"] for t in traces]),
         "overhead_ms": _summary([t["overhead"] for t in traces]),

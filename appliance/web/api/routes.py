@@ -93,8 +93,10 @@ def get_conversation(conversation_id: str) -> Response:
     services = services_of_app()
     conversation = services.conversations.get(principal.brand, conversation_id)
     messages = [
-        schemas.MessageOut(id=m.public_id, role=m.role, text=m.text, model=m.model,
-                           created_at=_iso(m.created_at) or "")
+        schemas.MessageOut.model_validate({
+            "id": m.public_id, "role": m.role, "text": m.text, "model": m.model,
+            "created_at": _iso(m.created_at) or "",
+        })
         for m in services.conversations.messages(conversation)
     ]
     body = schemas.Transcript(
