@@ -80,7 +80,7 @@ class BrandService:
     def __init__(self, db: peewee.Database) -> None:
         self._db = db
 
-    def list(self) -> list[Brand]:
+    def all(self) -> list[Brand]:
         return list(Brand.select().order_by(Brand.name))
 
     def get(self, slug: str) -> Brand:

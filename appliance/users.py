@@ -68,5 +68,5 @@ class UserService:
         user: AdminUser | None = AdminUser.get_or_none(AdminUser.id == user_id)
         return None if user is None or user.disabled else user
 
-    def list(self) -> list[AdminUser]:
+    def all(self) -> list[AdminUser]:
         return list(AdminUser.select().order_by(AdminUser.username))

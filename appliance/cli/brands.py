@@ -23,7 +23,7 @@ def brands() -> None:
 @pass_cli
 def list_brands(ctx: CliContext) -> None:
     """List brands."""
-    table([(b.slug, b.name, persona_of(b).agent_name) for b in ctx.services.brands.list()],
+    table([(b.slug, b.name, persona_of(b).agent_name) for b in ctx.services.brands.all()],
           ("slug", "name", "agent"))
 
 

@@ -44,5 +44,5 @@ def create(ctx: CliContext, username: str, role: str, brand_slug: str | None,
 def list_users(ctx: CliContext) -> None:
     """List admin users."""
     table([(u.username, u.role, u.brand.slug if u.brand else "all",
-            "disabled" if u.disabled else "active") for u in ctx.services.users.list()],
+            "disabled" if u.disabled else "active") for u in ctx.services.users.all()],
           ("username", "role", "brand", "state"))

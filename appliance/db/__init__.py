@@ -25,6 +25,6 @@ def open_database(url: str) -> peewee.Database:
         path.parent.mkdir(parents=True, exist_ok=True)
         db: peewee.Database = peewee.SqliteDatabase(str(path), pragmas=SQLITE_PRAGMAS)
     else:
-        db = connect(url.replace("postgres://", "postgresql://", 1), autorollback=True)
+        db = connect(url.replace("postgres://", "postgresql://", 1))
     database_proxy.initialize(db)
     return db

@@ -87,7 +87,7 @@ def seed(services: Services) -> dict[str, Any]:
     path = credentials_path(services)
     saved = _load(path)
     keys: dict[str, str] = dict(saved.get("keys", {}))
-    existing = {brand.slug for brand in services.brands.list()}
+    existing = {brand.slug for brand in services.brands.all()}
     for demo in DEMO_BRANDS:
         if demo.slug not in existing:
             services.brands.create(demo.slug, demo.name, demo.persona, demo.policy, actor=ACTOR)

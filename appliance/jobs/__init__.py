@@ -67,7 +67,7 @@ def run_job(services: Services, job_id: str) -> JobRun:
         except ApplianceError as exc:
             log.exception("job %s failed", job_id)
             detail, run.status = {"error": exc.code}, "failed"
-        except Exception as exc:
+        except Exception as exc:  # a failed job is recorded; the scheduler goes on
             log.exception("job %s failed", job_id)
             detail, run.status = {"error": type(exc).__name__}, "failed"
         run.detail = detail

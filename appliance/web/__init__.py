@@ -52,11 +52,9 @@ def create_app(
 
 def _register_pages(app: Flask) -> None:
     """Admin and chat blueprints (server-rendered pages)."""
-    try:
-        from appliance.web.admin import bp as admin_bp
-        from appliance.web.chat import bp as chat_bp
-    except ImportError:  # pragma: no cover - during bootstrap only
-        return
+    from appliance.web.admin import bp as admin_bp
+    from appliance.web.chat import bp as chat_bp
+
     app.register_blueprint(admin_bp)
     app.register_blueprint(chat_bp)
 

@@ -6,7 +6,7 @@ import logging
 import re
 import secrets
 
-from flask import Flask, Response, g, jsonify, render_template, request
+from flask import Flask, Response, g, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -76,12 +76,16 @@ def init_app(app: Flask) -> None:
         return render_error(error)
 
     @app.errorhandler(HTTPException)
-    def _http_error(error: HTTPException) -> Response | tuple[str, int]:
+    def _http_error(error: HTTPException) -> Response:
         status = error.code or 500
         kind = _HTTP_TO_ERROR.get(status, ApplianceError)
         # werkzeug's descriptions are generic and safe ("The requested URL was not found").
         message = error.description or error.name
-        return render_error(kind(message, status=status))
+        response = make_response(render_error(kind(message, status=status)))
+        allowed = getattr(error, "valid_methods", None)
+        if status == 405 and allowed:
+            response.headers["Allow"] = ", ".join(allowed)
+        return response
 
     @app.errorhandler(CSRFError)
     def _csrf_error(error: CSRFError) -> Response | tuple[str, int]:

@@ -1,0 +1,14 @@
+"""The admin pages, /admin: server-rendered, Flask session login, CSRF on every form.
+
+Views call the same services as the API and the CLI (`services_of_app()`), so every change made
+here is validated and audited exactly like one made there.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
+
+# The view modules register their routes on bp.
+from appliance.web.admin import auth, brands, dashboard, users  # noqa: E402,F401

@@ -1,0 +1,91 @@
+"""The dashboard (brands, models, recent conversations) and a conversation's transcript."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from flask import render_template
+from flask.typing import ResponseReturnValue
+
+from appliance.db.models import ApiKey, JobRun, Message, TurnTrace
+from appliance.web import services_of_app
+from appliance.web.admin import bp
+from appliance.web.admin.auth import READER_ROLES, login_required, signed_in_user
+from appliance.web.admin.scope import conversation_for, recent_conversations, visible_brands
+
+HEALTH_JOB = "models.health"
+#: Latency stages in the order a turn runs them (see ConversationService._turn).
+LATENCY_STAGES = ("prepare", "ttft", "llm", "persist", "overhead", "total")
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    id: str
+    role: str
+    backend: str
+    #: 1 for the reply route's first choice, 2 for its first fallback...; None if unrouted.
+    position: int | None
+    ok: bool
+    detail: str
+    #: What the last scheduled health check saw, if it covered this model.
+    last_check: dict[str, Any] | None
+
+
+def _model_rows(latest: JobRun | None) -> list[ModelRow]:
+    router = services_of_app().router
+    route = router.route("reply")
+    checked = latest.detail if latest is not None and isinstance(latest.detail, dict) else {}
+    rows = []
+    for model_id, model in router.models.items():
+        health = model.check_health()
+        rows.append(ModelRow(
+            id=model_id, role=model.spec.role, backend=model.spec.backend,
+            position=route.index(model_id) + 1 if model_id in route else None,
+            ok=health.ok, detail=health.detail, last_check=checked.get(model_id),
+        ))
+    return sorted(rows, key=lambda row: (row.position is None, row.position or 0, row.id))
+
+
+def _latest_health_run() -> JobRun | None:
+    run: JobRun | None = (
+        JobRun.select().where(JobRun.job_id == HEALTH_JOB)
+        .order_by(JobRun.started_at.desc(), JobRun.id.desc()).first()
+    )
+    return run
+
+
+def _live_key_count(slug: str) -> int:
+    keys: Sequence[ApiKey] = services_of_app().brands.keys(slug)
+    return len([key for key in keys if key.revoked_at is None])
+
+
+@bp.get("/")
+@login_required()
+def dashboard() -> ResponseReturnValue:
+    user = signed_in_user()
+    brands, models, latest = [], [], None
+    if user.role in READER_ROLES:  # human agents see the conversations only
+        brands = [(brand, _live_key_count(brand.slug)) for brand in visible_brands(user)]
+        latest = _latest_health_run()
+        models = _model_rows(latest)
+    return render_template(
+        "admin/dashboard.html", brands=brands, models=models, health_run=latest,
+        conversations=recent_conversations(user),
+    )
+
+
+@bp.get("/conversations/<public_id>")
+@login_required()
+def conversation(public_id: str) -> ResponseReturnValue:
+    services = services_of_app()
+    found = conversation_for(signed_in_user(), public_id)
+    traces: dict[int, TurnTrace] = {
+        trace.agent_message_id: trace for trace in services.conversations.traces(found)
+    }
+    messages: list[Message] = services.conversations.messages(found)
+    return render_template(
+        "admin/conversation.html", conversation=found, messages=messages, traces=traces,
+        stages=LATENCY_STAGES,
+    )

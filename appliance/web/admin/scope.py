@@ -1,0 +1,48 @@
+"""What a signed-in user may see: every brand, or only the one their account is scoped to.
+
+Another brand's resources look exactly like missing ones (404), as in the API.
+"""
+
+from __future__ import annotations
+
+from appliance.db.models import AdminUser, Brand, Conversation
+from appliance.errors import NotFound
+from appliance.web import services_of_app
+
+
+def visible_brands(user: AdminUser) -> list[Brand]:
+    return [
+        brand for brand in services_of_app().brands.all()
+        if user.brand_id is None or brand.id == user.brand_id
+    ]
+
+
+def brand_for(user: AdminUser, slug: str) -> Brand:
+    """The brand `slug` if this user may see it; NotFound otherwise."""
+    brand = services_of_app().brands.get(slug)
+    if user.brand_id is not None and brand.id != user.brand_id:
+        raise NotFound(f"no brand {slug!r}", code="brand_not_found")
+    return brand
+
+
+def recent_conversations(user: AdminUser, limit: int = 20) -> list[Conversation]:
+    """The most recently active conversations this user may see."""
+    if user.brand_id is None:
+        return services_of_app().conversations.recent(limit)
+    # ConversationService.recent() spans all brands; this is the same query for one brand.
+    return list(
+        Conversation.select(Conversation, Brand).join(Brand)
+        .where(Conversation.brand == user.brand_id)
+        .order_by(Conversation.updated_at.desc()).limit(limit)
+    )
+
+
+def conversation_for(user: AdminUser, public_id: str) -> Conversation:
+    """The conversation `public_id` if it belongs to a brand this user may see."""
+    row = (
+        Conversation.select(Conversation, Brand).join(Brand)
+        .where(Conversation.public_id == public_id).first()
+    )
+    if row is None or (user.brand_id is not None and row.brand.id != user.brand_id):
+        raise NotFound(f"no conversation {public_id!r}", code="conversation_not_found")
+    return services_of_app().conversations.get(row.brand, public_id)

@@ -1,0 +1,479 @@
+/*
+ * Switchboard chat widget: plain JavaScript, no build step, no dependencies.
+ *
+ * Embed it with a container and one script tag:
+ *
+ *   <div id="support-chat"></div>
+ *   <script src="https://APPLIANCE/chat/static/widget.js" data-brand="lumen-goods"
+ *           data-api-base="https://APPLIANCE" data-target="support-chat" defer></script>
+ *
+ * Settings, read from the container first, then the script tag:
+ *   data-brand       the brand's slug (required)
+ *   data-api-base    where the API lives; "" means this page's origin
+ *   data-target      the container's id (default: a new div right after the script)
+ *   data-agent-name, data-brand-name, data-max-chars   shown in the widget / input limit
+ *
+ * The widget talks to the public API only: POST /v1/widget/<brand>/conversations opens a
+ * conversation and returns a token scoped to it; POST /v1/conversations/<id>/messages with
+ * "Accept: text/event-stream" streams `delta` events, then one `message` event whose text is
+ * authoritative, or an `error` event. EventSource cannot POST, so the stream is read from
+ * fetch()'s ReadableStream.
+ *
+ * The container exposes its state for pages and tests: data-state (opening, ready, streaming,
+ * ended, error) and, once a conversation is open, data-conversation-id.
+ */
+(function () {
+  "use strict";
+
+  var script = document.currentScript;
+  if (!script) {
+    return;
+  }
+
+  var STORAGE_PREFIX = "switchboard-chat:";
+
+  /** An error whose message is fit to show the customer. */
+  function WidgetError(message, status) {
+    this.message = message;
+    this.status = status || 0;
+  }
+
+  function el(tag, attrs, children) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (name) {
+      node.setAttribute(name, attrs[name]);
+    });
+    [].concat(children || []).forEach(function (child) {
+      node.appendChild(typeof child === "string" ? document.createTextNode(child) : child);
+    });
+    return node;
+  }
+
+  function findContainer() {
+    var id = script.dataset.target;
+    var found = id ? document.getElementById(id) : null;
+    if (found) {
+      return found;
+    }
+    var created = el("div");
+    script.parentNode.insertBefore(created, script.nextSibling);
+    return created;
+  }
+
+  function loadStyles() {
+    var href = new URL("widget.css", script.src).href;
+    var links = document.querySelectorAll("link[rel=stylesheet]");
+    for (var i = 0; i < links.length; i++) {
+      if (links[i].href === href) {
+        return;
+      }
+    }
+    document.head.appendChild(el("link", { rel: "stylesheet", href: href }));
+  }
+
+  /** The API's error shape is {"error": {"message", "code", ...}, "request_id"}. */
+  function errorMessage(body, status) {
+    var code = body && body.error ? body.error.code : "";
+    if (code === "conversation_closed") {
+      return "This conversation has ended.";
+    }
+    if (status === 401) {
+      return "This chat session has expired.";
+    }
+    if (body && body.error && body.error.message) {
+      return "Sorry, that didn't work: " + body.error.message;
+    }
+    if (status >= 500) {
+      return "Sorry, the chat service had a problem. Please try again in a moment.";
+    }
+    return "Sorry, that didn't work (error " + status + ").";
+  }
+
+  function describe(error) {
+    if (error instanceof WidgetError) {
+      return error.message;
+    }
+    // fetch() rejects with a TypeError when the network or the server is unreachable.
+    return "Sorry, the chat service can't be reached. Check your connection and try again.";
+  }
+
+  async function readJson(response) {
+    try {
+      return await response.json();
+    } catch (ignored) {
+      return null;
+    }
+  }
+
+  /** One SSE block ("event: x\ndata: y") as {name, data}; null for comments or no data. */
+  function parseEvent(block) {
+    var name = "message";
+    var data = [];
+    block.split("\n").forEach(function (line) {
+      if (!line || line.charAt(0) === ":") {
+        return;
+      }
+      var colon = line.indexOf(":");
+      var field = colon === -1 ? line : line.slice(0, colon);
+      var value = colon === -1 ? "" : line.slice(colon + 1).replace(/^ /, "");
+      if (field === "event") {
+        name = value;
+      } else if (field === "data") {
+        data.push(value);
+      }
+    });
+    return data.length ? { name: name, data: data.join("\n") } : null;
+  }
+
+  /** Call onEvent for each Server-Sent Event of a fetch() response, as it arrives. */
+  async function readEvents(response, onEvent) {
+    var reader = response.body.getReader();
+    var decoder = new TextDecoder();
+    var buffer = "";
+    try {
+      for (;;) {
+        var chunk = await reader.read();
+        buffer += chunk.done ? decoder.decode() : decoder.decode(chunk.value, { stream: true });
+        // Normalise line ends; a lone "\r" at the end may be half of a "\r\n" still to come.
+        buffer = buffer.replace(/\r\n|\r(?!$)/g, "\n");
+        if (chunk.done) {
+          buffer += "\n\n";
+        }
+        var end;
+        while ((end = buffer.indexOf("\n\n")) !== -1) {
+          var event = parseEvent(buffer.slice(0, end));
+          buffer = buffer.slice(end + 2);
+          if (event) {
+            onEvent(event);
+          }
+        }
+        if (chunk.done) {
+          return;
+        }
+      }
+    } finally {
+      reader.cancel().catch(function () {});
+    }
+  }
+
+  function parseData(event) {
+    try {
+      return JSON.parse(event.data);
+    } catch (ignored) {
+      throw new WidgetError("Sorry, the reply could not be read. Please try again.");
+    }
+  }
+
+  function Widget(root, config) {
+    this.root = root;
+    this.config = config;
+    this.conversationId = null;
+    this.token = null;
+    this.storageKey = STORAGE_PREFIX + config.apiBase + ":" + config.brand;
+    this.build();
+  }
+
+  Widget.prototype.build = function () {
+    var config = this.config;
+    var uid = "sbw-" + Math.random().toString(36).slice(2, 8);
+    this.log = el("div", {
+      class: "sbw-log", role: "log", "aria-live": "polite", "aria-relevant": "additions",
+      "aria-label": "Conversation with " + config.agentName, tabindex: "0",
+    });
+    this.status = el("p", { class: "sbw-status", role: "status" });
+    this.input = el("textarea", {
+      id: uid + "-input", name: "text", rows: "2", maxlength: String(config.maxChars),
+      placeholder: "Type your message…", "aria-describedby": uid + "-help", autocomplete: "off",
+    });
+    this.send = el("button", { type: "submit", class: "sbw-send" }, "Send");
+    this.form = el("form", { class: "sbw-form" }, [
+      el("label", { for: uid + "-input", class: "sbw-visually-hidden" },
+        "Message " + config.agentName),
+      this.input,
+      this.send,
+      el("p", { id: uid + "-help", class: "sbw-visually-hidden" },
+        "Press Enter to send, Shift+Enter for a new line."),
+    ]);
+    var header = el("div", { class: "sbw-header" }, [
+      el("span", { class: "sbw-avatar", "aria-hidden": "true" }, config.agentName.charAt(0)),
+      el("div", { class: "sbw-heading" }, [
+        el("p", { class: "sbw-title" }, config.agentName),
+        el("p", { class: "sbw-subtitle" },
+          config.brandName ? config.brandName + " · virtual assistant" : "Virtual assistant"),
+      ]),
+    ]);
+    this.root.textContent = "";
+    this.root.classList.add("sbw");
+    this.root.setAttribute("aria-label", "Chat with " + config.agentName);
+    this.root.setAttribute("role", "region");
+    [header, this.log, this.status, this.form].forEach(this.root.appendChild, this.root);
+
+    var self = this;
+    this.form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      self.submit();
+    });
+    this.input.addEventListener("keydown", function (event) {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        self.submit();
+      }
+    });
+  };
+
+  Widget.prototype.setState = function (state) {
+    this.root.dataset.state = state;
+    var idle = state === "ready";
+    this.input.disabled = !idle;
+    this.send.disabled = !idle;
+    if (state === "streaming") {
+      // Screen readers announce the reply once, when it is complete, not every fragment.
+      this.log.setAttribute("aria-busy", "true");
+    } else {
+      this.log.removeAttribute("aria-busy");
+    }
+  };
+
+  Widget.prototype.addMessage = function (role, text) {
+    var who = { customer: "You", agent: this.config.agentName, human: "Support team" }[role];
+    var item = el("div", { class: "sbw-msg sbw-" + role }, [
+      el("span", { class: "sbw-who" }, who || ""),
+      el("p", { class: "sbw-text" }, text),
+    ]);
+    this.log.appendChild(item);
+    this.scroll();
+    return item;
+  };
+
+  Widget.prototype.setText = function (item, text) {
+    item.querySelector(".sbw-text").textContent = text;
+    this.scroll();
+  };
+
+  Widget.prototype.scroll = function () {
+    this.log.scrollTop = this.log.scrollHeight;
+  };
+
+  /** Show an error in the conversation; `action` adds a button, e.g. to retry. */
+  Widget.prototype.showError = function (message, action) {
+    var item = el("div", { class: "sbw-msg sbw-error", role: "alert" }, [
+      el("p", { class: "sbw-text" }, message),
+    ]);
+    if (action) {
+      var button = el("button", { type: "button", class: "sbw-action" }, action.label);
+      button.addEventListener("click", function () {
+        item.remove();
+        action.run();
+      });
+      item.appendChild(button);
+    }
+    this.log.appendChild(item);
+    this.scroll();
+  };
+
+  Widget.prototype.url = function (path) {
+    return this.config.apiBase + path;
+  };
+
+  Widget.prototype.remember = function () {
+    try {
+      sessionStorage.setItem(this.storageKey, JSON.stringify({
+        id: this.conversationId, token: this.token,
+      }));
+    } catch (ignored) { /* storage may be off (private mode, sandboxed frames) */ }
+  };
+
+  Widget.prototype.remembered = function () {
+    try {
+      var saved = JSON.parse(sessionStorage.getItem(this.storageKey) || "null");
+      return saved && saved.id && saved.token ? saved : null;
+    } catch (ignored) {
+      return null;
+    }
+  };
+
+  Widget.prototype.forget = function () {
+    try {
+      sessionStorage.removeItem(this.storageKey);
+    } catch (ignored) { /* see remember() */ }
+  };
+
+  Widget.prototype.opened = function (id, token) {
+    this.conversationId = id;
+    this.token = token;
+    this.root.dataset.conversationId = id;
+    this.remember();
+  };
+
+  /** Pick up this tab's open conversation after a reload; false if there is none. */
+  Widget.prototype.resume = async function () {
+    var saved = this.remembered();
+    if (!saved) {
+      return false;
+    }
+    try {
+      var response = await fetch(this.url("/v1/conversations/" + encodeURIComponent(saved.id)), {
+        headers: { Accept: "application/json", Authorization: "Bearer " + saved.token },
+      });
+      var body = response.ok ? await readJson(response) : null;
+      if (!body || body.status === "closed" || !Array.isArray(body.messages)) {
+        this.forget();
+        return false;
+      }
+      this.opened(saved.id, saved.token);
+      body.messages.forEach(function (message) {
+        this.addMessage(message.role, message.text);
+      }, this);
+      return true;
+    } catch (ignored) {
+      return false;
+    }
+  };
+
+  Widget.prototype.open = async function () {
+    this.setState("opening");
+    this.status.textContent = "Connecting…";
+    try {
+      if (!(await this.resume())) {
+        var response = await fetch(
+          this.url("/v1/widget/" + encodeURIComponent(this.config.brand) + "/conversations"),
+          {
+            method: "POST",
+            headers: { Accept: "application/json", "Content-Type": "application/json" },
+            body: "{}",
+          }
+        );
+        var body = await readJson(response);
+        if (!response.ok || !body || !body.token) {
+          throw new WidgetError(errorMessage(body, response.status), response.status);
+        }
+        this.opened(body.id, body.token);
+        this.addMessage("agent", body.greeting.text);
+      }
+      this.status.textContent = "";
+      this.setState("ready");
+    } catch (error) {
+      this.status.textContent = "";
+      this.setState("error");
+      this.showError(describe(error), { label: "Try again", run: this.open.bind(this) });
+    }
+  };
+
+  /** Start over after the conversation ended or its token expired. */
+  Widget.prototype.restart = function () {
+    this.forget();
+    this.conversationId = this.token = null;
+    delete this.root.dataset.conversationId;
+    this.log.textContent = "";
+    this.open();
+  };
+
+  Widget.prototype.submit = function () {
+    var text = this.input.value.trim();
+    if (!text || this.root.dataset.state !== "ready") {
+      return;
+    }
+    this.reply(text);
+  };
+
+  /** Send the customer's text and stream the agent's reply into a new bubble. */
+  Widget.prototype.reply = async function (text) {
+    var hadFocus = document.activeElement === this.input;
+    var mine = this.addMessage("customer", text);
+    var answer = this.addMessage("agent", "");
+    answer.classList.add("sbw-pending");
+    this.input.value = "";
+    this.setState("streaming");
+    this.status.textContent = this.config.agentName + " is typing…";
+    var next = "ready";
+    try {
+      var result = await this.stream(text, answer);
+      answer.classList.remove("sbw-pending");
+      this.setText(answer, result.message.text);
+      answer.dataset.messageId = result.message.id;
+      if (result.conversation && result.conversation.status === "closed") {
+        next = "ended";
+      }
+    } catch (error) {
+      // The turn failed as a whole (nothing was saved): hand the text back to resend.
+      answer.remove();
+      mine.remove();
+      if (!this.input.value) {
+        this.input.value = text;
+      }
+      var gone = error instanceof WidgetError && [401, 404, 409].indexOf(error.status) !== -1;
+      next = gone ? "ended" : "ready";
+      this.showError(describe(error), gone ? {
+        label: "Start a new conversation", run: this.restart.bind(this),
+      } : null);
+    }
+    this.status.textContent = "";
+    this.setState(next);
+    if (next === "ready" && hadFocus) {
+      this.input.focus();
+    }
+  };
+
+  /** POST the message; resolve with the final reply body, rendering deltas as they come. */
+  Widget.prototype.stream = async function (text, answer) {
+    var path = "/v1/conversations/" + encodeURIComponent(this.conversationId) + "/messages";
+    var response = await fetch(this.url(path), {
+      method: "POST",
+      headers: {
+        Accept: "text/event-stream",
+        "Content-Type": "application/json",
+        Authorization: "Bearer " + this.token,
+      },
+      body: JSON.stringify({ text: text }),
+    });
+    if (!response.ok) {
+      throw new WidgetError(errorMessage(await readJson(response), response.status),
+        response.status);
+    }
+    if ((response.headers.get("Content-Type") || "").indexOf("text/event-stream") !== 0) {
+      return await response.json();
+    }
+    var self = this;
+    var streamed = "";
+    var result = null;
+    await readEvents(response, function (event) {
+      var data = parseData(event);
+      if (event.name === "delta") {
+        streamed += data.text || "";
+        self.setText(answer, streamed);
+      } else if (event.name === "message") {
+        result = data;
+      } else if (event.name === "error") {
+        throw new WidgetError(errorMessage(data, 500));
+      }
+    });
+    if (!result || !result.message) {
+      throw new WidgetError("Sorry, the reply was cut off. Please send your message again.");
+    }
+    return result;
+  };
+
+  var root = findContainer();
+
+  function setting(name, fallback) {
+    var value = root.dataset[name];
+    if (value === undefined) {
+      value = script.dataset[name];
+    }
+    return value === undefined ? fallback : value;
+  }
+
+  var config = {
+    brand: setting("brand", ""),
+    apiBase: setting("apiBase", "").replace(/\/+$/, ""),
+    agentName: setting("agentName", "") || "Assistant",
+    brandName: setting("brandName", ""),
+    maxChars: parseInt(setting("maxChars", ""), 10) || 4000,
+  };
+  if (!config.brand) {
+    root.textContent = "Chat unavailable: the widget's script tag needs data-brand.";
+    return;
+  }
+  loadStyles();
+  new Widget(root, config).open();
+})();

@@ -1,0 +1,196 @@
+"""The chat widget and the admin in a real headless Chromium against a real gunicorn.
+
+Chromium comes from the system (Debian's `chromium` package), driven by Playwright's own
+driver: no `playwright install`. Without Chromium these tests skip on a laptop and fail in CI.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+pytestmark = pytest.mark.browser
+#: The session fixture `live_server` (tests/conftest.py LiveServer): url, key(slug), credentials.
+LiveServer = Any
+
+CHROMIUM = os.environ.get("APPLIANCE_TEST_CHROMIUM", "/usr/bin/chromium")
+# Without the networking flags Chromium keeps trying to reach Google's services.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+#: The tiny CPU model answers in 1-3 s; leave room for a loaded machine.
+REPLY_TIMEOUT_MS = 60_000
+#: Where screenshots go; also kept in the test's tmp dir.
+SCREENSHOTS = os.environ.get("APPLIANCE_TEST_SCREENSHOTS", "")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium for the module, closed at its end."""
+    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
+        message = f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def screenshot(page: Page, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(SCREENSHOTS) / path.name)
+    return path
+
+
+# Records each state the widget goes through and whether the input was disabled in it, and
+# the reply bubble's text every time it changes while the reply streams.
+WATCH_WIDGET = """
+(root) => {
+  window.widgetStates = [];
+  window.streamedTexts = [];
+  new MutationObserver(() => {
+    window.widgetStates.push(
+      root.dataset.state + ':' + root.querySelector('textarea').disabled);
+  }).observe(root, {attributes: true, attributeFilter: ['data-state']});
+  new MutationObserver(() => {
+    const bubbles = root.querySelectorAll('.sbw-agent .sbw-text');
+    const last = bubbles[bubbles.length - 1];
+    if (root.dataset.state === 'streaming' && last && last.textContent) {
+      window.streamedTexts.push(last.textContent);
+    }
+  }).observe(root.querySelector('.sbw-log'),
+             {childList: true, subtree: true, characterData: true});
+}
+"""
+
+
+def test_it_streams_a_reply_in_the_chat_widget(
+    page: Page, live_server: LiveServer, tmp_path: Path
+) -> None:
+    page.goto(f"{live_server.url}/chat/lumen-goods")
+    widget = page.locator("#switchboard-chat")
+    expect(widget).to_have_attribute("data-state", "ready", timeout=30_000)
+    greeting = page.locator(".sbw-agent").first
+    expect(greeting.locator(".sbw-who")).to_have_text("Juniper")
+    expect(greeting.locator(".sbw-text")).to_contain_text("I'm Juniper from Lumen Goods")
+    expect(page.get_by_role("log")).to_have_attribute("aria-live", "polite")
+
+    widget.evaluate(WATCH_WIDGET)
+    page.get_by_label("Message Juniper").fill("Hello! Where is my order 1234?")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator(".sbw-customer .sbw-text")).to_have_text("Hello! Where is my order 1234?")
+    expect(widget).to_have_attribute("data-state", "ready", timeout=REPLY_TIMEOUT_MS)
+
+    agent_bubbles = page.locator(".sbw-agent .sbw-text")
+    expect(agent_bubbles).to_have_count(2)
+    reply = agent_bubbles.nth(1).text_content() or ""
+    assert reply.strip(), "the agent's reply bubble is empty"
+    assert page.locator(".sbw-error").count() == 0
+    states = page.evaluate("window.widgetStates")
+    assert "streaming:true" in states, f"input not disabled while streaming: {states}"
+    assert states[-1] == "ready:false"
+    assert page.evaluate("window.streamedTexts"), "no text was shown before the reply ended"
+    expect(page.get_by_label("Message Juniper")).to_be_enabled()
+    screenshot(page, tmp_path, "chat")
+
+    conversation_id = widget.get_attribute("data-conversation-id")
+    assert conversation_id
+    response = httpx.get(
+        f"{live_server.url}/v1/conversations/{conversation_id}",
+        headers={"Authorization": f"Bearer {live_server.key('lumen-goods')}"}, timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    messages = response.json()["messages"]
+    assert [m["role"] for m in messages] == ["agent", "customer", "agent"]
+    assert messages[1]["text"] == "Hello! Where is my order 1234?"
+    assert messages[2]["text"] == reply, "the bubble shows the authoritative final text"
+
+
+def test_it_shows_an_api_error_readably(
+    page: Page, live_server: LiveServer, tmp_path: Path
+) -> None:
+    page.goto(f"{live_server.url}/chat/rho-bank")
+    widget = page.locator("#switchboard-chat")
+    expect(widget).to_have_attribute("data-state", "ready", timeout=30_000)
+    expect(page.locator(".sbw-agent .sbw-who").first).to_have_text("Ada")
+    conversation_id = widget.get_attribute("data-conversation-id")
+    closed = httpx.post(
+        f"{live_server.url}/v1/conversations/{conversation_id}/close",
+        headers={"Authorization": f"Bearer {live_server.key('rho-bank')}"}, timeout=10,
+    )
+    assert closed.status_code == 200, closed.text
+
+    page.get_by_label("Message Ada").fill("Is my card blocked?")
+    page.get_by_label("Message Ada").press("Enter")
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("This conversation has ended.")
+    expect(page.get_by_label("Message Ada")).to_have_value("Is my card blocked?")
+    screenshot(page, tmp_path, "chat-error")
+
+    page.get_by_role("button", name="Start a new conversation").click()
+    expect(widget).to_have_attribute("data-state", "ready", timeout=30_000)
+    assert widget.get_attribute("data-conversation-id") != conversation_id
+    expect(page.locator(".sbw-agent .sbw-text").first).to_contain_text("I'm Ada")
+
+
+def test_it_shows_both_demo_brands_on_the_dashboard(
+    page: Page, live_server: LiveServer, tmp_path: Path
+) -> None:
+    page.goto(f"{live_server.url}/admin/")
+    expect(page).to_have_url(re.compile(r"/admin/login\?next="))
+    screenshot(page, tmp_path, "login")
+    page.get_by_label("Username").fill(live_server.credentials["admin"]["username"])
+    page.get_by_label("Password").fill(live_server.credentials["admin"]["password"])
+    page.get_by_role("button", name="Sign in").click()
+
+    expect(page.get_by_role("heading", name="Dashboard", exact=True)).to_be_visible()
+    brands = page.get_by_role("region", name="Brands")
+    expect(brands.get_by_role("link", name="Lumen Goods", exact=True)).to_be_visible()
+    expect(brands.get_by_role("link", name="Rho-Bank", exact=True)).to_be_visible()
+    expect(page.get_by_role("region", name="Models")).to_contain_text("smollm2-135m-instruct")
+    screenshot(page, tmp_path, "dashboard")
+
+    brands.get_by_role("link", name="Lumen Goods", exact=True).click()
+    expect(page.get_by_label("Agent name")).to_have_value("Juniper")
+    screenshot(page, tmp_path, "brand")
+
+    page.get_by_role("link", name="Dashboard").first.click()
+    conversations = page.get_by_role("region", name="Recent conversations")
+    lumen_row = conversations.get_by_role("row").filter(has_text="Lumen Goods")
+    lumen_row.get_by_role("link").first.click()
+    expect(page.get_by_role("heading", name="Transcript")).to_be_visible()
+    page.locator(".trace summary").first.click()
+    expect(page.locator(".trace").first).to_contain_text("smollm2-135m-instruct")
+    screenshot(page, tmp_path, "transcript")
+
+    page.get_by_role("link", name="Audit log").click()
+    expect(page.get_by_role("table")).to_contain_text("admin.login")
+    screenshot(page, tmp_path, "audit")
+    page.get_by_role("link", name="Users").click()
+    expect(page.get_by_role("table")).to_contain_text("admin")
+    screenshot(page, tmp_path, "users")
