@@ -64,6 +64,9 @@ class UserService:
         AdminUser.update(last_login_at=utcnow()).where(AdminUser.id == user.id).execute()
         return user
 
+    def exists(self, username: str) -> bool:
+        return AdminUser.get_or_none(AdminUser.username == username.strip()) is not None
+
     def get(self, user_id: int) -> AdminUser | None:
         user: AdminUser | None = AdminUser.get_or_none(AdminUser.id == user_id)
         return None if user is None or user.disabled else user

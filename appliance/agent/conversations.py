@@ -109,11 +109,12 @@ class ConversationService:
                 conversation.save()
         return conversation
 
-    def recent(self, limit: int = 20) -> list[Conversation]:
-        return list(
-            Conversation.select(Conversation, Brand).join(Brand)
-            .order_by(Conversation.updated_at.desc()).limit(limit)
-        )
+    def recent(self, limit: int = 20, brand_id: int | None = None) -> list[Conversation]:
+        """The most recently active conversations, of one brand or of all."""
+        query = Conversation.select(Conversation, Brand).join(Brand)
+        if brand_id is not None:
+            query = query.where(Conversation.brand == brand_id)
+        return list(query.order_by(Conversation.updated_at.desc()).limit(limit))
 
     def close_idle(self, idle_minutes: int) -> int:
         """Close active conversations with no activity for `idle_minutes`; return how many."""

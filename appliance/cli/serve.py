@@ -40,6 +40,8 @@ def serve(ctx: CliContext, bind: str | None, workers: int | None) -> None:
                 "errorlog": "-",
                 "loglevel": settings.log_level.lower(),
                 "proc_name": "appliance-web",
+                # No gunicorn control socket: nothing uses it, and it would land in $HOME.
+                "control_socket_disable": True,
                 # Each worker builds its own services after fork: model weights, ONNX sessions
                 # and database connections are never shared across processes.
                 "preload_app": False,

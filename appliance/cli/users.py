@@ -25,10 +25,15 @@ def users() -> None:
 @click.option("--brand", "brand_slug", help="Limit a cx_editor or human_agent to one brand.")
 @click.option("--password-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Read the password from this file instead of prompting.")
+@click.option("--exist-ok", is_flag=True,
+              help="Succeed without changes if the user exists (for provisioning scripts).")
 @pass_cli
 def create(ctx: CliContext, username: str, role: str, brand_slug: str | None,
-           password_file: Path | None) -> None:
-    """Create an admin user."""
+           password_file: Path | None, exist_ok: bool) -> None:
+    """Create an admin user. Prints 'created user …' or, with --exist-ok, 'user … exists'."""
+    if exist_ok and ctx.services.users.exists(username):
+        click.echo(f"user {username} exists")
+        return
     if password_file is not None:
         password = password_file.read_text().strip()
     else:

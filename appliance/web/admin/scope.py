@@ -27,14 +27,7 @@ def brand_for(user: AdminUser, slug: str) -> Brand:
 
 def recent_conversations(user: AdminUser, limit: int = 20) -> list[Conversation]:
     """The most recently active conversations this user may see."""
-    if user.brand_id is None:
-        return services_of_app().conversations.recent(limit)
-    # ConversationService.recent() spans all brands; this is the same query for one brand.
-    return list(
-        Conversation.select(Conversation, Brand).join(Brand)
-        .where(Conversation.brand == user.brand_id)
-        .order_by(Conversation.updated_at.desc()).limit(limit)
-    )
+    return services_of_app().conversations.recent(limit, brand_id=user.brand_id)
 
 
 def conversation_for(user: AdminUser, public_id: str) -> Conversation:
