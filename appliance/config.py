@@ -10,6 +10,7 @@ validated once, in `load_settings`; anything wrong raises `ConfigError` naming t
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import secrets
 import tomllib
@@ -115,6 +116,8 @@ def _parse(name: str, kind: str, raw: Any) -> Any:
                 raise ValueError
             return int(raw)
         if kind == "float":
+            if isinstance(raw, bool):
+                raise ValueError
             return float(raw)
         if kind == "bool":
             if isinstance(raw, bool):
@@ -128,7 +131,7 @@ def _parse(name: str, kind: str, raw: Any) -> Any:
         if kind == "Path":
             return Path(str(raw)).expanduser()
         if kind == "tuple[str, ...]":
-            items = raw if isinstance(raw, list) else str(raw).split(",")
+            items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
             return tuple(str(item).strip() for item in items if str(item).strip())
         if kind == "str" and isinstance(raw, str):
             return raw
@@ -206,10 +209,13 @@ def _derive(settings: Settings) -> Settings:
     url = changes.get("database_url", settings.database_url)
     if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
         raise ConfigError("setting 'database_url': must start with sqlite:/// or postgresql://")
-    for name in ("web_workers", "web_threads", "llm_threads", "llm_max_reply_tokens",
-                 "max_message_chars", "max_request_bytes"):
+    for name in ("web_workers", "web_threads", "web_timeout_s", "llm_threads",
+                 "llm_max_reply_tokens", "max_message_chars", "max_request_bytes",
+                 "conversation_idle_close_minutes"):
         if getattr(settings, name) < 1:
             raise ConfigError(f"setting {name!r}: must be at least 1")
+    if not (math.isfinite(settings.llm_timeout_s) and settings.llm_timeout_s > 0):
+        raise ConfigError("setting 'llm_timeout_s': must be a positive number of seconds")
     return dataclasses.replace(settings, **changes)
 
 

@@ -31,10 +31,12 @@ def render() -> str:
     rows = []
     for field in dataclasses.fields(Settings):
         default = field.default
-        shown = (",".join(default) if isinstance(default, tuple) else str(default)) or "derived"
+        shown = ",".join(default) if isinstance(default, tuple) else str(default)
+        shown = "derived" if shown in ("", ".") else f"`{shown}`"
+        secret = "yes" if field.metadata["secret"] else ""
         rows.append(
             f"| `{field.name}` | `{ENV_PREFIX}{field.name.upper()}` | {field.type} | "
-            f"`{shown}` | {'yes' if field.metadata['secret'] else ''} | "
+            f"{shown} | {secret} | "
             f"{field.metadata['help']} |"
         )
     return HEADER + "\n".join(rows) + "\n"

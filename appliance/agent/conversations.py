@@ -9,6 +9,7 @@ mid-turn leaves the conversation as it was.
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 import time
 from collections.abc import Iterator, Sequence
@@ -118,15 +119,12 @@ class ConversationService:
 
     def close_idle(self, idle_minutes: int) -> int:
         """Close active conversations with no activity for `idle_minutes`; return how many."""
-        cutoff = utcnow().timestamp() - idle_minutes * 60
         now = utcnow()
+        cutoff = now - dt.timedelta(minutes=idle_minutes)
         with self._db.atomic():
             return int(
                 Conversation.update(status=CLOSED, closed_at=now, status_reason="idle")
-                .where(
-                    (Conversation.status == ACTIVE)
-                    & (Conversation.updated_at < type(now).fromtimestamp(cutoff))
-                )
+                .where((Conversation.status == ACTIVE) & (Conversation.updated_at < cutoff))
                 .execute()
             )
 

@@ -89,7 +89,9 @@ def _run(
         capture_output=True,
         text=True,
         timeout=30,
-        env={**os.environ, "PATH": path, **env},
+        # The caller's own APPLIANCE_* variables (a test run's) must not reach the stub.
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")},
+             "PATH": path, **env},
     )
 
 

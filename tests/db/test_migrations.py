@@ -1,0 +1,121 @@
+"""Numbered migrations on SQLite and PostgreSQL: create the schema the models describe, roll
+back, apply again, and never apply twice."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import peewee
+import pytest
+
+from appliance.db import open_database
+from appliance.db.migrate import applied_versions, available, migrate, pending, rollback
+from appliance.db.models import ALL_MODELS, ApiKey, Brand, utcnow
+
+TABLES = {model._meta.table_name for model in ALL_MODELS}
+
+
+@pytest.fixture
+def fresh_db(database_url: str) -> Iterator[peewee.Database]:
+    """An empty database, never migrated."""
+    db = open_database(database_url)
+    db.connect()
+    yield db
+    db.close()
+
+
+def _tables(db: peewee.Database) -> set[str]:
+    return set(db.get_tables())
+
+
+def test_it_creates_every_table_of_the_models(fresh_db: peewee.Database) -> None:
+    applied = migrate(fresh_db)
+
+    assert [m.version for m in applied] == [m.version for m in available()]
+    assert _tables(fresh_db) >= TABLES
+    assert "schema_migration" in _tables(fresh_db)
+    assert pending(fresh_db) == []
+
+
+@pytest.mark.parametrize("model", ALL_MODELS, ids=[m.__name__ for m in ALL_MODELS])
+def test_it_creates_the_columns_the_models_use(
+    fresh_db: peewee.Database, model: type[peewee.Model]
+) -> None:
+    migrate(fresh_db)
+
+    columns = {column.name for column in fresh_db.get_columns(model._meta.table_name)}
+
+    assert columns == {field.column_name for field in model._meta.sorted_fields}
+
+
+def test_it_rolls_back_to_an_empty_schema(fresh_db: peewee.Database) -> None:
+    migrate(fresh_db)
+
+    undone = rollback(fresh_db, 0)
+
+    assert [m.version for m in undone] == sorted((m.version for m in available()), reverse=True)
+    assert TABLES.isdisjoint(_tables(fresh_db))
+    assert applied_versions(fresh_db) == set()
+
+
+def test_it_migrates_again_after_a_rollback(fresh_db: peewee.Database) -> None:
+    migrate(fresh_db)
+    rollback(fresh_db, 0)
+
+    applied = migrate(fresh_db)
+
+    assert applied
+    assert _tables(fresh_db) >= TABLES
+    Brand.create(slug="back", name="Back", persona={}, policy={})
+    assert Brand.select().count() == 1
+
+
+def test_it_is_idempotent(fresh_db: peewee.Database) -> None:
+    migrate(fresh_db)
+    Brand.create(slug="kept", name="Kept", persona={}, policy={})
+
+    again = migrate(fresh_db)
+
+    assert again == []
+    assert applied_versions(fresh_db) == {m.version for m in available()}
+    assert [b.slug for b in Brand.select()] == ["kept"]
+
+
+def test_it_stops_at_the_target_version(fresh_db: peewee.Database) -> None:
+    assert migrate(fresh_db, target=0) == []
+    assert TABLES.isdisjoint(_tables(fresh_db))
+    assert [m.version for m in pending(fresh_db)] == [m.version for m in available()]
+
+
+def test_it_enforces_foreign_keys(fresh_db: peewee.Database) -> None:
+    migrate(fresh_db)
+
+    with pytest.raises(peewee.IntegrityError):
+        ApiKey.create(brand=987654, name="orphan", prefix="sbk_orphan", key_hash="0" * 64)
+
+
+def test_it_cascades_a_brand_delete_to_its_keys(fresh_db: peewee.Database) -> None:
+    migrate(fresh_db)
+    brand = Brand.create(slug="gone", name="Gone", persona={}, policy={})
+    ApiKey.create(brand=brand, name="k", prefix="sbk_gone", key_hash="1" * 64,
+                  created_at=utcnow())
+
+    Brand.delete().where(Brand.id == brand.id).execute()
+
+    assert ApiKey.select().count() == 0
+
+
+def test_it_runs_sqlite_in_wal_mode_with_foreign_keys_on(tmp_path: Path) -> None:
+    db = open_database(f"sqlite:///{tmp_path / 'appliance.db'}")
+    db.connect()
+    try:
+        journal_mode = db.execute_sql("PRAGMA journal_mode").fetchone()[0]
+        foreign_keys = db.execute_sql("PRAGMA foreign_keys").fetchone()[0]
+        busy_timeout = db.execute_sql("PRAGMA busy_timeout").fetchone()[0]
+    finally:
+        db.close()
+
+    assert journal_mode == "wal"
+    assert foreign_keys == 1
+    assert busy_timeout > 0
