@@ -246,6 +246,27 @@ def test_it_creates_a_user_from_a_password_file(
     assert user.brand.slug == "acme"
 
 
+def test_it_leaves_an_existing_user_alone_with_exist_ok(
+    env: Env, tmp_path: Path, services_for: Callable[[Env], Services]
+) -> None:
+    ok(invoke(env, "db", "migrate"))
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.write_text("correct horse battery staple\n")
+    second.write_text("another long password here\n")
+    create = ["users", "create", "rosa", "--role", "it_admin", "--exist-ok"]
+
+    assert ok(invoke(env, *create, "--password-file", str(first))).strip() == (
+        "created user rosa (it_admin)"
+    )
+    assert ok(invoke(env, *create, "--password-file", str(second))).strip() == "user rosa exists"
+    again = invoke(env, *create[:-1], "--password-file", str(second))
+
+    assert again.exit_code == 1
+    users = services_for(env).users
+    assert users.authenticate("rosa", "correct horse battery staple") is not None
+    assert users.authenticate("rosa", "another long password here") is None
+
+
 def test_it_refuses_a_short_password(env: Env, tmp_path: Path) -> None:
     ok(invoke(env, "db", "migrate"))
     password = tmp_path / "password"
