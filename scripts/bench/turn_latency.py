@@ -166,6 +166,16 @@ def decode_speed(threads: int, tokens: int) -> dict[str, Any]:
             "decode_tokens_per_s": round(max(runs), 1)}
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=30)
@@ -182,7 +192,7 @@ def main() -> None:
     result = {
         "benchmark": "turn_latency",
         "date": time.strftime("%Y-%m-%d"),
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(),
                     "python": platform.python_version()},
         "turns": turns,
         "decode": {**decode, "memory_bandwidth_gbs": round(bandwidth, 2),
