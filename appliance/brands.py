@@ -48,6 +48,24 @@ class Policy(BaseModel):
         max_length=500,
         description="Sent when no model can answer.",
     )
+    no_answer_message: str = Field(
+        default="I'm sorry, I don't have information about that. Would you like me to connect "
+                "you with a colleague who can help?",
+        max_length=500,
+        description="Sent when the brand's knowledge has nothing relevant to the question.",
+    )
+    knowledge_min_score: float = Field(
+        default=0.45, ge=0.0, le=1.0,
+        description="Lowest retrieval score (cosine) that counts as relevant knowledge.",
+    )
+    knowledge_stale_days: int = Field(
+        default=365, ge=1, description="A source document older than this is flagged stale."
+    )
+    knowledge_auto_publish: bool = Field(
+        default=False,
+        description="Scheduled re-ingestion publishes its draft when it found no new "
+                    "contradictions.",
+    )
 
 
 def persona_of(brand: Brand) -> Persona:

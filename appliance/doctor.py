@@ -81,5 +81,10 @@ def run_checks(services: Services) -> list[Check]:
 
         checks.append(_timed(f"model {model_id}: file", file_ok))
         checks.append(_timed(f"model {model_id}: generate", answers))
+    def embedder() -> str:
+        vector = services.embedder.embed_one("doctor check")
+        return f"{services.embedder.model_id}: {vector.shape[-1]} dimensions"
+
+    checks.append(_timed("embedder", embedder))
     checks.append(_timed("secret key", lambda: "set" if settings.secret_key else "missing"))
     return checks

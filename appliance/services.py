@@ -15,9 +15,12 @@ from appliance.agent.conversations import AgentLimits, ConversationService
 from appliance.brands import BrandService
 from appliance.config import Settings, ensure_secret_key
 from appliance.db import open_database
+from appliance.knowledge.service import KnowledgeService
 from appliance.llm.factory import build_model
 from appliance.llm.manifest import Manifest, load_manifest
 from appliance.llm.router import ModelRouter
+from appliance.signals import build_embedder
+from appliance.signals.base import Embedder
 from appliance.users import UserService
 
 TASKS = ("reply",)
@@ -29,12 +32,15 @@ class Services:
     db: peewee.Database
     manifest: Manifest
     router: ModelRouter
+    embedder: Embedder
+    knowledge: KnowledgeService
     brands: BrandService
     users: UserService
     conversations: ConversationService
 
     def close(self) -> None:
         self.router.close()
+        self.embedder.close()
         if not self.db.is_closed():
             self.db.close()
 
@@ -56,6 +62,8 @@ def build_services(settings: Settings) -> Services:
     db = open_database(settings.database_url)
     manifest = load_manifest(settings.model_store)
     router = build_router(settings, manifest)
+    embedder = build_embedder(manifest, settings)
+    knowledge = KnowledgeService(db, embedder, settings.data_dir)
     limits = AgentLimits(
         max_message_chars=settings.max_message_chars,
         max_reply_tokens=settings.llm_max_reply_tokens,
@@ -66,7 +74,9 @@ def build_services(settings: Settings) -> Services:
         db=db,
         manifest=manifest,
         router=router,
+        embedder=embedder,
+        knowledge=knowledge,
         brands=BrandService(db),
         users=UserService(db),
-        conversations=ConversationService(db, router, limits),
+        conversations=ConversationService(db, router, limits, knowledge),
     )

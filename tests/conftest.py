@@ -97,10 +97,11 @@ def db(services: Services) -> peewee.Database:
 
 @pytest.fixture
 def seeded(services: Services) -> dict[str, Any]:
-    """The demo brands, admin login and keys, as `appliance demo seed` makes them."""
+    """The demo brands, admin login and keys, as `appliance demo seed` makes them (without
+    their knowledge, which takes a while to ingest; see tests/knowledge)."""
     from appliance.demo.seed import seed
 
-    return seed(services)
+    return seed(services, knowledge=False)
 
 
 @pytest.fixture

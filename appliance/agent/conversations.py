@@ -10,6 +10,7 @@ mid-turn leaves the conversation as it was.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 import time
 from collections.abc import Iterator, Sequence
@@ -18,10 +19,13 @@ from typing import Any
 
 import peewee
 
+from appliance.agent.draft import Check, SentenceGate
+from appliance.agent.grounding import extractive_answer, ungrounded_facts, unsupported
 from appliance.agent.persona import clean_reply, system_prompt
-from appliance.brands import persona_of, policy_of
+from appliance.brands import Persona, persona_of, policy_of
 from appliance.db.models import Brand, Conversation, Message, TurnTrace, utcnow
 from appliance.errors import Conflict, InvalidRequest, ModelError, NotFound, PayloadTooLarge
+from appliance.knowledge.service import Hit, KnowledgeService
 from appliance.llm.base import ChatMessage, ChatModel, GenerationParams, TextDelta
 from appliance.llm.router import ModelRouter, RoutedCompletion
 
@@ -32,6 +36,70 @@ EMPTY_REPLY = "Sorry, could you tell me a little more about what you need?"
 #: Most past messages offered to a model, before the token budget trims further.
 MAX_HISTORY_MESSAGES = 24
 _ROLE_TO_CHAT = {"customer": "user", "agent": "assistant", "human": "assistant"}
+
+
+TEMPLATE_MODEL = "template"
+#: Introduces an answer quoted from the brand's knowledge.
+EXTRACTIVE_LEAD = "Here is what our help center says:"
+#: Chunks retrieved per turn, and how many of the relevant ones go into the prompt.
+RETRIEVE_K, PROMPT_K = 5, 3
+_SMALL_TALK = re.compile(
+    r"^(hi|hello|hey|hiya|good (morning|afternoon|evening)|thanks?|thank you|thx|bye|goodbye|"
+    r"ok|okay|cool|great|cheers|how are you|who are you|what is your name)\b",
+    re.IGNORECASE,
+)
+
+
+def is_small_talk(text: str) -> bool:
+    """A greeting, thanks or goodbye: nothing to look up."""
+    return len(text.split()) <= 6 and bool(_SMALL_TALK.match(text.strip()))
+
+
+@dataclass
+class Reply:
+    """The reply as it is built during a turn."""
+
+    decision: dict[str, Any]
+    citations: list[dict[str, Any]]
+    text: str = ""
+    model_id: str = ""
+    fallback: bool = False
+    usage: dict[str, int] = field(
+        default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0})
+    first_token_at: float | None = None
+    generated_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """What the brand's knowledge offers for this message."""
+
+    #: chat (no knowledge to consult) | grounded | no_answer (nothing relevant)
+    mode: str
+    rule: str
+    hits: list[Hit] = field(default_factory=list)
+    version_id: int | None = None
+    version_number: int | None = None
+    retrieved: list[Hit] = field(default_factory=list)
+
+    def trace(self, action: str) -> dict[str, Any] | None:
+        if self.version_id is None:
+            return None
+        return {
+            "version_id": self.version_id, "version": self.version_number, "mode": action,
+            "chunks": [[hit.chunk_id, round(hit.score, 4)] for hit in self.retrieved],
+            "used": [hit.chunk_id for hit in self.hits],
+        }
+
+
+def _unique_articles(hits: Sequence[Hit]) -> list[Hit]:
+    seen: set[int] = set()
+    unique = []
+    for hit in hits:
+        if hit.article_id not in seen:
+            seen.add(hit.article_id)
+            unique.append(hit)
+    return unique
 
 
 def new_id(prefix: str) -> str:
@@ -59,10 +127,14 @@ class TurnResult:
 class ConversationService:
     """Start, read, reply in and close conversations, always within one brand."""
 
-    def __init__(self, db: peewee.Database, router: ModelRouter, limits: AgentLimits) -> None:
+    def __init__(
+        self, db: peewee.Database, router: ModelRouter, limits: AgentLimits,
+        knowledge: KnowledgeService | None = None,
+    ) -> None:
         self._db = db
         self._router = router
         self._limits = limits
+        self._knowledge = knowledge
 
     def start(
         self, brand: Brand, customer: dict[str, Any], channel: str
@@ -145,9 +217,75 @@ class ConversationService:
     def _turn(
         self, brand: Brand, conversation: Conversation, text: str, started: float
     ) -> Iterator[TextDelta | TurnResult]:
-        persona = persona_of(brand)
+        persona, policy = persona_of(brand), policy_of(brand)
         history = self.messages(conversation)
-        system = system_prompt(brand.name, persona)
+        latency: dict[str, float] = {}
+        grounding = self._ground(brand, text, latency)
+        knowledge = [hit.text for hit in grounding.hits]
+        prepared = time.perf_counter()
+        latency["prepare"] = _ms(started, prepared)
+        reply = Reply(decision={"action": "reply", "rule": grounding.rule, "task": "reply"},
+                      citations=[hit.citation() for hit in _unique_articles(grounding.hits)])
+
+        if grounding.mode == "no_answer":
+            reply.text, reply.model_id = policy.no_answer_message, TEMPLATE_MODEL
+            reply.decision["action"] = "no_answer"
+            yield TextDelta(reply.text)
+        else:
+            def check(sentence: str) -> str | None:
+                cleaned = clean_reply(sentence, persona)
+                if not knowledge:
+                    return cleaned
+                missing = ungrounded_facts(cleaned, knowledge)
+                if missing or unsupported(cleaned, knowledge):
+                    reply.decision["ungrounded"] = missing or [cleaned]
+                    return None
+                return cleaned
+
+            yield from self._generate(brand, persona, history, text, grounding, check, reply)
+            if reply.decision.get("ungrounded"):
+                best = grounding.hits[0]
+                reply.text = f"{EXTRACTIVE_LEAD} {extractive_answer(text, best.text)}"
+                reply.citations = [best.citation()]
+                reply.decision["action"] = "extractive_answer"
+                yield TextDelta(reply.text)
+            elif reply.model_id == CANNED_MODEL:
+                reply.text = policy.unavailable_message
+                reply.citations = []
+                yield TextDelta(reply.text)
+            elif not reply.text:
+                reply.text = EMPTY_REPLY
+                yield TextDelta(reply.text)
+        latency["llm"] = _ms(prepared, reply.generated_at or prepared)
+        latency["ttft"] = _ms(prepared, reply.first_token_at or reply.generated_at or prepared)
+        trace = grounding.trace(reply.decision.get("action", "reply"))
+        message = self._persist(conversation, text, reply, latency, trace, started)
+        yield TurnResult(message, conversation, reply.fallback, latency, reply.usage)
+
+    def _ground(self, brand: Brand, text: str, latency: dict[str, float]) -> Grounding:
+        """Retrieve from the brand's published knowledge, unless there is none or the
+        message is small talk."""
+        if self._knowledge is None or is_small_talk(text):
+            return Grounding("chat", "small_talk" if self._knowledge else "no_knowledge")
+        started = time.perf_counter()
+        version, hits = self._knowledge.search(brand, text, k=RETRIEVE_K)
+        latency["retrieval"] = _ms(started, time.perf_counter())
+        if version is None:
+            return Grounding("chat", "no_knowledge")
+        threshold = policy_of(brand).knowledge_min_score
+        relevant = [hit for hit in hits if hit.score >= threshold][:PROMPT_K]
+        return Grounding("grounded" if relevant else "no_answer",
+                         "knowledge" if relevant else "knowledge_below_threshold",
+                         relevant, version.id, version.number, hits)
+
+    def _generate(
+        self, brand: Brand, persona: Persona, history: Sequence[Message], text: str,
+        grounding: Grounding, check: Check, reply: Reply,
+    ) -> Iterator[TextDelta]:
+        """Stream the routed model's reply through the sentence gate into `reply`."""
+        system = system_prompt(brand.name, persona, [
+            (hit.title, hit.heading, hit.text) for hit in grounding.hits
+        ] if grounding.mode == "grounded" else None)
         params = GenerationParams(
             max_tokens=self._limits.max_reply_tokens, timeout_s=self._limits.timeout_s,
             stop=("<|im_end|>", "\nCustomer:", "\nUser:"),
@@ -156,42 +294,31 @@ class ConversationService:
         def messages_for(model: ChatModel) -> Sequence[ChatMessage]:
             return bounded_prompt(model, system, history, text, params.max_tokens)
 
-        prepared = time.perf_counter()
+        gate = SentenceGate(check)
         routed: RoutedCompletion | None = None
-        first_token: float | None = None
-        decision: dict[str, Any] = {"action": "reply", "rule": "default", "task": "reply"}
         try:
             for event in self._router.stream("reply", messages_for, params):
                 if isinstance(event, RoutedCompletion):
                     routed = event
-                else:
-                    first_token = first_token or time.perf_counter()
-                    yield event
+                    continue
+                reply.first_token_at = reply.first_token_at or time.perf_counter()
+                for piece in gate.feed(event.text):
+                    yield TextDelta(piece)
+            for piece in gate.flush():
+                yield TextDelta(piece)
         except ModelError as exc:
-            decision = {"action": "canned_reply", "rule": "no_model_answered",
-                        "error": exc.code, "task": "reply"}
-        generated = time.perf_counter()
-
-        if routed is not None:
-            reply_text = clean_reply(routed.completion.text, persona) or EMPTY_REPLY
-            model_id, fallback = routed.completion.model_id, routed.fallback
-            usage = {"prompt_tokens": routed.completion.prompt_tokens,
-                     "completion_tokens": routed.completion.completion_tokens}
-            if routed.failed:
-                decision["failed"] = [[a.model_id, a.error_code] for a in routed.failed]
-        else:
-            reply_text = policy_of(brand).unavailable_message
-            model_id, fallback = CANNED_MODEL, True
-            usage = {"prompt_tokens": 0, "completion_tokens": 0}
-
-        latency = {
-            "prepare": _ms(started, prepared),
-            "llm": _ms(prepared, generated),
-            "ttft": _ms(prepared, first_token) if first_token else _ms(prepared, generated),
-        }
-        message = self._persist(conversation, text, reply_text, model_id, fallback, usage,
-                                latency, decision, started)
-        yield TurnResult(message, conversation, fallback, latency, usage)
+            reply.decision = {"action": "canned_reply", "rule": "no_model_answered",
+                              "error": exc.code, "task": "reply"}
+        reply.generated_at = time.perf_counter()
+        if routed is None:
+            reply.model_id, reply.fallback = CANNED_MODEL, True
+            return
+        reply.text = "" if gate.failed else gate.text
+        reply.model_id, reply.fallback = routed.completion.model_id, routed.fallback
+        reply.usage = {"prompt_tokens": routed.completion.prompt_tokens,
+                       "completion_tokens": routed.completion.completion_tokens}
+        if routed.failed:
+            reply.decision["failed"] = [[a.model_id, a.error_code] for a in routed.failed]
 
     def _validated_text(self, text: str) -> str:
         text = text.strip()
@@ -205,9 +332,8 @@ class ConversationService:
         return text
 
     def _persist(
-        self, conversation: Conversation, text: str, reply_text: str, model_id: str,
-        fallback: bool, usage: dict[str, int], latency: dict[str, float],
-        decision: dict[str, Any], started: float,
+        self, conversation: Conversation, text: str, reply: Reply, latency: dict[str, float],
+        knowledge: dict[str, Any] | None, started: float,
     ) -> Message:
         persist_started = time.perf_counter()
         with self._db.atomic():
@@ -216,17 +342,17 @@ class ConversationService:
             )
             agent_message = Message.create(
                 public_id=new_id("msg"), conversation=conversation, role="agent",
-                text=reply_text, model=model_id,
+                text=reply.text, model=reply.model_id, citations=reply.citations or None,
             )
             latency["persist"] = _ms(persist_started, time.perf_counter())
             latency["total"] = _ms(started, time.perf_counter())
             latency["overhead"] = round(latency["total"] - latency["llm"], 3)
             TurnTrace.create(
                 conversation=conversation, customer_message=customer_message,
-                agent_message=agent_message, model=model_id, fallback=fallback,
-                prompt_tokens=usage["prompt_tokens"],
-                completion_tokens=usage["completion_tokens"], latency_ms=latency,
-                decision=decision,
+                agent_message=agent_message, model=reply.model_id, fallback=reply.fallback,
+                prompt_tokens=reply.usage["prompt_tokens"],
+                completion_tokens=reply.usage["completion_tokens"], latency_ms=latency,
+                decision=reply.decision, knowledge=knowledge,
             )
             conversation.updated_at = utcnow()
             Conversation.update(updated_at=conversation.updated_at).where(

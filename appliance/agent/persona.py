@@ -3,28 +3,43 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
+from appliance.agent.draft import TURN_MARKERS
 from appliance.brands import Persona
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 # Small models sometimes prefix a reply with a speaker label or continue as the customer.
 _SPEAKER_PREFIX = re.compile(r"^\s*(?:assistant|agent|[A-Z][a-z]+)\s*:\s*", re.IGNORECASE)
-_TURN_MARKERS = ("\nCustomer:", "\nUser:", "\nuser:", "<|im_end|>", "<|im_start|>")
 # "My name is Emily": small models invent a name; the persona's name replaces it.
 _NOT_NAMES = frozenset({"Sorry", "Glad", "Happy", "Here", "Not", "Afraid", "Unable", "Able"})
 _SELF_NAME = re.compile(r"\b((?i:my name is|my name's)|I'm|I am)\s+([A-Z][a-z]+)\b(?![ -][A-Z])")
 
 
-def system_prompt(brand_name: str, persona: Persona) -> str:
+def system_prompt(
+    brand_name: str, persona: Persona,
+    knowledge: Sequence[tuple[str, str, str]] | None = None,
+) -> str:
+    """The system prompt in the brand's voice; with `knowledge` ((title, heading, text)
+    passages) the model is told to answer from them alone."""
     lines = [
         f"You are {persona.agent_name}, the customer-service assistant of {brand_name}. "
         f"Your name is {persona.agent_name}.",
         f"Voice and tone: {persona.tone}",
         "Answer the customer's last message briefly, in two or three sentences.",
-        "If you do not know something about the customer's account or the company's policies, "
-        "say so and offer to connect them with a colleague. Never invent facts, prices, fees "
-        "or dates.",
     ]
+    if knowledge:
+        lines.append("Answer only with facts from the knowledge below. If it does not answer "
+                     "the question, say you don't know and offer to connect a colleague.")
+        for number, (title, heading, text) in enumerate(knowledge, start=1):
+            label = f"{title} - {heading}" if heading and heading != title else title
+            lines.append(f"[{number}] {label}\n{text}")
+    else:
+        lines.append(
+            "If you do not know something about the customer's account or the company's "
+            "policies, say so and offer to connect them with a colleague. Never invent facts, "
+            "prices, fees or dates."
+        )
     if persona.language != "en":
         lines.append(f"Reply in the language with code {persona.language}.")
     if persona.never_say:
@@ -34,7 +49,7 @@ def system_prompt(brand_name: str, persona: Persona) -> str:
 
 def clean_reply(text: str, persona: Persona) -> str:
     """Trim what a small model adds around a reply and drop sentences with banned phrases."""
-    for marker in _TURN_MARKERS:
+    for marker in TURN_MARKERS:
         text = text.split(marker, 1)[0]
     speaker = _SPEAKER_PREFIX.match(text)
     if speaker and speaker.group(0).strip(" :").lower() in (

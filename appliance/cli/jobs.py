@@ -23,8 +23,8 @@ def jobs() -> None:
 @jobs.command("list")
 def list_jobs() -> None:
     """List jobs with their interval."""
-    table([(job.id, ", ".join(f"{v} {k}" for k, v in job.every.items()),
-            job.help.splitlines()[0]) for job in JOBS.values()], ("id", "every", "what"))
+    table([(job.id, job.describe_schedule(), job.help.splitlines()[0])
+           for job in JOBS.values()], ("id", "schedule", "what"))
 
 
 @jobs.command("run")

@@ -108,6 +108,8 @@ class Message(BaseModel):
     text = peewee.TextField()
     model = peewee.CharField(max_length=100, null=True)
     created_at = peewee.DateTimeField(default=utcnow)
+    #: Knowledge the reply cites: [{article, title, location, source_ids}].
+    citations = JSONField(null=True)
 
     class Meta:
         table_name = "message"
@@ -127,6 +129,8 @@ class TurnTrace(BaseModel):
     latency_ms = JSONField()
     decision = JSONField()
     created_at = peewee.DateTimeField(default=utcnow)
+    #: Retrieval for this turn: knowledge version, chunk ids and scores, answer mode.
+    knowledge = JSONField(null=True)
 
     class Meta:
         table_name = "turn_trace"
@@ -143,6 +147,144 @@ class JobRun(BaseModel):
         table_name = "job_run"
 
 
+class KnowledgeSource(BaseModel):
+    brand = peewee.ForeignKeyField(Brand, backref="knowledge_sources", on_delete="CASCADE")
+    brand_id: int
+    kind = peewee.CharField(max_length=32)
+    location = peewee.TextField()
+    owner = peewee.CharField(max_length=254)
+    schedule = peewee.CharField(max_length=32, null=True)
+    options = JSONField()
+    created_at = peewee.DateTimeField(default=utcnow)
+    last_run_at = peewee.DateTimeField(null=True)
+    last_status = peewee.CharField(max_length=16, null=True)
+
+    class Meta:
+        table_name = "knowledge_source"
+
+
+class IngestRun(BaseModel):
+    brand = peewee.ForeignKeyField(Brand, on_delete="CASCADE")
+    brand_id: int
+    source = peewee.ForeignKeyField(KnowledgeSource, null=True, on_delete="SET NULL")
+    source_id: int | None
+    started_at = peewee.DateTimeField(default=utcnow)
+    finished_at = peewee.DateTimeField(null=True)
+    #: running | ok | partial (some documents failed) | failed | interrupted
+    status = peewee.CharField(max_length=16)
+    stats = JSONField(null=True)
+    errors = JSONField(null=True)
+
+    class Meta:
+        table_name = "ingest_run"
+
+
+class Document(BaseModel):
+    """The latest good copy of one document of a source (what the next draft is built from)."""
+
+    source = peewee.ForeignKeyField(KnowledgeSource, backref="documents", on_delete="CASCADE")
+    source_id: int
+    external_id = peewee.CharField(max_length=500)
+    title = peewee.TextField()
+    location = peewee.TextField()
+    updated_at = peewee.DateTimeField(null=True)
+    author = peewee.CharField(max_length=200, null=True)
+    content_hash = peewee.CharField(max_length=64)
+    #: [[heading, text], ...]
+    sections = JSONField()
+    seen_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "document"
+        indexes = ((("source", "external_id"), True),)
+
+
+class Article(BaseModel):
+    """A canonical article: immutable; a change makes a new row with the same key."""
+
+    brand = peewee.ForeignKeyField(Brand, on_delete="CASCADE")
+    brand_id: int
+    key = peewee.CharField(max_length=600, index=True)
+    content_hash = peewee.CharField(max_length=64)
+    title = peewee.TextField()
+    text = peewee.TextField()
+    #: Every document merged into it: [{source_id, kind, external_id, title, location,
+    #: updated_at, owner}], the primary first.
+    provenance = JSONField()
+    updated_at = peewee.DateTimeField(null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "article"
+        indexes = ((("brand", "key", "content_hash"), True),)
+
+
+class Chunk(BaseModel):
+    article = peewee.ForeignKeyField(Article, backref="chunks", on_delete="CASCADE")
+    article_id: int
+    ordinal = peewee.IntegerField()
+    heading = peewee.TextField()
+    text = peewee.TextField()
+    #: float32 little-endian, L2-normalised, from the version's embedder.
+    embedding = peewee.BlobField()
+
+    class Meta:
+        table_name = "chunk"
+
+
+class KnowledgeVersion(BaseModel):
+    brand = peewee.ForeignKeyField(Brand, on_delete="CASCADE")
+    brand_id: int
+    number = peewee.IntegerField()
+    #: draft | published | archived; one published version per brand at most.
+    status = peewee.CharField(max_length=16, index=True)
+    run = peewee.ForeignKeyField(IngestRun, null=True, on_delete="SET NULL")
+    run_id: int | None
+    index_kind = peewee.CharField(max_length=16)
+    index_path = peewee.TextField()
+    embedder = peewee.CharField(max_length=100)
+    stats = JSONField()
+    #: Against the version published when this one was made: {added, changed, removed} keys.
+    diff = JSONField()
+    created_at = peewee.DateTimeField(default=utcnow)
+    published_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "knowledge_version"
+        indexes = ((("brand", "number"), True),)
+
+
+class VersionArticle(BaseModel):
+    version = peewee.ForeignKeyField(KnowledgeVersion, on_delete="CASCADE")
+    version_id: int
+    article = peewee.ForeignKeyField(Article, on_delete="CASCADE")
+    article_id: int
+
+    class Meta:
+        table_name = "version_article"
+        indexes = ((("version", "article"), True),)
+
+
+class Finding(BaseModel):
+    """Something for a source owner to review in a version: a contradiction or a stale page."""
+
+    version = peewee.ForeignKeyField(KnowledgeVersion, backref="findings", on_delete="CASCADE")
+    version_id: int
+    kind = peewee.CharField(max_length=16)
+    article = peewee.ForeignKeyField(Article, on_delete="CASCADE")
+    article_id: int
+    other_article = peewee.ForeignKeyField(Article, null=True, on_delete="CASCADE", backref="+")
+    other_article_id: int | None
+    owner = peewee.CharField(max_length=254)
+    detail = JSONField()
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "finding"
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     Brand, ApiKey, AdminUser, AuditLog, Conversation, Message, TurnTrace, JobRun,
+    KnowledgeSource, IngestRun, Document, Article, Chunk, KnowledgeVersion, VersionArticle,
+    Finding,
 )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from appliance.brands import Persona, Policy
 from appliance.db.models import AdminUser
 from appliance.errors import AuthenticationError
+from appliance.knowledge.ingest import Progress
 from appliance.services import Services
 
 ACTOR = "demo-seed"
@@ -82,8 +84,39 @@ def _save(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def seed(services: Services) -> dict[str, Any]:
-    """Create what is missing; return {"admin": {username, password}, "keys": {slug: key}}."""
+KNOWLEDGE_DIR = Path(__file__).resolve().parent / "knowledge"
+
+
+def seed_knowledge(services: Services, progress: Progress | None = None) -> dict[str, int]:
+    """Register the demo brands' knowledge sources (once) and ingest and publish each brand
+    that has no published version yet. Returns {slug: published version number}."""
+    catalogue = tomllib.loads((KNOWLEDGE_DIR / "sources.toml").read_text())
+    published: dict[str, int] = {}
+    for demo in DEMO_BRANDS:
+        brand = services.brands.get(demo.slug)
+        known = {(s.kind, s.location) for s in services.knowledge.sources(brand)}
+        for entry in catalogue.get(demo.slug, []):
+            location = str((KNOWLEDGE_DIR / entry["path"]).resolve())
+            if (entry["kind"], location) in known:
+                continue
+            services.knowledge.add_source(brand, {
+                "kind": entry["kind"], "location": location, "owner": entry["owner"],
+                "schedule": entry.get("schedule"), "options": entry.get("options", {}),
+            }, actor=ACTOR)
+        version = services.knowledge.published(brand)
+        if version is None:
+            version = services.knowledge.ingest(brand, publish=True, progress=progress,
+                                                actor=ACTOR).version
+        if version is not None:
+            published[demo.slug] = version.number
+    return published
+
+
+def seed(services: Services, *, knowledge: bool = True,
+         progress: Progress | None = None) -> dict[str, Any]:
+    """Create what is missing; return {"admin": {username, password}, "keys": {slug: key},
+    "knowledge": {slug: published version}}. `knowledge=False` skips the (slower) knowledge
+    ingestion."""
     path = credentials_path(services)
     saved = _load(path)
     keys: dict[str, str] = dict(saved.get("keys", {}))
@@ -105,8 +138,10 @@ def seed(services: Services) -> dict[str, Any]:
         admin = {"username": ADMIN_USERNAME, "password": secrets.token_urlsafe(12)}
         services.users.set_password(ADMIN_USERNAME, admin["password"], actor=ACTOR)
 
-    result = {"admin": admin, "keys": keys}
+    result: dict[str, Any] = {"admin": admin, "keys": keys}
     _save(path, result)
+    if knowledge:
+        result["knowledge"] = seed_knowledge(services, progress)
     return result
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from appliance.db.models import JobRun, utcnow
+from appliance.db.models import JobRun, KnowledgeSource, utcnow
 from appliance.errors import ApplianceError, NotFound
 from appliance.services import Services
 
@@ -24,9 +24,17 @@ JobFunc = Callable[[Services], dict[str, Any]]
 class Job:
     id: str
     func: JobFunc
-    #: APScheduler interval trigger arguments, e.g. {"minutes": 10}.
-    every: dict[str, int]
+    #: APScheduler trigger: ("interval", {"minutes": 10}) or ("cron", {"hour": 2}).
+    trigger: tuple[str, dict[str, int]]
     help: str
+    #: Run once when the scheduler starts (cheap, idempotent checks only).
+    at_start: bool = True
+
+    def describe_schedule(self) -> str:
+        kind, args = self.trigger
+        if kind == "interval":
+            return "every " + ", ".join(f"{v} {k}" for k, v in args.items())
+        return "daily at " + ":".join(f"{args.get(k, 0):02d}" for k in ("hour", "minute"))
 
 
 def close_idle_conversations(services: Services) -> dict[str, Any]:
@@ -44,12 +52,36 @@ def check_models(services: Services) -> dict[str, Any]:
     }
 
 
+def reingest_knowledge(services: Services) -> dict[str, Any]:
+    """Re-ingest every knowledge source with a nightly schedule; publish a draft only where
+    the brand allows auto-publishing and the run found no new contradiction."""
+    summary: dict[str, Any] = {}
+    for source in KnowledgeSource.select().where(KnowledgeSource.schedule == "nightly"):
+        brand = services.brands.get(source.brand.slug)
+        try:
+            outcome = services.knowledge.ingest(brand, source_id=source.id, auto_publish=True,
+                                                actor="scheduler")
+        except ApplianceError as exc:
+            summary[str(source.id)] = {"status": "failed", "error": exc.code}
+            continue
+        version = outcome.version
+        summary[str(source.id)] = {
+            "status": outcome.run.status, "errors": len(outcome.errors),
+            "version": version.number if version else None,
+            "published": bool(version and version.status == "published"),
+        }
+    return summary
+
+
 JOBS: dict[str, Job] = {
     job.id: job
     for job in (
-        Job("conversations.close_idle", close_idle_conversations, {"minutes": 10},
+        Job("conversations.close_idle", close_idle_conversations, ("interval", {"minutes": 10}),
             close_idle_conversations.__doc__ or ""),
-        Job("models.health", check_models, {"minutes": 5}, check_models.__doc__ or ""),
+        Job("models.health", check_models, ("interval", {"minutes": 5}),
+            check_models.__doc__ or ""),
+        Job("knowledge.reingest", reingest_knowledge, ("cron", {"hour": 2, "minute": 0}),
+            reingest_knowledge.__doc__ or "", at_start=False),
     )
 }
 

@@ -21,15 +21,17 @@ def build_scheduler(services: Services) -> BlockingScheduler:
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
     )
     for job in JOBS.values():
-        scheduler.add_job(run_job, "interval", args=(services, job.id), id=job.id,
-                          name=job.help.splitlines()[0], **job.every)
+        kind, args = job.trigger
+        scheduler.add_job(run_job, kind, args=(services, job.id), id=job.id,
+                          name=job.help.splitlines()[0], **args)
     return scheduler
 
 
 def run_scheduler(services: Services) -> None:
-    """Run every job once at start, then on its interval, until SIGINT/SIGTERM."""
-    for job_id in JOBS:
-        run_job(services, job_id)
+    """Run the quick jobs once at start, then every job on its schedule, until SIGINT/SIGTERM."""
+    for job in JOBS.values():
+        if job.at_start:
+            run_job(services, job.id)
     scheduler = build_scheduler(services)
 
     def _stop(signum: int, frame: FrameType | None) -> None:

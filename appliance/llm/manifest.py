@@ -13,8 +13,15 @@ from typing import Any
 from appliance.errors import ConfigError
 from appliance.llm.base import ModelSpec
 
-_REQUIRED = ("id", "role", "profile", "backend", "context_tokens", "license", "source")
-_BACKENDS = ("llamacpp", "openai_http")
+_REQUIRED = ("id", "role", "profile", "backend", "license", "source")
+#: backend -> what it needs beyond _REQUIRED. Chat models and embedders have a context size (an
+#: embedder's is the longest input it reads); a plain file (a tokenizer) has none.
+_BACKENDS: dict[str, tuple[str, ...]] = {
+    "llamacpp": ("context_tokens",),
+    "openai_http": ("context_tokens",),
+    "onnx": ("context_tokens", "file"),
+    "file": ("file",),
+}
 
 
 @dataclass(frozen=True)
@@ -43,14 +50,18 @@ def _spec(entry: dict[str, Any], store: Path) -> ModelSpec:
         raise ConfigError(f"manifest: model {entry.get('id', '?')!r} lacks {', '.join(missing)}")
     if entry["backend"] not in _BACKENDS:
         raise ConfigError(f"manifest: model {entry['id']!r} has unknown backend")
+    missing = [key for key in _BACKENDS[entry["backend"]] if key not in entry]
+    if missing:
+        raise ConfigError(f"manifest: model {entry['id']!r} lacks {', '.join(missing)}")
     path = None
     if "file" in entry:
         base = _package_dir(entry["package"]) if "package" in entry else store
         path = (base / entry["file"]) if base is not None else Path(entry["package"], entry["file"])
-    known = {*_REQUIRED, "file", "package", "sha256", "size", "url", "served_name"}
+    known = {*_REQUIRED, "context_tokens", "file", "package", "sha256", "size", "url",
+             "served_name"}
     return ModelSpec(
         id=entry["id"], role=entry["role"], profile=entry["profile"], backend=entry["backend"],
-        context_tokens=int(entry["context_tokens"]), license=entry["license"],
+        context_tokens=int(entry.get("context_tokens", 0)), license=entry["license"],
         source=entry["source"], path=path, sha256=entry.get("sha256"), size=entry.get("size"),
         url=entry.get("url"), served_name=entry.get("served_name"),
         options={k: v for k, v in entry.items() if k not in known},

@@ -4,15 +4,14 @@ history bounded to the model's context, and the checks on a drafted reply."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import socket
-import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from llama_cpp.llama_chat_format import format_chatml
+from model_stores import write_store
 
 from appliance.agent.conversations import (
     CANNED_MODEL,
@@ -47,28 +46,15 @@ def _closed_port() -> int:
     return port
 
 
-def _toml_table(entry: dict[str, Any]) -> str:
-    # JSON strings and integers are valid TOML values.
-    return "[[models]]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in
-                                    entry.items())
-
-
 @pytest.fixture
 def model_store(tmp_path: Path) -> Path:
-    """A model store with a model served on a closed port, then the real tiny model's entry."""
-    real = tomllib.loads((REPO / "model_store" / "manifest.toml").read_text())
-    tiny = next(entry for entry in real["models"] if entry["id"] == TINY)
+    """A model store with a model served on a closed port besides the real models."""
     dead = {
         "id": DEAD, "role": "large", "profile": "gpu", "backend": "openai_http",
         "url": f"http://127.0.0.1:{_closed_port()}/v1", "served_name": "large",
         "context_tokens": 8192, "license": "test", "source": "nothing listens here",
     }
-    store = tmp_path / "model_store"
-    store.mkdir()
-    (store / "manifest.toml").write_text(
-        f'[profiles.cpu]\nreply = ["{TINY}"]\n\n{_toml_table(dead)}\n{_toml_table(tiny)}'
-    )
-    return store
+    return write_store(tmp_path / "model_store", reply=[TINY], extra=(dead,))
 
 
 @pytest.fixture

@@ -8,12 +8,12 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from model_stores import write_store
 
 from appliance import __version__
 from appliance.cli import cli
@@ -81,16 +81,8 @@ def services_for() -> Iterator[Callable[[Env], Services]]:
 @pytest.fixture
 def bad_checksum_store(tmp_path: Path) -> Path:
     """A model store whose manifest has a wrong sha256 for the cpu reply model."""
-    real = tomllib.loads((REPO / "model_store" / "manifest.toml").read_text())
-    tiny = next(entry for entry in real["models"] if entry["id"] == TINY)
-    tiny["sha256"] = "0" * 64
-    store = tmp_path / "bad_store"
-    store.mkdir()
-    (store / "manifest.toml").write_text(
-        f'[profiles.cpu]\nreply = ["{TINY}"]\n\n[[models]]\n'
-        + "".join(f"{key} = {json.dumps(value)}\n" for key, value in tiny.items())
-    )
-    return store
+    return write_store(tmp_path / "bad_store", reply=[TINY],
+                       changed={TINY: {"sha256": "0" * 64}})
 
 
 # --- end to end, as a real process --------------------------------------------------------

@@ -127,7 +127,7 @@ def test_it_records_a_failed_run_without_raising(
         raise error
 
     job = JOBS[CLOSE_IDLE]
-    monkeypatch.setitem(JOBS, CLOSE_IDLE, Job(job.id, failing, job.every, job.help))
+    monkeypatch.setitem(JOBS, CLOSE_IDLE, Job(job.id, failing, job.trigger, job.help))
 
     run = run_job(services, CLOSE_IDLE)
 
@@ -145,7 +145,7 @@ def test_it_keeps_running_jobs_after_one_fails(
         raise RuntimeError("boom")
 
     job = JOBS[CLOSE_IDLE]
-    monkeypatch.setitem(JOBS, CLOSE_IDLE, Job(job.id, failing, job.every, job.help))
+    monkeypatch.setitem(JOBS, CLOSE_IDLE, Job(job.id, failing, job.trigger, job.help))
     run_job(services, CLOSE_IDLE)
     monkeypatch.undo()
 

@@ -95,7 +95,7 @@ def get_conversation(conversation_id: str) -> Response:
     messages = [
         schemas.MessageOut.model_validate({
             "id": m.public_id, "role": m.role, "text": m.text, "model": m.model,
-            "created_at": _iso(m.created_at) or "",
+            "created_at": _iso(m.created_at) or "", "citations": m.citations or [],
         })
         for m in services.conversations.messages(conversation)
     ]
@@ -138,6 +138,7 @@ def _reply_body(result: TurnResult) -> dict[str, Any]:
         message=schemas.AgentMessage(
             id=message.public_id, role="agent", text=message.text, model=message.model or "",
             latency_ms=result.latency_ms["total"], fallback=result.fallback,
+            citations=message.citations or [],
         ),
         conversation=schemas.ConversationStatus(id=result.conversation.public_id,
                                                 status=result.conversation.status),

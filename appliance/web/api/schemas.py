@@ -43,12 +43,21 @@ class ConversationCreated(BaseModel):
                               "for this conversation's endpoints.")
 
 
+class Citation(BaseModel):
+    article: str = Field(description="The canonical article's id.")
+    title: str
+    location: str | None = Field(description="Where the primary source document lives.")
+    source_ids: list[str] = Field(description="External ids of every source document merged "
+                                  "into the article (e.g. a jsonl source's `id`).")
+
+
 class MessageOut(BaseModel):
     id: str
     role: Literal["customer", "agent", "human", "system"]
     text: str
     model: str | None = None
     created_at: str
+    citations: list[Citation] = Field(default_factory=list)
 
 
 class AgentMessage(BaseModel):
@@ -58,6 +67,8 @@ class AgentMessage(BaseModel):
     model: str
     latency_ms: float
     fallback: bool = Field(description="True when a fallback model or the canned reply answered.")
+    citations: list[Citation] = Field(
+        default_factory=list, description="The knowledge the reply is grounded in.")
 
 
 class ConversationStatus(BaseModel):

@@ -1,0 +1,61 @@
+"""The draft reply on its way to the customer: released sentence by sentence, each one checked
+first, so a customer never sees text that failed a check."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+
+_BOUNDARY = re.compile(r"(?<=[.!?])\s+")
+#: Text after which a small model is writing the customer's next turn, not its own.
+TURN_MARKERS = ("\nCustomer:", "\nUser:", "\nuser:", "<|im_end|>", "<|im_start|>")
+
+#: check(sentence) -> the sentence to release, or None to stop releasing (the draft failed).
+Check = Callable[[str], str | None]
+
+
+class SentenceGate:
+    """Buffer streamed text; release whole sentences that pass `check`."""
+
+    def __init__(self, check: Check) -> None:
+        self._check = check
+        self._buffer = ""
+        self._released: list[str] = []
+        self.failed = False
+        self.ended = False
+
+    def feed(self, text: str) -> Iterator[str]:
+        """Sentences (with their leading space) now released from `text`."""
+        if self.failed or self.ended:
+            return
+        self._buffer += text
+        for marker in TURN_MARKERS:
+            if marker in self._buffer:
+                self._buffer = self._buffer.split(marker, 1)[0]
+                self.ended = True
+        parts = _BOUNDARY.split(self._buffer)
+        complete, self._buffer = (parts, "") if self.ended else (parts[:-1], parts[-1])
+        for sentence in complete:
+            yield from self._release(sentence)
+
+    def flush(self) -> Iterator[str]:
+        """Release what is left at the end of generation."""
+        if not self.failed and self._buffer.strip():
+            rest, self._buffer = self._buffer, ""
+            yield from self._release(rest)
+
+    def _release(self, sentence: str) -> Iterator[str]:
+        if self.failed or not sentence.strip():
+            return
+        checked = self._check(sentence.strip())
+        if checked is None:
+            self.failed = True
+            return
+        if checked:
+            piece = (" " if self._released else "") + checked
+            self._released.append(checked)
+            yield piece
+
+    @property
+    def text(self) -> str:
+        return " ".join(self._released)

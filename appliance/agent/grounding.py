@@ -1,0 +1,77 @@
+"""Keeping replies honest: facts in a draft must be in the retrieved knowledge, and a draft that
+states one that is not, or that says little the knowledge supports, is replaced by an
+extractive answer from the best passage.
+
+A "fact" here is what a small model most often invents: a number with its unit (a duration, an
+amount, a percentage, a count) or a bare number. Each must appear in the retrieved text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from appliance.knowledge.consolidate import quantities
+
+_NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?![\w.]*\d)")
+_WORD = re.compile(r"[a-z0-9]+")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_STOPWORDS = frozenset({
+    "a", "an", "the", "is", "are", "was", "were", "be", "to", "of", "in", "on", "for", "and",
+    "or", "my", "your", "i", "you", "we", "it", "do", "does", "can", "how", "what", "when",
+    "where", "why", "which", "with", "at", "by", "from", "this", "that", "there", "have", "has",
+    "me", "our", "us", "i'm", "im", "will", "would", "could", "should", "please", "if", "so",
+    "any", "all", "just", "let", "know", "here", "help", "happy", "glad", "sorry", "am",
+})
+
+
+def _numbers(text: str) -> set[str]:
+    return {match.group(0).replace(",", "") for match in _NUMBER.finditer(text)}
+
+
+def ungrounded_facts(draft: str, knowledge: Sequence[str]) -> list[str]:
+    """The facts stated in `draft` that none of the `knowledge` passages states."""
+    source = "\n".join(knowledge)
+    known_quantities = {(q.unit, q.value) for q in quantities(source)}
+    known_numbers = _numbers(source)
+    missing = [
+        q.text for q in quantities(draft) if (q.unit, q.value) not in known_quantities
+    ]
+    stated_in_quantities = {q.text for q in quantities(draft)}
+    for number in sorted(_numbers(draft)):
+        if number not in known_numbers and not any(number in s for s in stated_in_quantities):
+            missing.append(number)
+    return missing
+
+
+#: Share of a sentence's content words that the knowledge must contain for the sentence to
+#: count as drawn from it. Small models often answer a question with pleasantries that say
+#: nothing ("I'm here to help with any questions"); those fail this and the customer gets the
+#: passage itself.
+MIN_SUPPORT = 0.5
+
+
+def unsupported(sentence: str, knowledge: Sequence[str]) -> bool:
+    """True when too few of the sentence's content words appear in the knowledge."""
+    words = _content_words(sentence)
+    if len(words) < 3:
+        return False
+    known = _content_words("\n".join(knowledge))
+    return len(words & known) / len(words) < MIN_SUPPORT
+
+
+def _content_words(text: str) -> set[str]:
+    """Content words, crudely stemmed ("refunds" and "refund" match)."""
+    return {w.rstrip("s") for w in _WORD.findall(text.casefold()) if w not in _STOPWORDS}
+
+
+def extractive_answer(question: str, passage: str, *, max_sentences: int = 3) -> str:
+    """The sentences of `passage` that best match `question`, in their original order."""
+    sentences = [s.strip() for s in _SENTENCE.split(passage.replace("\n", " ")) if s.strip()]
+    if len(sentences) <= max_sentences:
+        return " ".join(sentences)
+    wanted = _content_words(question)
+    scores = [len(wanted & _content_words(sentence)) for sentence in sentences]
+    ranked = sorted((i for i in range(len(sentences)) if scores[i]), key=lambda i: -scores[i])
+    keep = sorted(ranked[:max_sentences]) or list(range(max_sentences))
+    return " ".join(sentences[i] for i in keep)

@@ -1,0 +1,210 @@
+"""`appliance knowledge ...`: sources, ingestion, versions, findings and search."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from appliance.cli.context import CliContext, pass_cli, table
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(knowledge)
+
+
+brand_option = click.option("--brand", "slug", required=True, help="Brand slug.")
+
+
+@click.group()
+def knowledge() -> None:
+    """A brand's knowledge: sources, ingestion, versions, review and search."""
+
+
+@knowledge.group()
+def sources() -> None:
+    """Knowledge sources and their owners."""
+
+
+@sources.command("add")
+@brand_option
+@click.option("--kind", required=True, help="faq_html, confluence, slack, zendesk_macros, pdf, "
+              "markdown or jsonl.")
+@click.option("--path", "location", required=True, help="The export folder or file.")
+@click.option("--owner", required=True, help="Email of the person who owns this source.")
+@click.option("--schedule", type=click.Choice(["nightly"]), help="Re-ingest on a schedule.")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="Connector option, e.g. channels=support,billing (repeatable).")
+@pass_cli
+def add_source(ctx: CliContext, slug: str, kind: str, location: str, owner: str,
+               schedule: str | None, options: tuple[str, ...]) -> None:
+    """Add a source; prints its id."""
+    parsed: dict[str, object] = {}
+    for option in options:
+        key, _, value = option.partition("=")
+        parsed[key.strip()] = [v for v in value.split(",") if v] if "," in value else value
+    services = ctx.services
+    source = services.knowledge.add_source(
+        services.brands.get(slug),
+        {"kind": kind, "location": location, "owner": owner, "schedule": schedule,
+         "options": parsed},
+        actor=ctx.actor,
+    )
+    click.echo(source.id)
+
+
+@sources.command("list")
+@brand_option
+@pass_cli
+def list_sources(ctx: CliContext, slug: str) -> None:
+    """List a brand's sources with owner, schedule and last run."""
+    services = ctx.services
+    table([(str(s.id), s.kind, s.owner, s.schedule or "-",
+            s.last_run_at.isoformat(timespec="seconds") if s.last_run_at else "never",
+            s.last_status or "-", s.location)
+           for s in services.knowledge.sources(services.brands.get(slug))],
+          ("id", "kind", "owner", "schedule", "last run", "status", "location"))
+
+
+@knowledge.command()
+@brand_option
+@click.option("--source", "source_id", type=int, help="Only this source (others keep theirs).")
+@click.option("--publish", is_flag=True, help="Publish the new version at once.")
+@pass_cli
+def ingest(ctx: CliContext, slug: str, source_id: int | None, publish: bool) -> None:
+    """Read the sources and make a draft version; exit 1 if any document failed."""
+    services = ctx.services
+    brand = services.brands.get(slug)
+    state = {"stage": ""}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage != state["stage"]:
+            if state["stage"]:
+                click.echo("", err=True)
+            state["stage"] = stage
+        shown = f"{done}/{total}" if total else str(done)
+        click.echo(f"\r{stage}: {shown}", nl=False, err=True)
+
+    outcome = services.knowledge.ingest(brand, source_id=source_id, publish=publish,
+                                        progress=progress, actor=ctx.actor)
+    click.echo("", err=True)
+    version = outcome.version
+    stats = outcome.run.stats or {}
+    label = f"{version.number} ({version.status})" if version else "-"
+    click.echo(f"version {label}: {stats.get('documents', 0)} documents, {stats.get('articles', 0)} articles, "
+               f"{stats.get('chunks', 0)} chunks, {stats.get('contradictions', 0)} "
+               f"contradictions, {stats.get('stale', 0)} stale")
+    if version is not None:
+        changes = version.diff
+        click.echo(f"diff against published: +{len(changes['added'])} "
+                   f"~{len(changes['changed'])} -{len(changes['removed'])}")
+    if outcome.errors:
+        click.echo(f"{len(outcome.errors)} document(s) failed:", err=True)
+        for error in outcome.errors:
+            click.echo(f"  source {error['source']} {error['document']}: {error['error']}",
+                       err=True)
+        sys.exit(1)
+
+
+@knowledge.command()
+@brand_option
+@pass_cli
+def versions(ctx: CliContext, slug: str) -> None:
+    """List versions, newest first."""
+    services = ctx.services
+    table([(str(v.number), v.status, v.created_at.isoformat(timespec="seconds"),
+            str(v.stats.get("articles")), str(v.stats.get("chunks")), v.index_kind,
+            f"+{len(v.diff['added'])} ~{len(v.diff['changed'])} -{len(v.diff['removed'])}")
+           for v in services.knowledge.versions(services.brands.get(slug))],
+          ("version", "status", "created", "articles", "chunks", "index", "diff"))
+
+
+@knowledge.command()
+@brand_option
+@click.option("--from", "old", type=int, help="Base version (default: the published one).")
+@click.option("--to", "new", type=int, required=True, help="Version to compare.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_cli
+def diff(ctx: CliContext, slug: str, old: int | None, new: int, as_json: bool) -> None:
+    """Articles added, changed and removed between two versions."""
+    services = ctx.services
+    changes = services.knowledge.diff(services.brands.get(slug), old, new)
+    if as_json:
+        click.echo(json.dumps(changes, indent=2))
+        return
+    for kind, sign in (("added", "+"), ("changed", "~"), ("removed", "-")):
+        for key in changes[kind]:
+            click.echo(f"{sign} {key}")
+
+
+@knowledge.command()
+@brand_option
+@click.argument("version", type=int)
+@pass_cli
+def publish(ctx: CliContext, slug: str, version: int) -> None:
+    """Publish a version: the agent answers from it from now on."""
+    services = ctx.services
+    services.knowledge.publish(services.brands.get(slug), version, actor=ctx.actor)
+    click.echo(f"published version {version}")
+
+
+@knowledge.command()
+@brand_option
+@pass_cli
+def rollback(ctx: CliContext, slug: str) -> None:
+    """Publish again the version published before the current one."""
+    services = ctx.services
+    version = services.knowledge.rollback(services.brands.get(slug), actor=ctx.actor)
+    click.echo(f"published version {version.number}")
+
+
+@knowledge.command()
+@brand_option
+@click.option("--owner", help="Only findings for this source owner.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_cli
+def findings(ctx: CliContext, slug: str, owner: str | None, as_json: bool) -> None:
+    """Contradictions and stale pages to review, in the published (or newest) version."""
+    services = ctx.services
+    rows = services.knowledge.findings(services.brands.get(slug), owner=owner)
+    if as_json:
+        click.echo(json.dumps([{"kind": f.kind, "article": f.article.key, "owner": f.owner,
+                                "detail": f.detail} for f in rows], indent=2))
+        return
+    table([(f.kind, f.article.key, f.owner, _finding_summary(f.kind, f.detail))
+           for f in rows], ("kind", "article", "owner", "detail"))
+
+
+def _finding_summary(kind: str, detail: dict[str, Any]) -> str:
+    if kind == "stale":
+        return f"{detail.get('age_days')} days old: {detail.get('location')}"
+    return " <> ".join(str(p.get("text", "")) for p in detail.get("passages", []))
+
+
+@knowledge.command()
+@brand_option
+@click.option("--k", default=5, show_default=True, help="How many hits.")
+@click.option("--json", "as_json", is_flag=True)
+@click.argument("query")
+@pass_cli
+def search(ctx: CliContext, slug: str, k: int, as_json: bool, query: str) -> None:
+    """What the agent would retrieve for QUERY from the published version."""
+    services = ctx.services
+    version, hits = services.knowledge.search(services.brands.get(slug), query, k)
+    rows: list[dict[str, Any]] = [{
+        "article": hit.article_key, "source_ids": [p["external_id"] for p in hit.provenance],
+        "title": hit.title, "score": round(hit.score, 4), "text": hit.text,
+        "source": hit.provenance[0] if hit.provenance else None,
+    } for hit in hits]
+    if as_json:
+        click.echo(json.dumps({"version": version.number if version else None, "hits": rows},
+                              indent=2))
+        return
+    if version is None:
+        click.echo("no published knowledge version", err=True)
+        sys.exit(1)
+    for row in rows:
+        click.echo(f"{row['score']:.3f}  {row['article']}  {row['title']}")
+        click.echo(f"       {row['text'][:160]}")

@@ -1,0 +1,307 @@
+"""The knowledge service: sources, ingestion runs, versions (publish, rollback, diff), findings
+and retrieval from a brand's published version."""
+
+from __future__ import annotations
+
+import fcntl
+import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import peewee
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from appliance import audit
+from appliance.brands import policy_of, validated
+from appliance.db.models import (
+    Article,
+    Brand,
+    Chunk,
+    Finding,
+    IngestRun,
+    KnowledgeSource,
+    KnowledgeVersion,
+    utcnow,
+)
+from appliance.errors import Conflict, InvalidRequest, NotFound
+from appliance.knowledge import ingest
+from appliance.knowledge.connectors import KINDS
+from appliance.knowledge.index import VectorIndex
+from appliance.signals.base import Embedder
+
+SCHEDULES = ("nightly",)
+
+
+class SourceSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field(pattern="|".join(KINDS))
+    location: str = Field(min_length=1)
+    owner: EmailStr
+    schedule: str | None = Field(default=None, pattern="|".join(SCHEDULES))
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk_id: int
+    article_id: int
+    article_key: str
+    title: str
+    heading: str
+    text: str
+    score: float
+    provenance: list[dict[str, Any]]
+
+    def citation(self) -> dict[str, Any]:
+        primary = self.provenance[0] if self.provenance else {}
+        return {
+            "article": self.article_key, "title": self.title,
+            "location": primary.get("location"),
+            "source_ids": [p["external_id"] for p in self.provenance],
+        }
+
+
+class KnowledgeService:
+    def __init__(self, db: peewee.Database, embedder: Embedder, data_dir: Path) -> None:
+        self._db = db
+        self.embedder = embedder
+        self._root = data_dir / "knowledge"
+        self._indexes: dict[int, VectorIndex] = {}
+        self._lock = threading.Lock()
+
+    # --- sources -------------------------------------------------------------------------
+    def add_source(self, brand: Brand, data: dict[str, Any], *, actor: str) -> KnowledgeSource:
+        spec: SourceSpec = validated(SourceSpec, data)
+        location = Path(spec.location).expanduser().resolve()
+        if not location.exists():
+            raise InvalidRequest(f"location: {location} does not exist", param="location")
+        with self._db.atomic():
+            source = KnowledgeSource.create(
+                brand=brand, kind=spec.kind, location=str(location), owner=spec.owner,
+                schedule=spec.schedule, options=spec.options,
+            )
+            audit.record(actor, "knowledge.source.add", brand.slug,
+                         {"source": source.id, "kind": spec.kind, "owner": spec.owner})
+        return source
+
+    def sources(self, brand: Brand) -> list[KnowledgeSource]:
+        return list(KnowledgeSource.select().where(KnowledgeSource.brand == brand)
+                    .order_by(KnowledgeSource.id))
+
+    def source(self, brand: Brand, source_id: int) -> KnowledgeSource:
+        source = KnowledgeSource.get_or_none((KnowledgeSource.id == source_id)
+                                             & (KnowledgeSource.brand == brand))
+        if source is None:
+            raise NotFound(f"no source {source_id} for brand {brand.slug!r}",
+                           code="source_not_found")
+        return source
+
+    # --- ingestion -----------------------------------------------------------------------
+    @contextmanager
+    def _brand_lock(self, brand: Brand) -> Iterator[None]:
+        """One ingestion per brand at a time, across processes."""
+        path = self._root / brand.slug / "ingest.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise Conflict(f"an ingestion for {brand.slug!r} is already running",
+                               code="ingestion_running") from exc
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def ingest(
+        self, brand: Brand, *, source_id: int | None = None, publish: bool = False,
+        auto_publish: bool = False, progress: ingest.Progress | None = None,
+        actor: str = "system",
+    ) -> ingest.RunOutcome:
+        """Read the brand's sources (or one), build a draft version; publish it when asked,
+        or (auto_publish) when the brand allows it and no new contradiction appeared."""
+        report = progress or (lambda stage, done, total: None)
+        with self._brand_lock(brand):
+            # Holding the lock, any run still marked running was killed.
+            IngestRun.update(status="interrupted", finished_at=utcnow()).where(
+                (IngestRun.brand == brand) & (IngestRun.status == "running")
+            ).execute()
+            selected = [self.source(brand, source_id)] if source_id else self.sources(brand)
+            if not selected:
+                raise InvalidRequest(f"brand {brand.slug!r} has no knowledge sources",
+                                     code="no_sources")
+            run = IngestRun.create(brand=brand, source=source_id, status="running")
+            errors: list[dict[str, str]] = []
+            read = ingest.read_sources(selected, errors, report)
+            docs = ingest.current_documents(brand, read)
+            planned = ingest.plan_articles(docs)
+            articles = ingest.store_articles(brand, planned, self.embedder, self._db, report)
+            now = utcnow()
+            findings = ingest.find_issues(planned, articles, policy_of(brand).knowledge_stale_days,
+                                          now)
+            index_dir = self._root / brand.slug / f"run-{run.id}"
+            index = ingest.build_index([a.id for a in articles.values()], index_dir,
+                                       self.embedder)
+            published = self.published(brand)
+            with self._db.atomic():
+                ingest.save_documents(read, now)
+                version = ingest.record_version(brand, run, articles, findings, index,
+                                                index_dir, self.embedder.model_id, published)
+                run.status = "partial" if errors else "ok"
+                run.finished_at = utcnow()
+                run.stats = {**version.stats, "documents": len(docs), "errors": len(errors),
+                             "version": version.number}
+                run.errors = errors
+                run.save()
+                for source in selected:
+                    KnowledgeSource.update(
+                        last_run_at=run.finished_at,
+                        last_status="failed" if read.get(source.id) is None else run.status,
+                    ).where(KnowledgeSource.id == source.id).execute()
+                if publish or (auto_publish and self._may_auto_publish(brand, version,
+                                                                        published)):
+                    self._publish(brand, version, actor)
+            self._prune(brand)
+            return ingest.RunOutcome(run, version, errors)
+
+    def _may_auto_publish(self, brand: Brand, version: KnowledgeVersion,
+                          published: KnowledgeVersion | None) -> bool:
+        if not policy_of(brand).knowledge_auto_publish:
+            return False
+        before = _contradiction_keys(published) if published else set()
+        return _contradiction_keys(version) <= before
+
+    def _prune(self, brand: Brand) -> None:
+        """Remove index directories no version refers to (left by killed runs)."""
+        paths = cast(list[tuple[str]], list(
+            KnowledgeVersion.select(KnowledgeVersion.index_path)
+            .where(KnowledgeVersion.brand == brand).tuples()))
+        used = {Path(path) for (path,) in paths}
+        for directory in (self._root / brand.slug).glob("run-*"):
+            if directory not in used and directory.is_dir():
+                shutil.rmtree(directory, ignore_errors=True)
+
+    def runs(self, brand: Brand, limit: int = 20) -> list[IngestRun]:
+        return list(IngestRun.select().where(IngestRun.brand == brand)
+                    .order_by(IngestRun.id.desc()).limit(limit))
+
+    # --- versions ------------------------------------------------------------------------
+    def versions(self, brand: Brand) -> list[KnowledgeVersion]:
+        return list(KnowledgeVersion.select().where(KnowledgeVersion.brand == brand)
+                    .order_by(KnowledgeVersion.number.desc()))
+
+    def version(self, brand: Brand, number: int) -> KnowledgeVersion:
+        version: KnowledgeVersion | None = KnowledgeVersion.get_or_none(
+            (KnowledgeVersion.brand == brand) & (KnowledgeVersion.number == number))
+        if version is None:
+            raise NotFound(f"no knowledge version {number} for {brand.slug!r}",
+                           code="version_not_found")
+        return version
+
+    def published(self, brand: Brand) -> KnowledgeVersion | None:
+        version: KnowledgeVersion | None = KnowledgeVersion.get_or_none(
+            (KnowledgeVersion.brand == brand) & (KnowledgeVersion.status == "published"))
+        return version
+
+    def publish(self, brand: Brand, number: int, *, actor: str) -> KnowledgeVersion:
+        with self._db.atomic():
+            version = self.version(brand, number)
+            self._publish(brand, version, actor)
+        return version
+
+    def _publish(self, brand: Brand, version: KnowledgeVersion, actor: str) -> None:
+        if not Path(version.index_path, "index.faiss").is_file():
+            raise Conflict(f"version {version.number} has no index on disk",
+                           code="index_missing")
+        KnowledgeVersion.update(status="archived").where(
+            (KnowledgeVersion.brand == brand) & (KnowledgeVersion.status == "published")
+        ).execute()
+        version.status = "published"
+        version.published_at = utcnow()
+        version.save()
+        audit.record(actor, "knowledge.publish", brand.slug, {"version": version.number})
+
+    def rollback(self, brand: Brand, *, actor: str) -> KnowledgeVersion:
+        """Publish again the version that was published before the current one."""
+        with self._db.atomic():
+            current = self.published(brand)
+            previous: KnowledgeVersion | None = (KnowledgeVersion.select()
+                        .where((KnowledgeVersion.brand == brand)
+                               & (KnowledgeVersion.published_at.is_null(False))
+                               & (KnowledgeVersion.id != (current.id if current else 0)))
+                        .order_by(KnowledgeVersion.published_at.desc()).first())
+            if previous is None:
+                raise Conflict("no earlier published version to roll back to",
+                               code="nothing_to_roll_back")
+            self._publish(brand, previous, actor)
+        return previous
+
+    def diff(self, brand: Brand, old: int | None, new: int) -> dict[str, list[str]]:
+        """Article keys added / changed / removed from version `old` (default: published)."""
+        new_version = self.version(brand, new)
+        old_version = self.version(brand, old) if old is not None else self.published(brand)
+        return ingest.diff(ingest.version_hashes(old_version),
+                           ingest.version_hashes(new_version))
+
+    def findings(self, brand: Brand, version: KnowledgeVersion | None = None,
+                 owner: str | None = None) -> list[Finding]:
+        version = version or self.published(brand) or next(iter(self.versions(brand)), None)
+        if version is None:
+            return []
+        query = Finding.select(Finding, Article).join(
+            Article, on=(Finding.article == Article.id)).where(Finding.version == version)
+        if owner:
+            query = query.where(Finding.owner == owner)
+        return list(query.order_by(Finding.kind, Finding.id))
+
+    # --- retrieval -----------------------------------------------------------------------
+    def _index(self, version: KnowledgeVersion) -> VectorIndex:
+        with self._lock:
+            index = self._indexes.get(version.id)
+            if index is None:
+                index = VectorIndex.load(Path(version.index_path))
+                self._indexes = {version.id: index, **{
+                    k: v for k, v in self._indexes.items() if k != version.id}}
+                # Keep the few most recent versions' indexes in memory.
+                while len(self._indexes) > 8:
+                    self._indexes.pop(next(reversed(self._indexes)))
+            return index
+
+    def search_vector(self, brand: Brand, vector: np.ndarray, k: int = 5
+                      ) -> tuple[KnowledgeVersion | None, list[Hit]]:
+        """Top-k chunks of the brand's published version for a query embedding."""
+        version = self.published(brand)
+        if version is None:
+            return None, []
+        found = self._index(version).search_one(vector, k)
+        if not found:
+            return version, []
+        scores = {hit.id: hit.score for hit in found}
+        rows = (Chunk.select(Chunk, Article).join(Article)
+                .where(Chunk.id.in_(list(scores))))
+        hits = [
+            Hit(chunk_id=c.id, article_id=c.article.id, article_key=c.article.key,
+                title=c.article.title, heading=c.heading, text=c.text, score=scores[c.id],
+                provenance=c.article.provenance)
+            for c in rows
+        ]
+        hits.sort(key=lambda h: -h.score)
+        return version, hits
+
+    def search(self, brand: Brand, query: str, k: int = 5
+               ) -> tuple[KnowledgeVersion | None, list[Hit]]:
+        return self.search_vector(brand, self.embedder.embed_one(query), k)
+
+
+def _contradiction_keys(version: KnowledgeVersion) -> set[tuple[str, ...]]:
+    rows = Finding.select().where((Finding.version == version)
+                                  & (Finding.kind == "contradiction"))
+    return {tuple(sorted(p["text"] for p in f.detail["passages"])) for f in rows}
+
+
