@@ -55,7 +55,7 @@ class Policy(BaseModel):
         description="Sent when the brand's knowledge has nothing relevant to the question.",
     )
     knowledge_min_score: float = Field(
-        default=0.45, ge=0.0, le=1.0,
+        default=0.5, ge=0.0, le=1.0,
         description="Lowest retrieval score (cosine) that counts as relevant knowledge.",
     )
     knowledge_stale_days: int = Field(

@@ -71,6 +71,10 @@ class Settings:
     llm_max_reply_tokens: int = _setting(200, "Most tokens in one generated reply.")
     max_message_chars: int = _setting(4000, "Longest customer message accepted, in characters.")
     max_request_bytes: int = _setting(64 * 1024, "Largest HTTP request body accepted.")
+    knowledge_import_dirs: tuple[str, ...] = _setting(
+        (), "Directories the admin pages may register knowledge sources from (the CLI, run by "
+        "IT on the box, may name any path). Default: DATA_DIR/imports."
+    )
     conversation_idle_close_minutes: int = _setting(
         24 * 60, "The scheduler closes active conversations idle for this long."
     )
@@ -198,6 +202,8 @@ def _derive(settings: Settings) -> Settings:
     changes["data_dir"] = data_dir
     if not settings.database_url:
         changes["database_url"] = f"sqlite:///{data_dir / 'appliance.db'}"
+    if not settings.knowledge_import_dirs:
+        changes["knowledge_import_dirs"] = (str(data_dir / "imports"),)
     if str(settings.model_store) in ("", "."):
         changes["model_store"] = (
             _CHECKOUT / "model_store" if _in_checkout() else Path("/opt/appliance/model_store")

@@ -70,6 +70,8 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "data_dir": str(tmp_path / "data"),
         "llm_max_reply_tokens": TEST_REPLY_TOKENS,
         "llm_threads": 2,
+        # Tests write knowledge sources into their own tmp dir and add them in the admin.
+        "knowledge_import_dirs": str(tmp_path),
     }
     values.update(overrides)
     return load_settings(overrides=values, env={"APPLIANCE_CONFIG": str(EMPTY_CONFIG)})

@@ -268,8 +268,12 @@ class ConversationService:
         if self._knowledge is None or is_small_talk(text):
             return Grounding("chat", "small_talk" if self._knowledge else "no_knowledge")
         started = time.perf_counter()
-        version, hits = self._knowledge.search(brand, text, k=RETRIEVE_K)
-        latency["retrieval"] = _ms(started, time.perf_counter())
+        # One embedding of the message per turn; the signal classifiers will share it.
+        vector = self._knowledge.embedder.embed_one(text)
+        embedded = time.perf_counter()
+        version, hits = self._knowledge.search_vector(brand, vector, k=RETRIEVE_K)
+        latency["embed"] = _ms(started, embedded)
+        latency["retrieval"] = _ms(embedded, time.perf_counter())
         if version is None:
             return Grounding("chat", "no_knowledge")
         threshold = policy_of(brand).knowledge_min_score

@@ -93,9 +93,9 @@ def ingest(ctx: CliContext, slug: str, source_id: int | None, publish: bool) -> 
     version = outcome.version
     stats = outcome.run.stats or {}
     label = f"{version.number} ({version.status})" if version else "-"
-    click.echo(f"version {label}: {stats.get('documents', 0)} documents, {stats.get('articles', 0)} articles, "
-               f"{stats.get('chunks', 0)} chunks, {stats.get('contradictions', 0)} "
-               f"contradictions, {stats.get('stale', 0)} stale")
+    click.echo(f"version {label}: {stats.get('documents', 0)} documents, "
+               f"{stats.get('articles', 0)} articles, {stats.get('chunks', 0)} chunks, "
+               f"{stats.get('contradictions', 0)} contradictions, {stats.get('stale', 0)} stale")
     if version is not None:
         changes = version.diff
         click.echo(f"diff against published: +{len(changes['added'])} "

@@ -1,7 +1,7 @@
 """A FAISS vector index over unit vectors (inner product = cosine), saved atomically.
 
 Up to `FLAT_MAX_VECTORS` vectors the index is exact (`IndexFlatIP`: ~2 ms per query at 20k on
-one core); above it, HNSW (`IndexHNSWFlat`, approximate: ~1 ms per query at 100k). Each index
+one core); above it, HNSW (`IndexHNSWFlat`, approximate: ~1.3 ms per query at 100k). Each index
 maps FAISS's row numbers to our int64 ids (`ids.npy`) and records which embedder made its
 vectors, so vectors of another model are never searched against it.
 
@@ -37,8 +37,9 @@ import numpy.typing as npt
 
 from appliance.errors import ApplianceError
 
-#: Up to this many vectors the index is exact. A flat search scans every vector (~0.1 ms per
-#: 1,000 on one core); HNSW stays near 1 ms at any size but costs ~0.3 ms per vector to build.
+#: Up to this many vectors the index is exact. A flat search scans every vector (~0.06 ms per
+#: 1,000 on one core: 6 ms at 100k, over the 5 ms budget); HNSW stays near 1 ms at any size but
+#: takes ~0.3-0.5 ms per vector to build on 2 cores (100k: 30-55 s).
 FLAT_MAX_VECTORS = 20_000
 #: HNSW graph degree: 32 neighbours per node (FAISS's usual choice for 384-dim text vectors).
 HNSW_M = 32
@@ -50,7 +51,7 @@ HNSW_EF_CONSTRUCTION = 40
 #: ms). Random vectors, which have no structure to follow, are the worst case (scripts/bench).
 HNSW_EF_SEARCH = 128
 #: OpenMP threads for searching. One query at a time is fastest single-threaded (flat, 2 cores:
-#: 10k vectors 0.4 ms with 1 thread, 1.9 ms with 2; 100k 8 ms vs 40 ms), and request threads
+#: 10k vectors 0.25 ms with 1 thread, 1.1 ms with 2; 100k 6 ms vs 40 ms), and request threads
 #: already run in parallel. Set once for the process when this module is imported.
 SEARCH_THREADS = 1
 

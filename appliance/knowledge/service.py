@@ -6,7 +6,7 @@ from __future__ import annotations
 import fcntl
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,9 +76,21 @@ class KnowledgeService:
         self._lock = threading.Lock()
 
     # --- sources -------------------------------------------------------------------------
-    def add_source(self, brand: Brand, data: dict[str, Any], *, actor: str) -> KnowledgeSource:
+    def add_source(
+        self, brand: Brand, data: dict[str, Any], *, actor: str,
+        allowed_roots: Sequence[Path] | None = None,
+    ) -> KnowledgeSource:
+        """Register a source. With `allowed_roots` (the admin pages pass the
+        `knowledge_import_dirs` setting) the location must lie inside one of them."""
         spec: SourceSpec = validated(SourceSpec, data)
         location = Path(spec.location).expanduser().resolve()
+        if allowed_roots is not None and not any(
+            location.is_relative_to(root.resolve()) for root in allowed_roots
+        ):
+            raise InvalidRequest(
+                "location: must be inside " + ", ".join(str(r) for r in allowed_roots),
+                param="location", code="location_not_allowed",
+            )
         if not location.exists():
             raise InvalidRequest(f"location: {location} does not exist", param="location")
         with self._db.atomic():
@@ -164,6 +176,9 @@ class KnowledgeService:
                         last_run_at=run.finished_at,
                         last_status="failed" if read.get(source.id) is None else run.status,
                     ).where(KnowledgeSource.id == source.id).execute()
+                audit.record(actor, "knowledge.ingest", brand.slug,
+                             {"run": run.id, "version": version.number, "status": run.status,
+                              "errors": len(errors)})
                 if publish or (auto_publish and self._may_auto_publish(brand, version,
                                                                         published)):
                     self._publish(brand, version, actor)
@@ -256,9 +271,12 @@ class KnowledgeService:
             return []
         query = Finding.select(Finding, Article).join(
             Article, on=(Finding.article == Article.id)).where(Finding.version == version)
+        found = list(query.order_by(Finding.kind, Finding.id))
         if owner:
-            query = query.where(Finding.owner == owner)
-        return list(query.order_by(Finding.kind, Finding.id))
+            # A contradiction concerns the owners of both passages.
+            found = [f for f in found if owner == f.owner or owner in {
+                p.get("owner") for p in f.detail.get("passages", [])}]
+        return found
 
     # --- retrieval -----------------------------------------------------------------------
     def _index(self, version: KnowledgeVersion) -> VectorIndex:

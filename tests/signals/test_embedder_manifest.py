@@ -25,7 +25,7 @@ def test_it_loads_the_shipped_embedder_and_its_tokenizer(manifest: Manifest) -> 
     embedder = manifest.models[manifest.route("cpu", "embed")[0]]
     tokenizer = manifest.models[str(embedder.options["tokenizer"])]
 
-    assert (embedder.backend, embedder.role, embedder.context_tokens) == ("onnx", "embedder", 256)
+    assert (embedder.backend, embedder.role, embedder.context_tokens) == ("onnx", "embedder", 128)
     assert embedder.options == {"dim": 384, "tokenizer": "all-minilm-l6-v2-tokenizer"}
     assert (tokenizer.backend, tokenizer.role, tokenizer.context_tokens) == ("file", "tokenizer", 0)
     assert manifest.route("gpu", "embed") == manifest.route("cpu", "embed")

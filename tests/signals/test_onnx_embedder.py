@@ -77,7 +77,7 @@ def test_it_truncates_very_long_text_to_the_context_length(embedder: OnnxEmbedde
     first, second = embedder.embed([body + "Refund me.", body + "Thank you!"])
 
     assert np.allclose(np.linalg.norm(first), 1.0, atol=1e-5)
-    # Only the first 256 tokens are read, so different endings make no difference.
+    # Only the first context_tokens (128) tokens are read: different endings make no difference.
     assert np.allclose(first, second, atol=1e-6)
 
 
