@@ -43,6 +43,9 @@ def verify_models(ctx: CliContext, check_all: bool) -> None:
     settings = ctx.settings
     manifest = load_manifest(settings.model_store)
     routed = {m for ids in manifest.profiles.get(settings.model_profile, {}).values() for m in ids}
+    # Files a routed model needs (an embedder's tokenizer) are required too.
+    routed |= {str(manifest.models[m].options["tokenizer"]) for m in list(routed)
+               if "tokenizer" in manifest.models[m].options}
     rows, failed = [], False
     for spec in manifest.models.values():
         if not check_all and spec.id not in routed:
