@@ -50,7 +50,8 @@ def main() -> None:
 
     data_dir = Path(tempfile.mkdtemp(prefix="bench-knowledge-"))
     services = build_services(load_settings(
-        overrides={"data_dir": str(data_dir), **({"model_store": args.model_store} if args.model_store else {})},
+        overrides={"data_dir": str(data_dir),
+                   **({"model_store": args.model_store} if args.model_store else {})},
         env={"APPLIANCE_CONFIG": str(REPO / "tests" / "empty-config.toml")}))
     services.db.connect()
     migrate(services.db)

@@ -193,7 +193,8 @@ def test_it_renders_a_config_file_the_app_accepts(ansible: Ansible, tmp_path: Pa
 def test_it_writes_every_setting_but_the_secrets(ansible: Ansible, tmp_path: Path) -> None:
     # A setting added to the app's registry needs a role variable (or a reason to be left out).
     path = tmp_path / "appliance.toml"
-    ansible.render("appliance.toml.j2", path, {"appliance_reply_models": ["smollm2-135m-instruct"]})
+    ansible.render("appliance.toml.j2", path, {"appliance_reply_models": ["smollm2-135m-instruct"],
+                                             "appliance_knowledge_import_dirs": ["/srv/exports"]})
     written = set(tomllib.loads(path.read_text()))
     public = {f.name for f in _settings_fields() if not f.metadata.get("secret")}
     secret = {f.name for f in _settings_fields() if f.metadata.get("secret")}
