@@ -10,6 +10,7 @@ mid-turn leaves the conversation as it was.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import secrets
 import time
@@ -25,10 +26,12 @@ from appliance.agent.persona import clean_reply, system_prompt
 from appliance.brands import Persona, persona_of, policy_of
 from appliance.db.models import Brand, Conversation, Message, TurnTrace, utcnow
 from appliance.errors import Conflict, InvalidRequest, ModelError, NotFound, PayloadTooLarge
+from appliance.knowledge.index import IndexUnavailable
 from appliance.knowledge.service import Hit, KnowledgeService
 from appliance.llm.base import ChatMessage, ChatModel, GenerationParams, TextDelta
 from appliance.llm.router import ModelRouter, RoutedCompletion
 
+log = logging.getLogger(__name__)
 ACTIVE, PENDING_HUMAN, CLOSED = "active", "pending_human", "closed"
 CANNED_MODEL = "canned"
 #: Sent when a model returns nothing usable after the checks.
@@ -271,7 +274,13 @@ class ConversationService:
         # One embedding of the message per turn; the signal classifiers will share it.
         vector = self._knowledge.embedder.embed_one(text)
         embedded = time.perf_counter()
-        version, hits = self._knowledge.search_vector(brand, vector, k=RETRIEVE_K)
+        try:
+            version, hits = self._knowledge.search_vector(brand, vector, k=RETRIEVE_K)
+        except IndexUnavailable:
+            # Knowledge exists but cannot be searched (index missing, embedder changed):
+            # never answer as if there were none.
+            log.exception("knowledge of %s is unavailable", brand.slug)
+            return Grounding("no_answer", "knowledge_unavailable")
         latency["embed"] = _ms(started, embedded)
         latency["retrieval"] = _ms(embedded, time.perf_counter())
         if version is None:

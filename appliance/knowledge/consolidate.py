@@ -59,7 +59,7 @@ def quantities(text: str) -> list[Quantity]:
 
 
 def _unit(unit: str) -> str:
-    unit = unit.lower()
+    unit = unit.lower().removeprefix("calendar ")
     if "business" in unit or "working" in unit:
         return "business_day"
     for stem, name in (("day", "day"), ("week", "week"), ("month", "month"), ("year", "year"),

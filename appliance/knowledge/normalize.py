@@ -123,6 +123,9 @@ def _split_sections(
                         break
                     tail.insert(0, previous)
                     tail_size += previous_cost
+                # The overlap must leave room for the piece that starts the next chunk.
+                while tail and tail_size + cost > budget:
+                    tail_size -= count(tail.pop(0)[1])
                 current, size = tail, tail_size
             current.append(piece)
             size += cost

@@ -31,7 +31,7 @@ from appliance.db.models import (
 from appliance.errors import Conflict, InvalidRequest, NotFound
 from appliance.knowledge import ingest
 from appliance.knowledge.connectors import KINDS
-from appliance.knowledge.index import VectorIndex
+from appliance.knowledge.index import IndexUnavailable, VectorIndex
 from appliance.signals.base import Embedder
 
 SCHEDULES = ("nightly",)
@@ -297,6 +297,11 @@ class KnowledgeService:
         version = self.published(brand)
         if version is None:
             return None, []
+        if version.embedder != self.embedder.model_id:
+            # Vectors of two models are not comparable: the brand must be re-ingested.
+            raise IndexUnavailable(
+                f"knowledge version {version.number} of {brand.slug!r} was embedded with "
+                f"{version.embedder}; re-ingest it for {self.embedder.model_id}")
         found = self._index(version).search_one(vector, k)
         if not found:
             return version, []
