@@ -208,15 +208,19 @@ class Article(BaseModel):
     content_hash = peewee.CharField(max_length=64)
     title = peewee.TextField()
     text = peewee.TextField()
-    #: Every document merged into it: [{source_id, kind, external_id, title, location,
-    #: updated_at, owner}], the primary first.
+    #: The documents merged into it when it was made: [{source_id, kind, external_id, title,
+    #: location, updated_at, owner}], the primary first. Each version keeps its own copy
+    #: (VersionArticle.provenance): a later duplicate must not change what a published
+    #: version cites.
     provenance = JSONField()
+    #: The embedder (id and input length) whose vectors its chunks hold.
+    embedder = peewee.CharField(max_length=100)
     updated_at = peewee.DateTimeField(null=True)
     created_at = peewee.DateTimeField(default=utcnow)
 
     class Meta:
         table_name = "article"
-        indexes = ((("brand", "key", "content_hash"), True),)
+        indexes = ((("brand", "key", "content_hash", "embedder"), True),)
 
 
 class Chunk(BaseModel):
@@ -259,6 +263,8 @@ class VersionArticle(BaseModel):
     version_id: int
     article = peewee.ForeignKeyField(Article, on_delete="CASCADE")
     article_id: int
+    #: The article's sources as of this version (what its answers cite).
+    provenance = JSONField()
 
     class Meta:
         table_name = "version_article"

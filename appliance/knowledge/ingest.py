@@ -129,6 +129,11 @@ def read_sources(
         for external_id in failed:
             if external_id in previous:
                 docs[external_id] = _from_row(source, previous[external_id])
+        if failed - previous.keys():
+            # A failure that names no known document (a line too broken to hold its id):
+            # keep every stored document this run did not read, rather than drop one.
+            for external_id, row in previous.items():
+                docs.setdefault(external_id, _from_row(source, row))
         read[source.id] = docs
     return read
 
@@ -188,7 +193,8 @@ def store_articles(
     embedded. Keyed by article key."""
     existing = {
         (a.key, a.content_hash): a
-        for a in Article.select().where(Article.brand == brand)
+        for a in Article.select().where((Article.brand == brand)
+                                        & (Article.embedder == embedder.model_id))
     }
     articles: dict[str, Article] = {}
     fresh: list[Planned] = []
@@ -213,7 +219,7 @@ def store_articles(
                 article = Article.create(
                     brand=brand, key=plan.key, content_hash=plan.content_hash,
                     title=plan.title, text=plan.text, provenance=plan.provenance,
-                    updated_at=plan.updated_at,
+                    embedder=embedder.model_id, updated_at=plan.updated_at,
                 )
                 Chunk.insert_many([
                     {"article": article.id, "ordinal": n, "heading": c.heading,
@@ -223,9 +229,6 @@ def store_articles(
                 offset += len(chunks)
                 articles[plan.key] = article
         progress("embed", min(start + EMBED_BATCH, len(fresh)), len(fresh))
-    # Provenance can change without the canonical text changing (a new duplicate source).
-    for plan in planned:
-        articles[plan.key].provenance = plan.provenance
     return articles
 
 
@@ -318,15 +321,14 @@ def save_documents(read: dict[int, dict[str, DocState] | None], now: dt.datetime
 
 
 def record_version(
-    brand: Brand, run: IngestRun, articles: dict[str, Article], findings: list[dict[str, Any]],
+    brand: Brand, run: IngestRun, planned: list[Planned], articles: dict[str, Article],
+    findings: list[dict[str, Any]],
     index: VectorIndex, index_dir: Path, embedder_id: str, published: KnowledgeVersion | None,
 ) -> KnowledgeVersion:
     """The draft version with its articles and findings. Call inside the final transaction."""
     number = (KnowledgeVersion.select(peewee.fn.MAX(KnowledgeVersion.number))
               .where(KnowledgeVersion.brand == brand).scalar() or 0) + 1
     new_hashes = {key: article.content_hash for key, article in articles.items()}
-    for article in articles.values():
-        Article.update(provenance=article.provenance).where(Article.id == article.id).execute()
     version = KnowledgeVersion.create(
         brand=brand, number=number, status="draft", run=run, index_kind=index.kind,
         index_path=str(index_dir), embedder=embedder_id,
@@ -335,9 +337,10 @@ def record_version(
                "stale": sum(f["kind"] == "stale" for f in findings)},
         diff=diff(version_hashes(published), new_hashes),
     )
-    VersionArticle.insert_many(
-        [{"version": version.id, "article": a.id} for a in articles.values()]
-    ).execute()
+    rows = [{"version": version.id, "article": articles[plan.key].id,
+             "provenance": plan.provenance} for plan in planned]
+    for start in range(0, len(rows), 200):
+        VersionArticle.insert_many(rows[start:start + 200]).execute()
     if findings:
         Finding.insert_many([{**f, "version": version.id} for f in findings]).execute()
     return version

@@ -26,6 +26,7 @@ from appliance.db.models import (
     IngestRun,
     KnowledgeSource,
     KnowledgeVersion,
+    VersionArticle,
     utcnow,
 )
 from appliance.errors import Conflict, InvalidRequest, NotFound
@@ -163,7 +164,7 @@ class KnowledgeService:
             published = self.published(brand)
             with self._db.atomic():
                 ingest.save_documents(read, now)
-                version = ingest.record_version(brand, run, articles, findings, index,
+                version = ingest.record_version(brand, run, planned, articles, findings, index,
                                                 index_dir, self.embedder.model_id, published)
                 run.status = "partial" if errors else "ok"
                 run.finished_at = utcnow()
@@ -198,7 +199,9 @@ class KnowledgeService:
             KnowledgeVersion.select(KnowledgeVersion.index_path)
             .where(KnowledgeVersion.brand == brand).tuples()))
         used = {Path(path) for (path,) in paths}
-        for directory in (self._root / brand.slug).glob("run-*"):
+        root = self._root / brand.slug
+        # Also staging directories of an index save that was killed (the lock is held here).
+        for directory in [*root.glob("run-*"), *root.glob(".run-*.tmp")]:
             if directory not in used and directory.is_dir():
                 shutil.rmtree(directory, ignore_errors=True)
 
@@ -306,12 +309,14 @@ class KnowledgeService:
         if not found:
             return version, []
         scores = {hit.id: hit.score for hit in found}
-        rows = (Chunk.select(Chunk, Article).join(Article)
-                .where(Chunk.id.in_(list(scores))))
+        rows = (Chunk.select(Chunk, Article, VersionArticle.provenance).join(Article)
+                .join(VersionArticle, on=(VersionArticle.article == Article.id),
+                      attr="membership")
+                .where(Chunk.id.in_(list(scores)) & (VersionArticle.version == version)))
         hits = [
             Hit(chunk_id=c.id, article_id=c.article.id, article_key=c.article.key,
                 title=c.article.title, heading=c.heading, text=c.text, score=scores[c.id],
-                provenance=c.article.provenance)
+                provenance=getattr(c.article, "membership").provenance)  # noqa: B009
             for c in rows
         ]
         hits.sort(key=lambda h: -h.score)

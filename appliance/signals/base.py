@@ -33,7 +33,8 @@ Vectors = npt.NDArray[np.float32]
 class Embedder(abc.ABC):
     """Turns text into unit vectors. See the module docstring for the contract."""
 
-    #: The manifest id of the model; vectors of different ids live in different spaces.
+    #: The model and how it reads text (manifest id and input length); vectors of different
+    #: ids live in different spaces.
     model_id: str
     #: Length of every vector.
     dim: int

@@ -72,7 +72,8 @@ class OnnxEmbedder(Embedder):
             raise ConfigError(f"manifest: embedder {spec.id!r} needs context_tokens")
         self.spec = spec
         self.tokenizer_spec = tokenizer
-        self.model_id = spec.id
+        # Truncating at another length gives other vectors: the length is part of the id.
+        self.model_id = f"{spec.id}@{spec.context_tokens}"
         self.dim = dim
         self._threads = threads
         self._verify_cache = verify_cache

@@ -142,7 +142,7 @@ def test_it_refuses_in_a_forked_child_when_the_parent_had_embedded(
 ) -> None:
     child, child_exit, parent = run_fork_script(model_spec, tokenizer_spec, "loaded")
 
-    assert child.startswith("child refused: embedder all-minilm-l6-v2-int8 was loaded before "
+    assert child.startswith("child refused: embedder all-minilm-l6-v2-int8@128 was loaded before "
                             "this process forked")
     assert child_exit == "child exit 3"
     assert parent.startswith("parent [")
@@ -152,7 +152,7 @@ def test_it_reports_health(embedder: OnnxEmbedder) -> None:
     health = embedder.check_health()
 
     assert health.ok
-    assert health.detail == "all-minilm-l6-v2-int8: 384-dim vectors"
+    assert health.detail == "all-minilm-l6-v2-int8@128: 384-dim vectors"
     assert health.latency_ms > 0
 
 
@@ -225,7 +225,7 @@ def test_it_builds_the_profiles_embedder_from_the_manifest(
     embedder = build_embedder(manifest, _settings(tmp_path))
 
     assert isinstance(embedder, OnnxEmbedder)
-    assert (embedder.model_id, embedder.dim) == ("all-minilm-l6-v2-int8", 384)
+    assert (embedder.model_id, embedder.dim) == ("all-minilm-l6-v2-int8@128", 384)
     assert embedder.tokenizer_spec.id == "all-minilm-l6-v2-tokenizer"
     assert embedder.embed_one("hello").shape == (384,)
     assert (tmp_path / "data" / "model-verify.json").is_file()

@@ -63,12 +63,13 @@ def _models() -> list[type[peewee.Model]]:
         title = peewee.TextField()
         text = peewee.TextField()
         provenance = peewee.TextField()
+        embedder = peewee.CharField(max_length=100)
         updated_at = peewee.DateTimeField(null=True)
         created_at = peewee.DateTimeField()
 
         class Meta:
             table_name = "article"
-            indexes = ((("brand", "key", "content_hash"), True),)
+            indexes = ((("brand", "key", "content_hash", "embedder"), True),)
 
     class Chunk(Base):
         article = peewee.ForeignKeyField(Article, on_delete="CASCADE")
@@ -100,6 +101,7 @@ def _models() -> list[type[peewee.Model]]:
     class VersionArticle(Base):
         version = peewee.ForeignKeyField(KnowledgeVersion, on_delete="CASCADE")
         article = peewee.ForeignKeyField(Article, on_delete="CASCADE")
+        provenance = peewee.TextField()
 
         class Meta:
             table_name = "version_article"

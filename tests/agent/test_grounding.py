@@ -1,0 +1,125 @@
+"""Keeping replies honest: facts absent from the retrieved knowledge, sentences the knowledge
+does not support, and the extractive answer that replaces a draft that fails."""
+
+from __future__ import annotations
+
+import pytest
+
+from appliance.agent.grounding import extractive_answer, ungrounded_facts, unsupported
+
+KNOWLEDGE = [
+    "Items can be returned within 30 days of delivery. Refunds reach your card within 5 "
+    "business days after the warehouse receives the parcel.",
+    "Express shipping costs $12.00 and arrives the next business day. Orders over $1,500 need "
+    "a signature. Members save 10% on every order.",
+]
+
+
+# --- facts ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("draft", [
+    "You can return items within 30 days of delivery.",
+    "Refunds take 5 business days.",
+    "Express shipping is $12.",  # $12 and $12.00 are the same amount
+    "Express shipping is 12 dollars.",
+    "Anything over $1500 needs a signature.",
+    "Orders over 1,500 dollars need a signature.",
+    "Members save 10 percent.",
+    "Sure, I can help with that.",
+])
+def test_it_accepts_facts_the_knowledge_states(draft: str) -> None:
+    assert ungrounded_facts(draft, KNOWLEDGE) == []
+
+
+@pytest.mark.parametrize(("draft", "missing"), [
+    ("You can return items within 14 days.", ["14 days"]),
+    ("Returns are accepted for 30 weeks.", ["30 weeks"]),  # the number alone is not enough
+    ("Refunds take 5 days.", ["5 days"]),  # 5 business days is not 5 days
+    ("Express shipping costs $15.", ["$15"]),
+    ("Express shipping costs €12.", ["€12"]),
+    ("Members save 20%.", ["20%"]),
+    ("Call us on extension 4417.", ["4417"]),
+    ("Returns take 60 days and cost $3.", ["60 days", "$3"]),
+])
+def test_it_flags_facts_the_knowledge_does_not_state(draft: str, missing: list[str]) -> None:
+    assert ungrounded_facts(draft, KNOWLEDGE) == missing
+
+
+def test_it_takes_calendar_days_for_days() -> None:
+    knowledge = ["Items can be returned within 30 calendar days of delivery."]
+
+    assert ungrounded_facts("You have 30 days to return an item.", knowledge) == []
+    assert ungrounded_facts("You have 14 days to return an item.", knowledge) == ["14 days"]
+
+
+def test_it_flags_a_bare_number_only_once_when_it_belongs_to_a_quantity() -> None:
+    assert ungrounded_facts("Wait 45 minutes, then press 7.", KNOWLEDGE) == ["45 minutes", "7"]
+
+
+def test_it_flags_every_fact_when_there_is_no_knowledge() -> None:
+    assert ungrounded_facts("Returns within 30 days.", []) == ["30 days"]
+
+
+# --- support ----------------------------------------------------------------------------------
+
+
+def test_it_finds_a_sentence_drawn_from_the_knowledge_supported() -> None:
+    assert not unsupported("Refunds reach your card after the warehouse receives the parcel.",
+                           KNOWLEDGE)
+    # Plurals and case do not matter.
+    assert not unsupported("REFUND reaches the cards once warehouses receive parcels.",
+                           KNOWLEDGE)
+
+
+def test_it_finds_pleasantries_and_invented_content_unsupported() -> None:
+    assert unsupported("Our friendly team loves solving every question you bring.", KNOWLEDGE)
+    assert unsupported("Gift wrapping is available for birthdays and weddings.", KNOWLEDGE)
+
+
+def test_it_does_not_judge_a_sentence_with_too_few_content_words() -> None:
+    assert not unsupported("Happy to help!", KNOWLEDGE)
+    assert not unsupported("Certainly, gladly.", KNOWLEDGE)
+
+
+# --- the extractive answer --------------------------------------------------------------------
+
+PASSAGE = (
+    "Welcome to our help center. "
+    "Refunds go back to the original payment method. "
+    "Our stores open at nine. "
+    "Gift cards never expire. "
+    "A refund for a card payment reaches the card within 5 business days of the refund. "
+    "Thanks for shopping with us."
+)
+
+
+def test_it_quotes_the_sentences_that_match_the_question_in_their_original_order() -> None:
+    answer = extractive_answer("How long until a refund reaches me?", PASSAGE)
+
+    # The later sentence matches best, yet the answer keeps the passage's order.
+    assert answer == ("Refunds go back to the original payment method. A refund for a card "
+                      "payment reaches the card within 5 business days of the refund.")
+
+
+def test_it_quotes_at_most_the_requested_number_of_sentences() -> None:
+    answer = extractive_answer("How long until my card refund reaches me?", PASSAGE,
+                               max_sentences=2)
+
+    # Three sentences match; the two best are kept, in the passage's order.
+    assert answer == ("Refunds go back to the original payment method. A refund for a card "
+                      "payment reaches the card within 5 business days of the refund.")
+
+
+def test_it_quotes_a_short_passage_whole() -> None:
+    passage = "Gift cards never expire.\nThey work on any order. Balances stay on the card."
+
+    assert extractive_answer("anything", passage) == (
+        "Gift cards never expire. They work on any order. Balances stay on the card.")
+
+
+def test_it_falls_back_to_the_passage_start_when_nothing_matches() -> None:
+    answer = extractive_answer("xylophone zebra", PASSAGE)
+
+    assert answer == ("Welcome to our help center. Refunds go back to the original payment "
+                      "method. Our stores open at nine.")
