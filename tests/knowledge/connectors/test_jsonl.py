@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from pathlib import Path
 
 import pytest
@@ -10,8 +9,8 @@ from appliance.knowledge.base import DocumentError, Section
 from appliance.knowledge.connectors import jsonl
 
 REPO = Path(__file__).resolve().parents[3]
-#: tau2-bench's banking knowledge base: 698 articles in Markdown (shared/ lies beside the repo).
-BANKING = REPO.parent / "shared" / "data" / "tau2_bench" / "banking_knowledge" / "documents.jsonl"
+#: The τ²-bench banking knowledge base (698 Markdown articles), as the demo ships it.
+BANKING = REPO / "appliance" / "demo" / "knowledge" / "rho-bank" / "help-center.jsonl"
 
 
 @pytest.fixture
@@ -72,16 +71,12 @@ def test_it_reports_an_overlong_line_without_holding_it(read, tmp_path, monkeypa
     assert result.errors == [DocumentError("kb.jsonl:1", "line 1: longer than the 64-byte limit")]
 
 
-def test_it_reads_the_banking_knowledge_base_without_errors_in_under_a_second(read):
-    if not BANKING.is_file():
-        pytest.fail(f"{BANKING} is missing: shared/ should lie beside the repository")
-    started = time.perf_counter()
+def test_it_reads_the_banking_knowledge_base_without_errors(read):
+    # Its speed is measured by scripts/bench/knowledge.py, not asserted here.
     result = read(jsonl.read, BANKING)
-    elapsed = time.perf_counter() - started
 
     assert result.errors == []
     assert len(result.documents) == 698
-    assert elapsed < 1.0
     first = result.by_id("doc_bank_accounts_bank_accounts_(general)_001")
     assert first.title == "Internal: Opening Personal Checking Accounts"
     assert first.location == "doc_bank_accounts_bank_accounts_(general)_001.json"
