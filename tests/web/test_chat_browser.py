@@ -131,6 +131,32 @@ def test_it_streams_a_reply_in_the_chat_widget(
     assert messages[2]["text"] == reply, "the bubble shows the authoritative final text"
 
 
+def test_it_shows_the_sources_of_a_grounded_reply(
+    page: Page, live_server: LiveServer, tmp_path: Path
+) -> None:
+    page.goto(f"{live_server.url}/chat/lumen-goods")
+    widget = page.locator("#switchboard-chat")
+    expect(widget).to_have_attribute("data-state", "ready", timeout=30_000)
+
+    page.get_by_label("Message Juniper").fill("How many days do I have to return an item?")
+    page.get_by_role("button", name="Send").click()
+    expect(widget).to_have_attribute("data-state", "ready", timeout=REPLY_TIMEOUT_MS)
+
+    reply = page.locator(".sbw-agent").nth(1)
+    sources = reply.locator(".sbw-sources")
+    expect(sources).to_contain_text("Sources:")
+    conversation_id = widget.get_attribute("data-conversation-id")
+    transcript = httpx.get(
+        f"{live_server.url}/v1/conversations/{conversation_id}",
+        headers={"Authorization": f"Bearer {live_server.key('lumen-goods')}"}, timeout=10,
+    ).json()
+    citations = transcript["messages"][-1]["citations"]
+    assert citations, "the demo's return policy grounds this answer"
+    for citation in citations:
+        expect(sources).to_contain_text(citation["title"])
+    screenshot(page, tmp_path, "chat-sources")
+
+
 def test_it_shows_an_api_error_readably(
     page: Page, live_server: LiveServer, tmp_path: Path
 ) -> None:

@@ -250,6 +250,29 @@
     this.scroll();
   };
 
+  /** Under an agent reply: the knowledge it is grounded in, linked where it lives on the web. */
+  Widget.prototype.setSources = function (item, citations) {
+    var old = item.querySelector(".sbw-sources");
+    if (old) {
+      old.remove();
+    }
+    if (!citations || !citations.length) {
+      return;
+    }
+    var parts = ["Sources: "];
+    citations.forEach(function (citation, index) {
+      if (index) {
+        parts.push(" · ");
+      }
+      var web = /^https?:\/\//.test(citation.location || "");
+      parts.push(web
+        ? el("a", { href: citation.location, target: "_blank", rel: "noopener" }, citation.title)
+        : el("span", {}, citation.title));
+    });
+    item.appendChild(el("p", { class: "sbw-sources" }, parts));
+    this.scroll();
+  };
+
   Widget.prototype.scroll = function () {
     this.log.scrollTop = this.log.scrollHeight;
   };
@@ -322,7 +345,7 @@
       }
       this.opened(saved.id, saved.token);
       body.messages.forEach(function (message) {
-        this.addMessage(message.role, message.text);
+        this.setSources(this.addMessage(message.role, message.text), message.citations);
       }, this);
       return true;
     } catch (ignored) {
@@ -390,6 +413,7 @@
       var result = await this.stream(text, answer);
       answer.classList.remove("sbw-pending");
       this.setText(answer, result.message.text);
+      this.setSources(answer, result.message.citations);
       answer.dataset.messageId = result.message.id;
       if (result.conversation && result.conversation.status === "closed") {
         next = "ended";
