@@ -247,7 +247,9 @@ class ConversationService:
 
             yield from self._generate(brand, persona, history, text, grounding, check, reply)
             if reply.decision.get("ungrounded"):
-                best = grounding.hits[0]
+                # Quote customer-facing material when any is relevant, the best-scoring first.
+                best = next((h for h in grounding.hits if h.customer_facing),
+                            grounding.hits[0])
                 reply.text = f"{EXTRACTIVE_LEAD} {extractive_answer(text, best.text)}"
                 reply.citations = [best.citation()]
                 reply.decision["action"] = "extractive_answer"

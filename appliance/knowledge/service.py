@@ -36,6 +36,8 @@ from appliance.knowledge.index import IndexUnavailable, VectorIndex
 from appliance.signals.base import Embedder
 
 SCHEDULES = ("nightly",)
+#: Source kinds written for agents, not customers.
+INTERNAL_KINDS = frozenset({"confluence", "slack"})
 
 
 class SourceSpec(BaseModel):
@@ -58,6 +60,14 @@ class Hit:
     text: str
     score: float
     provenance: list[dict[str, Any]]
+
+    @property
+    def customer_facing(self) -> bool:
+        """False for agent-facing material: an internal wiki or chat export, or a page the
+        help center itself marks "Internal:". Fine to ground an answer in; not to quote."""
+        primary = self.provenance[0] if self.provenance else {}
+        return primary.get("kind") not in INTERNAL_KINDS and not self.title.lower().startswith(
+            "internal:")
 
     def citation(self) -> dict[str, Any]:
         primary = self.provenance[0] if self.provenance else {}
