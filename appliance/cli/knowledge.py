@@ -84,8 +84,12 @@ def ingest(ctx: CliContext, slug: str, source_id: int | None, publish: bool) -> 
             if state["stage"]:
                 click.echo("", err=True)
             state["stage"] = stage
-        shown = f"{done}/{total}" if total else str(done)
-        click.echo(f"\r{stage}: {shown}", nl=False, err=True)
+        if total:
+            filled = 30 * done // total
+            shown = f"[{'#' * filled}{'-' * (30 - filled)}] {done}/{total}"
+        else:
+            shown = str(done)
+        click.echo(f"\r{stage:<6} {shown}", nl=False, err=True)
 
     outcome = services.knowledge.ingest(brand, source_id=source_id, publish=publish,
                                         progress=progress, actor=ctx.actor)

@@ -108,7 +108,7 @@ def test_it_ingests_and_publishes_printing_the_version_and_diff(
     assert re.fullmatch(r"version 1 \(published\): 3 documents, 3 articles, \d+ chunks, "
                         r"0 contradictions, 0 stale", out[0])
     assert out[1:] == ["diff against published: +3 ~0 -0"]
-    assert "embed: 3/3" in result.stderr, "progress goes to stderr"
+    assert "embed  [" in result.stderr and "] 3/3" in result.stderr, "progress goes to stderr"
 
 
 def test_it_exits_1_naming_each_document_that_failed(acme: Env, tmp_path: Path) -> None:
