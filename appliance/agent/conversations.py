@@ -20,7 +20,7 @@ from typing import Any
 
 import peewee
 
-from appliance.agent.draft import Check, SentenceGate
+from appliance.agent.draft import TURN_MARKERS, Check, SentenceGate
 from appliance.agent.grounding import extractive_answer, ungrounded_facts, unsupported
 from appliance.agent.persona import clean_reply, system_prompt
 from appliance.brands import Persona, persona_of, policy_of
@@ -303,7 +303,7 @@ class ConversationService:
         ] if grounding.mode == "grounded" else None)
         params = GenerationParams(
             max_tokens=self._limits.max_reply_tokens, timeout_s=self._limits.timeout_s,
-            stop=("<|im_end|>", "\nCustomer:", "\nUser:"),
+            stop=TURN_MARKERS,
         )
 
         def messages_for(model: ChatModel) -> Sequence[ChatMessage]:

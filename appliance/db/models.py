@@ -208,11 +208,6 @@ class Article(BaseModel):
     content_hash = peewee.CharField(max_length=64)
     title = peewee.TextField()
     text = peewee.TextField()
-    #: The documents merged into it when it was made: [{source_id, kind, external_id, title,
-    #: location, updated_at, owner}], the primary first. Each version keeps its own copy
-    #: (VersionArticle.provenance): a later duplicate must not change what a published
-    #: version cites.
-    provenance = JSONField()
     #: The embedder (id and input length) whose vectors its chunks hold.
     embedder = peewee.CharField(max_length=100)
     updated_at = peewee.DateTimeField(null=True)
@@ -263,7 +258,10 @@ class VersionArticle(BaseModel):
     version_id: int
     article = peewee.ForeignKeyField(Article, on_delete="CASCADE")
     article_id: int
-    #: The article's sources as of this version (what its answers cite).
+    #: The documents merged into the article as of this version (what its answers cite):
+    #: [{source_id, kind, external_id, title, location, updated_at, owner}], primary first.
+    #: Kept per version, not on the immutable article: a duplicate found later must not
+    #: change what a published version cites.
     provenance = JSONField()
 
     class Meta:

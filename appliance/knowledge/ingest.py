@@ -218,8 +218,8 @@ def store_articles(
             for plan, chunks in drafts:
                 article = Article.create(
                     brand=brand, key=plan.key, content_hash=plan.content_hash,
-                    title=plan.title, text=plan.text, provenance=plan.provenance,
-                    embedder=embedder.model_id, updated_at=plan.updated_at,
+                    title=plan.title, text=plan.text, embedder=embedder.model_id,
+                    updated_at=plan.updated_at,
                 )
                 Chunk.insert_many([
                     {"article": article.id, "ordinal": n, "heading": c.heading,

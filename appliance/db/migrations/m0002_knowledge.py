@@ -62,7 +62,6 @@ def _models() -> list[type[peewee.Model]]:
         content_hash = peewee.CharField(max_length=64)
         title = peewee.TextField()
         text = peewee.TextField()
-        provenance = peewee.TextField()
         embedder = peewee.CharField(max_length=100)
         updated_at = peewee.DateTimeField(null=True)
         created_at = peewee.DateTimeField()
