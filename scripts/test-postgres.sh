@@ -10,6 +10,9 @@ url="postgresql://appliance_ci:appliance_ci@127.0.0.1:5432/appliance_test"
 
 case "${1:-}" in
 start)
+  # Only the URL goes to stdout (callers capture it); the tools' chatter
+  # ("Removed stale pid file." after an unclean shutdown) goes to stderr.
+  exec 3>&1 1>&2
   if [ -z "$version" ]; then echo "postgresql is not installed" >&2; exit 1; fi
   if ! pg_lsclusters -h | grep -q "^$version main .* online"; then
     pg_ctlcluster "$version" main start
@@ -23,7 +26,7 @@ start)
     || su postgres -c "psql -qc \"create role appliance_ci login superuser password 'appliance_ci'\""
   su postgres -c "psql -qtAc \"select 1 from pg_database where datname='appliance_test'\"" | grep -q 1 \
     || su postgres -c "createdb -O appliance_ci appliance_test"
-  echo "$url"
+  echo "$url" >&3
   ;;
 stop)
   if [ -f "$marker" ] && [ -n "$version" ]; then
