@@ -62,12 +62,24 @@ class Settings:
     )
     model_profile: str = _setting("cpu", "Model profile from the manifest: cpu or gpu.")
     reply_models: tuple[str, ...] = _setting(
-        (), "Ordered model ids that write replies (first healthy one answers). "
+        (), "Ordered model ids for the reply task, everyday replies (the first that answers "
+        "wins; reply_large, extraction and summary keep the manifest's routes). "
         "Default: the profile's list in the manifest."
     )
     llm_threads: int = _setting(2, "CPU threads per in-process llama.cpp model.")
-    llm_timeout_s: float = _setting(60.0, "Seconds a model may take for one reply before the "
-                                    "next model in the fallback list is tried.")
+    llm_timeout_s: float = _setting(
+        60.0, "Seconds one reply may take in all, fallbacks included. Each model gets what is "
+        "left (capped by its manifest timeout_s); while later models could still answer, one "
+        "that sends no text within its share of what is left is passed over for the next."
+    )
+    llm_breaker_failures: int = _setting(
+        3, "Consecutive timeouts or failures after which a model's circuit opens: the router "
+        "passes the model over without calling it until the cooldown ends."
+    )
+    llm_breaker_cooldown_s: float = _setting(
+        30.0, "Seconds a model's open circuit waits before one trial call; success closes it, "
+        "failure opens it again."
+    )
     llm_max_reply_tokens: int = _setting(200, "Most tokens in one generated reply.")
     max_message_chars: int = _setting(4000, "Longest customer message accepted, in characters.")
     max_request_bytes: int = _setting(64 * 1024, "Largest HTTP request body accepted.")
@@ -217,11 +229,12 @@ def _derive(settings: Settings) -> Settings:
         raise ConfigError("setting 'database_url': must start with sqlite:/// or postgresql://")
     for name in ("web_workers", "web_threads", "web_timeout_s", "llm_threads",
                  "llm_max_reply_tokens", "max_message_chars", "max_request_bytes",
-                 "conversation_idle_close_minutes"):
+                 "conversation_idle_close_minutes", "llm_breaker_failures"):
         if getattr(settings, name) < 1:
             raise ConfigError(f"setting {name!r}: must be at least 1")
-    if not (math.isfinite(settings.llm_timeout_s) and settings.llm_timeout_s > 0):
-        raise ConfigError("setting 'llm_timeout_s': must be a positive number of seconds")
+    for name in ("llm_timeout_s", "llm_breaker_cooldown_s"):
+        if not (math.isfinite(getattr(settings, name)) and getattr(settings, name) > 0):
+            raise ConfigError(f"setting {name!r}: must be a positive number of seconds")
     return dataclasses.replace(settings, **changes)
 
 

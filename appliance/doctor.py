@@ -5,12 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from appliance.db.migrate import pending
 from appliance.errors import ApplianceError
-from appliance.llm.base import ChatMessage, GenerationParams
+from appliance.llm.base import ChatMessage, ChatModel, GenerationParams, ModelSpec
 from appliance.llm.manifest import verify
+from appliance.llm.router import RouteStatus
 from appliance.services import Services
+from appliance.signals.service import ClassifierInfo
 
 
 @dataclass(frozen=True)
@@ -66,25 +69,92 @@ def run_checks(services: Services) -> list[Check]:
         _timed("migrations", migrations),
         _timed("llama.cpp build", llama_build),
     ]
-    for model_id, model in services.router.models.items():
-        def file_ok(spec=model.spec) -> str:  # type: ignore[no-untyped-def]
-            result = verify(spec)
-            if not result.ok:
-                raise ApplianceError(f"{result.status}: {result.detail}")
-            return result.detail
+    checks += _model_checks(services)
+    checks += [_task_check(services, task) for task in services.router.tasks]
 
-        def answers(model=model) -> str:  # type: ignore[no-untyped-def]
-            completion = model.complete(
-                [ChatMessage("user", "Say OK.")], GenerationParams(max_tokens=4, timeout_s=60)
-            )
-            return f"answered in {completion.completion_tokens} tokens"
-
-        checks.append(_timed(f"model {model_id}: file", file_ok))
-        checks.append(_timed(f"model {model_id}: generate", answers))
     def embedder() -> str:
         vector = services.embedder.embed_one("doctor check")
         return f"{services.embedder.model_id}: {vector.shape[-1]} dimensions"
 
     checks.append(_timed("embedder", embedder))
+    checks += _classifier_checks(services)
     checks.append(_timed("secret key", lambda: "set" if settings.secret_key else "missing"))
     return checks
+
+
+def _model_checks(services: Services) -> list[Check]:
+    """Per routed model: its file against the manifest, and a real generation. An absent
+    optional model gets one line, ok: its tasks' lines say what answers instead."""
+    checks = []
+    status = services.router.status()
+    for model_id, model in services.router.models.items():
+        if not status[model_id].present:
+            checks.append(_timed(f"model {model_id}: file", partial(_absent, model)))
+            continue
+        checks.append(_timed(f"model {model_id}: file", partial(_file_ok, model.spec)))
+        checks.append(_timed(f"model {model_id}: generate", partial(_answers, model)))
+    return checks
+
+
+def _classifier_checks(services: Services) -> list[Check]:
+    """Per signal classifier: it loads (sha256 against its metadata) and reads a message."""
+
+    def check(info: ClassifierInfo) -> str:
+        if not info.present:
+            raise ApplianceError(f"absent or not loading: {info.path}")
+        read = services.signals.read(info.brand or "", "I would like to talk to a person.")
+        metrics = info.meta.get("metrics", {})
+        scope = f"brand {info.brand}" if info.brand else "all brands"
+        return (f"{info.signal} ({scope}), held-out accuracy {metrics.get('accuracy', '?')}; "
+                f"read in {read.latency_ms:.1f} ms")
+
+    return [_timed(f"classifier {info.model_id}", partial(check, info))
+            for info in services.signals.classifiers()]
+
+
+def _file_ok(spec: ModelSpec) -> str:
+    result = verify(spec)
+    if not result.ok:
+        raise ApplianceError(f"{result.status}: {result.detail}")
+    return result.detail
+
+
+def _answers(model: ChatModel) -> str:
+    completion = model.complete(
+        [ChatMessage("user", "Say OK.")], GenerationParams(max_tokens=4, timeout_s=60)
+    )
+    return f"answered in {completion.completion_tokens} tokens"
+
+
+def _absent(model: ChatModel) -> str:
+    if not model.spec.optional:
+        raise ApplianceError(f"missing: {model.spec.path} not found")
+    name = model.spec.path.name if model.spec.path else model.spec.id
+    return f"absent, optional (operator supplies {name})"
+
+
+def _absence(model: ChatModel) -> str:
+    """Why a model is absent, in the words an operator acts on."""
+    path = model.spec.path
+    if model.spec.optional and path is not None:
+        return f"{model.spec.id} absent (operator supplies {path.name})"
+    return f"{model.spec.id} absent ({path} not found)"
+
+
+def _task_check(services: Services, task: str) -> Check:
+    """A task passes while one model of its route is present; absent ones are named."""
+    router = services.router
+
+    def route() -> str:
+        status: RouteStatus = router.route_status(task)
+        absent = "; ".join(_absence(router.models[m]) for m in status.absent)
+        if not status.ok:
+            raise ApplianceError(f"no model present: {absent}")
+        chain = " -> ".join(status.present)
+        if not absent:
+            return chain
+        if status.route[0] in status.absent:
+            return f"{absent}; falls back to {chain}"
+        return f"{chain}; {absent}"
+
+    return _timed(f"task {task}", route)

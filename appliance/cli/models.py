@@ -38,20 +38,24 @@ def list_models(ctx: CliContext) -> None:
 def verify_models(ctx: CliContext, check_all: bool) -> None:
     """Check model files against the manifest's size and sha256; exit 1 on any problem.
 
-    Models the active profile routes to must be present and match. Others are reported.
+    Models the active profile routes to, and the signal classifiers, must be present and
+    match, except that an optional model (the operator may supply it) may be absent. Others
+    are reported.
     """
     settings = ctx.settings
     manifest = load_manifest(settings.model_store)
     routed = {m for ids in manifest.profiles.get(settings.model_profile, {}).values() for m in ids}
-    # Files a routed model needs (an embedder's tokenizer) are required too.
+    # Files a routed model needs (an embedder's tokenizer) are required too, and so are the
+    # signal classifiers, which every profile runs.
     routed |= {str(manifest.models[m].options["tokenizer"]) for m in list(routed)
                if "tokenizer" in manifest.models[m].options}
+    routed |= {spec.id for spec in manifest.models.values() if spec.role == "classifier"}
     rows, failed = [], False
     for spec in manifest.models.values():
         if not check_all and spec.id not in routed:
             continue
         result = verify(spec)
-        required = spec.id in routed
+        required = spec.id in routed and not (spec.optional and result.status == "missing")
         failed |= required and not result.ok
         rows.append((spec.id, result.status, "required" if required else "optional",
                      result.detail))

@@ -44,12 +44,32 @@ def close_idle_conversations(services: Services) -> dict[str, Any]:
 
 
 def check_models(services: Services) -> dict[str, Any]:
-    """Record the health of every routed model (the admin dashboard shows the latest)."""
-    return {
-        model_id: {"ok": health.ok, "detail": health.detail}
-        for model_id, model in services.router.models.items()
-        for health in [model.check_health()]
+    """Record the health of every routed model (the admin dashboard shows the latest) and,
+    under "tasks", which models of each task's route are present.
+
+    Per model: ok and detail from its health probe (an absent file is reported, not probed),
+    present, and the tasks it serves with its place in each route (1 = first choice). Per task:
+    ok while one of its models is present, the present and absent ones in route order.
+    Circuit states are not here: they live in each web worker (see `ModelRouter.status()`).
+    """
+    router = services.router
+    status = router.status()
+    report: dict[str, Any] = {}
+    for model_id, model in router.models.items():
+        present = status[model_id].present
+        health = model.check_health() if present else None
+        report[model_id] = {
+            "ok": health.ok if health else False,
+            "detail": health.detail if health else f"absent: {model.spec.path} not found",
+            "present": present,
+            "tasks": status[model_id].tasks,
+        }
+    report["tasks"] = {
+        task: {"ok": route.ok, "present": list(route.present), "absent": list(route.absent)}
+        for task in router.tasks
+        for route in [router.route_status(task)]
     }
+    return report
 
 
 def reingest_knowledge(services: Services) -> dict[str, Any]:

@@ -43,6 +43,11 @@ class ModelSpec:
     size: int | None = None
     url: str | None = None
     served_name: str | None = None
+    #: Seconds one call to this model may take at most, within the task's budget.
+    timeout_s: float | None = None
+    #: The operator may supply the file or not: while it is absent, routes pass the model over
+    #: and checks report it without failing (a task whose only model is absent still fails).
+    optional: bool = False
     options: dict[str, str | int | float | bool] = field(default_factory=dict)
 
 
@@ -54,6 +59,10 @@ class GenerationParams:
     stop: tuple[str, ...] = ()
     #: Seconds for the whole call; the backend raises ModelTimeout past it.
     timeout_s: float = 60.0
+    #: Seconds to wait for the first text (the router sets it while other models could still
+    #: answer): a server that has sent none by then, or an in-process model still busy with
+    #: another turn, raises ModelTimeout. None: only `timeout_s` applies.
+    first_token_timeout_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -61,9 +61,15 @@ class LlamaCppModel(ChatModel):
     def stream(
         self, messages: Sequence[ChatMessage], params: GenerationParams
     ) -> Iterator[TextDelta | Completion]:
-        deadline = time.monotonic() + params.timeout_s
+        started = time.monotonic()
+        deadline = started + params.timeout_s
+        # The first-token deadline bounds the wait for the model while another turn generates.
+        # Once generation starts it no longer applies: the prompt is evaluated in one call that
+        # cannot be interrupted, and a first token that took long is still worth keeping.
+        first_by = deadline if params.first_token_timeout_s is None else min(
+            deadline, started + params.first_token_timeout_s)
         llm = self._model()
-        if not self._run_lock.acquire(timeout=params.timeout_s):
+        if not self._run_lock.acquire(timeout=max(first_by - time.monotonic(), 0.0)):
             raise ModelTimeout(f"model {self.spec.id} is busy")
         try:
             yield from self._generate(llm, messages, params, deadline)
@@ -74,6 +80,8 @@ class LlamaCppModel(ChatModel):
         self, llm: Any, messages: Sequence[ChatMessage], params: GenerationParams,
         deadline: float,
     ) -> Iterator[TextDelta | Completion]:
+        """Generate, checking the deadline after each chunk (llama.cpp cannot be interrupted
+        inside one, so the check may come late by one chunk's time)."""
         parts: list[str] = []
         finish = "stop"
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,12 +59,22 @@ def _spec(entry: dict[str, Any], store: Path) -> ModelSpec:
         base = _package_dir(entry["package"]) if "package" in entry else store
         path = (base / entry["file"]) if base is not None else Path(entry["package"], entry["file"])
     known = {*_REQUIRED, "context_tokens", "file", "package", "sha256", "size", "url",
-             "served_name"}
+             "served_name", "timeout_s", "optional"}
+    timeout_s = entry.get("timeout_s")
+    if timeout_s is not None and (
+        isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float)
+        or not 0 < timeout_s < math.inf
+    ):
+        raise ConfigError(f"manifest: model {entry['id']!r}: timeout_s must be a positive number")
+    if not isinstance(entry.get("optional", False), bool):
+        raise ConfigError(f"manifest: model {entry['id']!r}: optional must be true or false")
     return ModelSpec(
         id=entry["id"], role=entry["role"], profile=entry["profile"], backend=entry["backend"],
         context_tokens=int(entry.get("context_tokens", 0)), license=entry["license"],
         source=entry["source"], path=path, sha256=entry.get("sha256"), size=entry.get("size"),
         url=entry.get("url"), served_name=entry.get("served_name"),
+        timeout_s=None if timeout_s is None else float(timeout_s),
+        optional=entry.get("optional", False),
         options={k: v for k, v in entry.items() if k not in known},
     )
 
@@ -104,6 +115,12 @@ class Verification:
     @property
     def ok(self) -> bool:
         return self.status in ("ok", "remote")
+
+
+def file_absent(spec: ModelSpec) -> bool:
+    """True when the model lives in a file and the file is not there. A stat, no hashing: cheap
+    enough to ask before every call."""
+    return spec.path is not None and not spec.path.is_file()
 
 
 def sha256_file(path: Path) -> str:

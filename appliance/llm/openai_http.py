@@ -7,7 +7,8 @@ in `/v1`, `spec.served_name` the model name the server expects.
 Error mapping (see base.py for the contract):
 - no connection, a dropped connection, HTTP 429 or 5xx, a malformed or truncated reply:
   `ModelUnavailable` (another backend may answer);
-- connect or read past the call's deadline: `ModelTimeout`;
+- connect or read past the call's deadline, or a stream with no text by its first-token
+  deadline (`GenerationParams.first_token_timeout_s`): `ModelTimeout`;
 - any other 4xx (e.g. a prompt over the context window), or an error event inside a stream
   that carries a 4xx code: `ModelError`, not retryable.
 Client-facing messages name the model and at most an HTTP status; what the server said goes to
@@ -51,17 +52,26 @@ _LOGGED_BODY_CHARS = 500
 
 
 class _Deadline:
-    """The whole call's time budget; every network wait gets what is left of it."""
+    """The call's time budget; every network wait gets what is left of it. Until the first text
+    arrives, the wait is bounded by the (earlier) first-token deadline when there is one."""
 
-    def __init__(self, model_id: str, seconds: float) -> None:
+    def __init__(self, model_id: str, seconds: float, first_token_s: float | None = None) -> None:
         self.model_id = model_id
         self.seconds = seconds
-        self._at = time.monotonic() + seconds
+        now = time.monotonic()
+        self._at = now + seconds
+        self._first_at = self._at if first_token_s is None else min(self._at, now + first_token_s)
+        self.first_token_s = first_token_s
+        #: Set once text has arrived: from then on only the whole call's deadline applies.
+        self.got_text = False
 
     def remaining(self) -> float:
-        return self._at - time.monotonic()
+        return (self._at if self.got_text else self._first_at) - time.monotonic()
 
     def expired(self) -> ModelTimeout:
+        if not self.got_text and self._first_at < self._at and self.first_token_s is not None:
+            return ModelTimeout(f"model {self.model_id} sent no text within "
+                                f"{self.first_token_s:g}s")
         return ModelTimeout(f"model {self.model_id} took longer than {self.seconds:g}s")
 
     def check(self) -> None:
@@ -69,7 +79,9 @@ class _Deadline:
             raise self.expired()
 
     def timeout(self) -> httpx.Timeout:
-        """An httpx timeout (connect, read, write, pool) bounded by the time left."""
+        """An httpx timeout (connect, read, write, pool) bounded by the time left. Set when the
+        request starts, it also bounds each later read of a stream (a server silent that long
+        mid-reply is stuck); `check()` on every line bounds the whole."""
         self.check()
         return httpx.Timeout(self.remaining())
 
@@ -105,10 +117,11 @@ class OpenAIHttpModel(ChatModel):
         except httpx.InvalidURL as exc:
             raise ConfigError(f"model {spec.id!r}: url is not a valid URL") from exc
 
-    def _deadline(self, params: GenerationParams) -> _Deadline:
+    def _deadline(self, params: GenerationParams, *, stream: bool = False) -> _Deadline:
         if self._closed:
             raise ModelUnavailable(f"model {self.spec.id} is closed")
-        return _Deadline(self.spec.id, min(params.timeout_s, self._timeout_s))
+        return _Deadline(self.spec.id, min(params.timeout_s, self._timeout_s),
+                         params.first_token_timeout_s if stream else None)
 
     def _body(
         self, messages: Sequence[ChatMessage], params: GenerationParams, *, stream: bool
@@ -160,7 +173,7 @@ class OpenAIHttpModel(ChatModel):
     def stream(
         self, messages: Sequence[ChatMessage], params: GenerationParams
     ) -> Iterator[TextDelta | Completion]:
-        deadline = self._deadline(params)
+        deadline = self._deadline(params, stream=True)
         with (
             self._translate(deadline),
             self._client.stream(
@@ -182,15 +195,16 @@ class OpenAIHttpModel(ChatModel):
         finish = "stop"
         usage: tuple[int, int] | None = None
         for line in response.iter_lines():
-            if not line.startswith("data:"):
-                continue
-            data = line[len("data:"):].strip()
+            data = line[len("data:"):].strip() if line.startswith("data:") else None
             if data == "[DONE]":
                 # One SSE delta carries one sampled token on both vLLM and llama.cpp.
                 prompt, completion = usage or (self._estimate_prompt(messages), len(parts))
                 yield Completion("".join(parts), self.spec.id, prompt, completion, finish)
                 return
+            # On every line, pings and comments too: a server that only pings is hung.
             deadline.check()
+            if data is None:
+                continue
             chunk = _parse_json(self.spec.id, data.encode())
             if "error" in chunk:
                 raise self._stream_error(chunk["error"])
@@ -202,6 +216,7 @@ class OpenAIHttpModel(ChatModel):
                 content = delta.get("content") if isinstance(delta, dict) else None
                 if isinstance(content, str) and content:
                     parts.append(content)
+                    deadline.got_text = True
                     yield TextDelta(content)
                 if choice.get("finish_reason"):
                     finish = str(choice["finish_reason"])

@@ -1,23 +1,39 @@
-"""Ordered fallback over chat models, per task.
+"""Ordered fallback over chat models, per task, within one time budget.
 
-A task (e.g. "reply") has an ordered list of model ids. The router tries them in order; a
-retryable `ModelError` (down, timeout) moves on to the next, and the answer is flagged as a
-fallback. A non-retryable error stops at once. Streams can fall back only before their first
-token: once text has reached the customer, a failure is reported, not papered over.
+A task ("reply", "reply_large", "extraction", "summary") has an ordered list of model ids. The
+router tries them in order and passes over, without calling it:
+- a model whose file is absent (`model_missing`: an optional model the operator has not
+  supplied; a stat per call, so a file copied in later is used without a restart);
+- a model whose circuit is open (`circuit_open`: it failed repeatedly; see breaker.py).
+A retryable `ModelError` (down, timeout) moves on to the next model, and the answer is flagged
+as a fallback (degraded). A non-retryable error stops at once. Streams can fall back only before
+their first token: once text has reached the customer, a failure is reported, not papered over.
+
+Time: `params.timeout_s` is the budget of the whole task. Each attempt may use what is left of it
+(capped by the model's manifest `timeout_s`), but while other models could still answer, it must
+start answering within its share of what is left (what is left divided among it and the models
+after it), so a hanging model leaves time for the next one.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from appliance.errors import ConfigError, ModelError, ModelUnavailable
 from appliance.llm.base import ChatMessage, ChatModel, Completion, GenerationParams, TextDelta
+from appliance.llm.breaker import BreakerPolicy, CircuitBreaker, Clock
+from appliance.llm.manifest import file_absent
+
+#: Attempt codes for models passed over without a call (beside ModelError codes).
+MODEL_MISSING, CIRCUIT_OPEN, BUDGET_SPENT = "model_missing", "circuit_open", "budget_spent"
 
 
 @dataclass(frozen=True)
 class Attempt:
     model_id: str
+    #: A ModelError code (model_unavailable, model_timeout) or one of the pass-over codes above.
     error_code: str
 
 
@@ -26,25 +42,93 @@ class RoutedCompletion:
     completion: Completion
     #: True when a model other than the task's first choice answered.
     fallback: bool
-    #: Models tried before the one that answered, and why each failed.
+    #: Models tried or passed over before the one that answered, and why.
     failed: tuple[Attempt, ...]
+    task: str = ""
+
+    @property
+    def degraded(self) -> bool:
+        """The answer is not from the task's first choice: a fallback model wrote it."""
+        return self.fallback
+
+    @property
+    def model_id(self) -> str:
+        return self.completion.model_id
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """What the router knows about one model, for ops (`ModelRouter.status()`)."""
+
+    model_id: str
+    #: False when the model's file is absent (the router passes it over).
+    present: bool
+    optional: bool
+    #: The circuit: closed | open | half_open.
+    circuit: str
+    consecutive_failures: int
+    last_error: str | None
+    #: While the circuit is open: seconds until one trial call is let through.
+    retry_in_s: float | None
+    #: task -> the model's place in that task's route (1 = first choice).
+    tasks: dict[str, int]
+
+    @property
+    def available(self) -> bool:
+        return self.present and self.circuit != "open"
+
+
+@dataclass(frozen=True)
+class RouteStatus:
+    """Which models of a task's route are present, in route order."""
+
+    task: str
+    route: tuple[str, ...]
+    absent: tuple[str, ...]
+
+    @property
+    def present(self) -> tuple[str, ...]:
+        return tuple(model_id for model_id in self.route if model_id not in self.absent)
+
+    @property
+    def ok(self) -> bool:
+        """At least one model of the task can be called."""
+        return bool(self.present)
 
 
 MessagesFor = Callable[[ChatModel], Sequence[ChatMessage]]
 
 
 class ModelRouter:
-    def __init__(self, models: Mapping[str, ChatModel], routes: Mapping[str, Sequence[str]]):
+    """Routes each task to its models in order. Thread-safe; one per process.
+
+    `clock` (monotonic seconds) drives the breakers and the task budget; tests inject one.
+    """
+
+    def __init__(
+        self, models: Mapping[str, ChatModel], routes: Mapping[str, Sequence[str]], *,
+        breaker: BreakerPolicy | None = None, clock: Clock = time.monotonic,
+    ) -> None:
         for task, ids in routes.items():
             unknown = [model_id for model_id in ids if model_id not in models]
             if unknown or not ids:
                 raise ConfigError(f"route {task!r}: unknown or no models {unknown}")
         self._models = dict(models)
         self._routes = {task: tuple(ids) for task, ids in routes.items()}
+        self._clock = clock
+        policy = breaker or BreakerPolicy()
+        self._breakers = {
+            model_id: CircuitBreaker(model_id, policy, clock) for model_id in self._models
+        }
 
     @property
     def models(self) -> dict[str, ChatModel]:
+        """Every model a route names, present or not."""
         return dict(self._models)
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(self._routes)
 
     def route(self, task: str) -> tuple[str, ...]:
         return self._routes[task]
@@ -52,27 +136,94 @@ class ModelRouter:
     def primary(self, task: str) -> ChatModel:
         return self._models[self._routes[task][0]]
 
+    def status(self) -> dict[str, ModelStatus]:
+        """Per model: present or absent, its circuit, consecutive failures, last error."""
+        result = {}
+        for model_id, model in self._models.items():
+            breaker = self._breakers[model_id].state()
+            result[model_id] = ModelStatus(
+                model_id=model_id, present=not file_absent(model.spec),
+                optional=model.spec.optional, circuit=breaker.state,
+                consecutive_failures=breaker.consecutive_failures,
+                last_error=breaker.last_error, retry_in_s=breaker.retry_in_s,
+                tasks={task: ids.index(model_id) + 1
+                       for task, ids in self._routes.items() if model_id in ids},
+            )
+        return result
+
+    def route_status(self, task: str) -> RouteStatus:
+        route = self._routes[task]
+        absent = tuple(m for m in route if file_absent(self._models[m].spec))
+        return RouteStatus(task, route, absent)
+
     def stream(
         self, task: str, messages_for: MessagesFor, params: GenerationParams
     ) -> Iterator[TextDelta | RoutedCompletion]:
-        """Stream from the first model of `task` that answers; end with a RoutedCompletion."""
+        """Stream from the first model of `task` that answers; end with a RoutedCompletion.
+
+        Raises ModelUnavailable when no model could answer (each tried or passed over), or the
+        error of a model that failed after its first token or refused the request.
+        """
+        route = self._routes[task]
+        budget_end = self._clock() + params.timeout_s
         failed: list[Attempt] = []
-        for index, model_id in enumerate(self._routes[task]):
+        for index, model_id in enumerate(route):
             model = self._models[model_id]
+            if file_absent(model.spec):
+                failed.append(Attempt(model_id, MODEL_MISSING))
+                continue
+            remaining = budget_end - self._clock()
+            if remaining <= 0:
+                failed.append(Attempt(model_id, BUDGET_SPENT))
+                break
+            permit = self._breakers[model_id].allow()
+            if permit is None:
+                failed.append(Attempt(model_id, CIRCUIT_OPEN))
+                continue
+            attempt = self._attempt_params(params, model, remaining, route[index + 1:])
             started = False
             try:
-                for event in model.stream(messages_for(model), params):
+                for event in model.stream(messages_for(model), attempt):
                     if isinstance(event, Completion):
-                        yield RoutedCompletion(event, fallback=index > 0, failed=tuple(failed))
+                        permit.success()
+                        yield RoutedCompletion(event, fallback=index > 0, failed=tuple(failed),
+                                               task=task)
                         return
                     started = True
                     yield event
+                raise ModelUnavailable(f"model {model_id} ended its reply early")
             except ModelError as exc:
+                if exc.retryable:
+                    permit.failure(exc.code)
+                else:
+                    permit.success()  # it answered, refusing this request: it is up
                 if started or not exc.retryable:
                     raise
                 failed.append(Attempt(model_id, exc.code))
+            finally:
+                permit.release()  # the caller stopped reading, or a bug: no verdict
         tried = ", ".join(f"{a.model_id} ({a.error_code})" for a in failed)
         raise ModelUnavailable(f"no model could answer {task!r}; tried {tried}")
+
+    def _attempt_params(
+        self, params: GenerationParams, model: ChatModel, remaining: float,
+        later: Sequence[str],
+    ) -> GenerationParams:
+        """This attempt's share of the budget (see the module docstring)."""
+        timeout = min(remaining, model.spec.timeout_s or remaining)
+        others = sum(1 for model_id in later if self._could_answer(model_id))
+        first_token = None
+        if others:
+            first_token = min(timeout, remaining / (others + 1))
+            if params.first_token_timeout_s is not None:
+                first_token = min(first_token, params.first_token_timeout_s)
+        elif params.first_token_timeout_s is not None:
+            first_token = min(timeout, params.first_token_timeout_s)
+        return replace(params, timeout_s=timeout, first_token_timeout_s=first_token)
+
+    def _could_answer(self, model_id: str) -> bool:
+        return (not file_absent(self._models[model_id].spec)
+                and self._breakers[model_id].would_allow())
 
     def complete(
         self, task: str, messages_for: MessagesFor, params: GenerationParams

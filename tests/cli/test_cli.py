@@ -334,14 +334,42 @@ def _doctor_rows(out: str) -> dict[str, str]:
     return rows
 
 
+def _doctor_details(out: str) -> dict[str, str]:
+    return {match.group(1): match.group(2) for match in re.finditer(
+        r"^(.+?)\s{2,}(?:ok|FAIL)\s{2,}[\d.]+\s+(.*)$", out, re.MULTILINE)}
+
+
 def test_it_passes_doctor_on_a_good_setup(env: Env) -> None:
     ok(invoke(env, "db", "migrate"))
 
-    rows = _doctor_rows(ok(invoke(env, "doctor")))
+    out = ok(invoke(env, "doctor"))
 
+    rows = _doctor_rows(out)
     assert set(rows) >= {"data_dir", "database", "migrations", "llama.cpp build",
-                         f"model {TINY}: file", f"model {TINY}: generate", "secret key"}
+                         f"model {TINY}: file", f"model {TINY}: generate", "secret key",
+                         "model cpu-large: file", "task reply", "task reply_large",
+                         "task extraction", "task summary"}
     assert set(rows.values()) == {"ok"}
+    # The CPU default ships without the large model: reported, not failed.
+    details = _doctor_details(out)
+    assert details["model cpu-large: file"] == "absent, optional (operator supplies large.gguf)"
+    assert details["task reply_large"] == (
+        f"cpu-large absent (operator supplies large.gguf); falls back to {TINY}")
+    assert details["task reply"] == TINY
+
+
+def test_it_fails_doctor_when_a_tasks_only_model_is_absent(env: Env, tmp_path: Path) -> None:
+    store = write_store(tmp_path / "store", reply=["cpu-large"])
+    env = env | {"APPLIANCE_MODEL_STORE": str(store)}
+    ok(invoke(env, "db", "migrate"))
+
+    result = invoke(env, "doctor")
+
+    assert result.exit_code == 1
+    failed = {name for name, state in _doctor_rows(result.stdout).items() if state == "FAIL"}
+    assert failed == {"task reply"}
+    assert _doctor_details(result.stdout)["task reply"] == (
+        "no model present: cpu-large absent (operator supplies large.gguf)")
 
 
 def test_it_fails_doctor_with_a_wrong_model_checksum(env: Env, bad_checksum_store: Path) -> None:

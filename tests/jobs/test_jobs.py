@@ -166,5 +166,12 @@ def test_it_records_the_health_of_every_routed_model(services: Services) -> None
     run = run_job(services, "models.health")
 
     assert run.status == "ok"
+    tasks = run.detail.pop("tasks")
     assert set(run.detail) == set(services.router.models)
-    assert all(health["ok"] is True for health in run.detail.values())
+    # The CPU default routes reply_large to cpu-large first; the operator has not supplied it.
+    absent = run.detail.pop("cpu-large")
+    assert (absent["ok"], absent["present"], absent["tasks"]) == (False, False, {"reply_large": 1})
+    assert all(health["ok"] is True and health["present"] for health in run.detail.values())
+    assert tasks["reply_large"] == {"ok": True, "present": ["smollm2-135m-instruct"],
+                                    "absent": ["cpu-large"]}
+    assert all(task["ok"] for task in tasks.values())

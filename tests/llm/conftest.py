@@ -1,6 +1,6 @@
-"""Fixtures for the LLM backends: the real tiny model, a real llama.cpp OpenAI server, a canned
-HTTP server for replies llama.cpp never gives (vLLM's usage chunk, 429, 5xx), and a port nothing
-listens on."""
+"""Fixtures for the LLM backends: the real tiny model, a real llama.cpp OpenAI server (shared, or
+one a test may kill), a canned HTTP server for replies llama.cpp never gives (vLLM's usage chunk,
+429, 5xx), servers that hang, and a port nothing listens on."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -25,7 +26,6 @@ MODEL_STORE = Path(__file__).resolve().parents[2] / "model_store"
 TINY_MODEL_ID = "smollm2-135m-instruct"
 SERVED_NAME = "smol"
 SERVER_START_TIMEOUT_S = 60.0
-
 
 
 def free_port() -> int:
@@ -86,15 +86,27 @@ def dead_url() -> str:
     return f"http://127.0.0.1:{free_port()}/v1"
 
 
-@pytest.fixture(scope="module")
-def llama_server(tiny_spec: ModelSpec, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real `python -m llama_cpp.server` serving the tiny model; yields its /v1 base URL."""
-    assert tiny_spec.path is not None
+@dataclass
+class LlamaServer:
+    """A running `python -m llama_cpp.server` and its /v1 base URL."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def kill(self) -> None:
+        """SIGKILL, as when the server crashes or the OOM killer takes it."""
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+
+@contextmanager
+def _running_llama_server(spec: ModelSpec, log_dir: Path) -> Iterator[LlamaServer]:
+    assert spec.path is not None
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1"
-    log_path = tmp_path_factory.mktemp("llama_server") / "server.log"
+    log_path = log_dir / "server.log"
     command = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(tiny_spec.path),
+        sys.executable, "-m", "llama_cpp.server", "--model", str(spec.path),
         "--model_alias", SERVED_NAME, "--host", "127.0.0.1", "--port", str(port),
         "--n_ctx", "2048", "--n_threads", "2",
     ]
@@ -102,7 +114,7 @@ def llama_server(tiny_spec: ModelSpec, tmp_path_factory: pytest.TempPathFactory)
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_until_ready(url, process, log_path)
-        yield url
+        yield LlamaServer(url, process)
     finally:
         process.terminate()
         try:
@@ -110,6 +122,20 @@ def llama_server(tiny_spec: ModelSpec, tmp_path_factory: pytest.TempPathFactory)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def llama_server(tiny_spec: ModelSpec, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `python -m llama_cpp.server` serving the tiny model; yields its /v1 base URL."""
+    with _running_llama_server(tiny_spec, tmp_path_factory.mktemp("llama_server")) as server:
+        yield server.url
+
+
+@pytest.fixture
+def killable_llama_server(tiny_spec: ModelSpec, tmp_path: Path) -> Iterator[LlamaServer]:
+    """A llama.cpp server of this test's own, which the test may kill."""
+    with _running_llama_server(tiny_spec, tmp_path) as server:
+        yield server
 
 
 def _wait_until_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
@@ -180,5 +206,69 @@ class CannedServer:
 @pytest.fixture
 def canned_server() -> Iterator[CannedServer]:
     server = CannedServer()
+    yield server
+    server.close()
+
+
+class HangingServer:
+    """A real TCP server on 127.0.0.1 that accepts connections and never answers them.
+
+    With `ping=True` it sends a 200 `text/event-stream` head and then only SSE comments, never
+    a token: a server that looks alive and is stuck.
+    """
+
+    def __init__(self, *, ping: bool = False) -> None:
+        self._ping = ping
+        self._stop = threading.Event()
+        self._connections: list[socket.socket] = []
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(16)
+        self._listener.settimeout(0.1)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/v1"
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:  # the accept timeout, or the listener closed
+                continue
+            self._connections.append(connection)
+            if self._ping:
+                thread = threading.Thread(target=self._pings, args=(connection,), daemon=True)
+                self._threads.append(thread)
+                thread.start()
+
+    def _pings(self, connection: socket.socket) -> None:
+        try:
+            connection.recv(65536)  # the request (small enough to arrive in one read)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                               b"Connection: close\r\n\r\n")
+            while not self._stop.wait(0.2):
+                connection.sendall(b": ping\n\n")
+        except OSError:
+            pass  # the client gave up
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+        for connection in self._connections:
+            connection.close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+
+@pytest.fixture
+def hanging_server() -> Iterator[HangingServer]:
+    server = HangingServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def pinging_server() -> Iterator[HangingServer]:
+    server = HangingServer(ping=True)
     yield server
     server.close()

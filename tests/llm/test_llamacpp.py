@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -59,6 +60,22 @@ def test_it_times_out_with_a_tiny_deadline(
         tiny_model.complete(hello, GenerationParams(max_tokens=24, timeout_s=0.001))
 
     assert caught.value.retryable
+
+
+def test_it_gives_up_waiting_for_a_busy_model_at_the_first_token_deadline(
+    tiny_model: LlamaCppModel, hello: Sequence[ChatMessage]
+) -> None:
+    # One generation at a time per process: a second turn waits for the first, but only as
+    # long as it may wait for its first token; then the router can try another model.
+    first = tiny_model.stream(hello, PARAMS)
+    next(first)  # generating, holding the model
+    started = time.monotonic()
+
+    with pytest.raises(ModelTimeout, match="busy"):
+        tiny_model.complete(hello, replace(PARAMS, first_token_timeout_s=0.2))
+
+    assert time.monotonic() - started < PARAMS.timeout_s
+    assert isinstance(list(first)[-1], Completion)
 
 
 def test_it_rejects_a_prompt_over_the_context_window(tiny_model: LlamaCppModel) -> None:

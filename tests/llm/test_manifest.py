@@ -11,6 +11,7 @@ import pytest
 from appliance.errors import ConfigError
 from appliance.llm.base import ModelSpec
 from appliance.llm.manifest import load_manifest, verify
+from appliance.services import TASKS
 
 MODEL_STORE = Path(__file__).resolve().parents[2] / "model_store"
 CONTENT = b"not really a gguf, but bytes all the same\n"
@@ -146,6 +147,49 @@ def test_it_loads_the_shipped_manifest() -> None:
     assert manifest.route("cpu", "reply") == ("smollm2-135m-instruct",)
     assert manifest.route("gpu", "reply")[-1] == "smollm2-135m-instruct"
     assert manifest.models["vllm-small"].url == "http://127.0.0.1:8001/v1"
+
+
+@pytest.mark.parametrize("profile", ["cpu", "gpu"])
+def test_it_routes_every_task_on_both_profiles_to_the_local_model_last(profile: str) -> None:
+    manifest = load_manifest(MODEL_STORE)
+
+    for task in TASKS:
+        route = manifest.route(profile, task)
+        assert route[-1] == "smollm2-135m-instruct", task
+        assert [manifest.models[m].role for m in route if m != route[-1]] in (
+            [], ["small", "large"], ["large", "small"], ["large"]), task
+
+
+def test_it_starts_the_large_route_with_the_large_model_the_operator_may_supply() -> None:
+    manifest = load_manifest(MODEL_STORE)
+
+    assert manifest.route("cpu", "reply_large") == ("cpu-large", "smollm2-135m-instruct")
+    assert manifest.route("gpu", "reply_large")[0] == "vllm-large"
+    assert manifest.route("gpu", "reply")[0] == "vllm-small"
+    assert manifest.models["cpu-large"].optional
+    assert not manifest.models["smollm2-135m-instruct"].optional
+
+
+def test_it_reads_a_models_own_timeout_and_whether_it_is_optional(tmp_path: Path) -> None:
+    store = write_manifest(tmp_path, MODEL.format(id="tiny", backend="llamacpp")
+                           + "timeout_s = 12\noptional = true\n")
+
+    spec = load_manifest(store).models["tiny"]
+
+    assert (spec.timeout_s, spec.optional, spec.options) == (12.0, True, {})
+
+
+@pytest.mark.parametrize(("line", "names"), [
+    ("timeout_s = 0", "timeout_s must be a positive number"),
+    ("timeout_s = \"soon\"", "timeout_s must be a positive number"),
+    ("timeout_s = true", "timeout_s must be a positive number"),
+    ("optional = \"yes\"", "optional must be true or false"),
+])
+def test_it_rejects_a_bad_timeout_or_optional_flag(tmp_path: Path, line: str, names: str) -> None:
+    store = write_manifest(tmp_path, MODEL.format(id="tiny", backend="llamacpp") + line + "\n")
+
+    with pytest.raises(ConfigError, match=names):
+        load_manifest(store)
 
 
 @pytest.mark.parametrize(

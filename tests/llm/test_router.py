@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +19,7 @@ from appliance.llm.base import (
     ModelSpec,
     TextDelta,
 )
+from appliance.llm.breaker import BreakerPolicy
 from appliance.llm.llamacpp import LlamaCppModel
 from appliance.llm.openai_http import OpenAIHttpModel
 from appliance.llm.router import Attempt, ModelRouter, RoutedCompletion
@@ -24,19 +28,41 @@ PARAMS = GenerationParams(max_tokens=12, temperature=0.0, timeout_s=30.0)
 TINY = "smollm2-135m-instruct"
 
 
-class ScriptedModel(ChatModel):
-    """Plays back a script of events; an exception in the script is raised when reached."""
+class FakeClock:
+    """Monotonic seconds that move only when a test (or a scripted model) says so."""
 
-    def __init__(self, model_id: str, script: Sequence[TextDelta | Completion | ModelError]):
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class ScriptedModel(ChatModel):
+    """Plays back a script of events; an exception in the script is raised when reached.
+    With `clock` and `takes_s`, each call first lets that much (fake) time pass."""
+
+    def __init__(self, model_id: str, script: Sequence[TextDelta | Completion | ModelError],
+                 *, clock: FakeClock | None = None, takes_s: float = 0.0,
+                 **spec: Any) -> None:
         super().__init__(ModelSpec(id=model_id, role="small", profile="cpu", backend="scripted",
-                                   context_tokens=2048, license="test", source="test"))
+                                   context_tokens=2048, license="test", source="test", **spec))
         self.script = script
         self.calls = 0
+        self.params: list[GenerationParams] = []
+        self._clock = clock
+        self._takes_s = takes_s
 
     def stream(
         self, messages: Sequence[ChatMessage], params: GenerationParams
     ) -> Iterator[TextDelta | Completion]:
         self.calls += 1
+        self.params.append(params)
+        if self._clock is not None:
+            self._clock.advance(self._takes_s)
         for event in self.script:
             if isinstance(event, ModelError):
                 raise event
@@ -147,3 +173,274 @@ def test_it_does_not_retry_a_stream_that_failed_after_its_first_token(
 def test_it_refuses_a_route_to_an_unknown_model() -> None:
     with pytest.raises(ConfigError, match="nowhere"):
         ModelRouter({"a": answering("a")}, {"reply": ["a", "nowhere"]})
+
+
+# --- models that are absent --------------------------------------------------------------
+
+
+def test_it_passes_over_a_missing_model_without_loading_it(
+    missing_spec: ModelSpec, tiny_model: LlamaCppModel, hello: Sequence[ChatMessage]
+) -> None:
+    absent = LlamaCppModel(missing_spec, threads=2)
+    prompted: list[str] = []
+
+    def messages_for(model: ChatModel) -> Sequence[ChatMessage]:
+        prompted.append(model.spec.id)
+        return hello
+
+    router = router_for(absent, tiny_model)
+    for _ in range(2):
+        routed = router.complete("reply", messages_for, PARAMS)
+
+        assert routed.completion.model_id == TINY
+        assert routed.fallback and routed.degraded
+        assert routed.failed == (Attempt("absent", "model_missing"),)
+    assert prompted == [TINY] * 2  # never asked to count tokens, so never loaded
+    status = router.status()["absent"]
+    assert (status.present, status.available) == (False, False)
+    assert status.circuit == "closed" and status.consecutive_failures == 0
+
+
+def test_it_uses_a_missing_models_file_once_it_is_copied_in(
+    tmp_path: Path, hello: Sequence[ChatMessage]
+) -> None:
+    weights = tmp_path / "large.gguf"
+    large = ScriptedModel("large", answering("large").script, path=weights, optional=True)
+    router = ModelRouter({"large": large, "small": answering("small")},
+                         {"reply_large": ["large", "small"]})
+
+    before = router.complete("reply_large", lambda m: hello, PARAMS)
+    weights.write_bytes(b"weights")
+    after = router.complete("reply_large", lambda m: hello, PARAMS)
+
+    assert before.completion.model_id == "small"
+    assert after.completion.model_id == "large"
+    assert not after.degraded
+    assert large.calls == 1
+
+
+def test_it_reports_which_models_of_each_route_are_present(tmp_path: Path) -> None:
+    large = ScriptedModel("large", [], path=tmp_path / "large.gguf", optional=True)
+    router = ModelRouter({"large": large, "small": answering("small")},
+                         {"reply": ["small"], "reply_large": ["large", "small"]})
+
+    assert router.tasks == ("reply", "reply_large")
+    route = router.route_status("reply_large")
+    assert (route.present, route.absent, route.ok) == (("small",), ("large",), True)
+    status = router.status()
+    assert status["large"].tasks == {"reply_large": 1}
+    assert status["small"].tasks == {"reply": 1, "reply_large": 2}
+    assert status["large"].optional and not status["large"].present
+
+
+# --- the circuit breaker ------------------------------------------------------------------
+
+
+def breaker_router(clock: FakeClock, *models: ChatModel) -> ModelRouter:
+    return ModelRouter({m.spec.id: m for m in models}, {"reply": [m.spec.id for m in models]},
+                       breaker=BreakerPolicy(failures=2, cooldown_s=30.0), clock=clock)
+
+
+def test_it_opens_the_circuit_after_consecutive_failures(hello: Sequence[ChatMessage]) -> None:
+    clock = FakeClock()
+    down = ScriptedModel("down", [ModelUnavailable("down")])
+    router = breaker_router(clock, down, answering("backup"))
+
+    first = router.complete("reply", lambda m: hello, PARAMS)
+    router.complete("reply", lambda m: hello, PARAMS)
+    third = router.complete("reply", lambda m: hello, PARAMS)
+
+    assert first.failed == (Attempt("down", "model_unavailable"),)
+    assert third.failed == (Attempt("down", "circuit_open"),)
+    assert third.completion.model_id == "backup" and third.degraded
+    assert down.calls == 2
+    status = router.status()["down"]
+    assert (status.circuit, status.consecutive_failures, status.last_error) == (
+        "open", 2, "model_unavailable")
+    assert status.retry_in_s == 30.0
+    assert not status.available
+
+
+def test_it_counts_only_consecutive_failures(hello: Sequence[ChatMessage]) -> None:
+    clock = FakeClock()
+    flaky = ScriptedModel("flaky", [ModelTimeout("slow")])
+    router = breaker_router(clock, flaky, answering("backup"))
+
+    router.complete("reply", lambda m: hello, PARAMS)
+    flaky.script = answering("flaky").script
+    router.complete("reply", lambda m: hello, PARAMS)
+    flaky.script = [ModelTimeout("slow")]
+    router.complete("reply", lambda m: hello, PARAMS)
+
+    assert router.status()["flaky"].circuit == "closed"
+    assert router.status()["flaky"].consecutive_failures == 1
+
+
+def test_it_lets_one_trial_through_after_the_cooldown_and_closes_on_success(
+    hello: Sequence[ChatMessage],
+) -> None:
+    clock = FakeClock()
+    down = ScriptedModel("down", [ModelUnavailable("down")])
+    router = breaker_router(clock, down, answering("backup"))
+    for _ in range(2):
+        router.complete("reply", lambda m: hello, PARAMS)
+
+    clock.advance(29.9)
+    still_open = router.complete("reply", lambda m: hello, PARAMS)
+    clock.advance(0.1)
+    down.script = answering("down").script
+    trial = router.complete("reply", lambda m: hello, PARAMS)
+
+    assert still_open.failed == (Attempt("down", "circuit_open"),)
+    assert trial.completion.model_id == "down" and not trial.degraded
+    assert down.calls == 3
+    status = router.status()["down"]
+    assert (status.circuit, status.consecutive_failures) == ("closed", 0)
+    assert status.last_error == "model_unavailable"  # kept for ops after recovery
+
+
+def test_it_opens_again_when_the_trial_fails(hello: Sequence[ChatMessage]) -> None:
+    clock = FakeClock()
+    down = ScriptedModel("down", [ModelUnavailable("down")])
+    router = breaker_router(clock, down, answering("backup"))
+    for _ in range(2):
+        router.complete("reply", lambda m: hello, PARAMS)
+
+    clock.advance(30)
+    trial = router.complete("reply", lambda m: hello, PARAMS)
+    after = router.complete("reply", lambda m: hello, PARAMS)
+
+    assert trial.failed == (Attempt("down", "model_unavailable"),)
+    assert after.failed == (Attempt("down", "circuit_open"),)
+    assert down.calls == 3
+    assert router.status()["down"].circuit == "open"
+    assert router.status()["down"].retry_in_s == 30.0
+
+
+def test_it_lets_only_one_trial_through_while_half_open(hello: Sequence[ChatMessage]) -> None:
+    clock = FakeClock()
+    down = ScriptedModel("down", [ModelUnavailable("down")])
+    router = breaker_router(clock, down, answering("backup"))
+    for _ in range(2):
+        router.complete("reply", lambda m: hello, PARAMS)
+    clock.advance(30)
+    down.script = answering("down").script
+
+    trial = router.stream("reply", lambda m: hello, PARAMS)
+    assert next(trial) == TextDelta("Hi")  # the trial is under way
+    meanwhile = router.complete("reply", lambda m: hello, PARAMS)
+    rest = list(trial)
+
+    assert meanwhile.failed == (Attempt("down", "circuit_open"),)
+    assert isinstance(rest[-1], RoutedCompletion) and rest[-1].completion.model_id == "down"
+    assert router.status()["down"].circuit == "closed"
+
+
+def test_it_gives_the_trial_back_when_the_caller_stops_reading(
+    hello: Sequence[ChatMessage],
+) -> None:
+    clock = FakeClock()
+    down = ScriptedModel("down", [ModelUnavailable("down")])
+    router = breaker_router(clock, down, answering("backup"))
+    for _ in range(2):
+        router.complete("reply", lambda m: hello, PARAMS)
+    clock.advance(30)
+    down.script = answering("down").script
+
+    abandoned = router.stream("reply", lambda m: hello, PARAMS)
+    next(abandoned)
+    abandoned.close()
+    routed = router.complete("reply", lambda m: hello, PARAMS)
+
+    assert routed.completion.model_id == "down"
+    assert down.calls == 4
+
+
+def test_it_counts_a_refused_request_as_a_sign_of_life(hello: Sequence[ChatMessage]) -> None:
+    clock = FakeClock()
+    model = ScriptedModel("model", [ModelTimeout("slow")])
+    router = breaker_router(clock, model, answering("backup"))
+    router.complete("reply", lambda m: hello, PARAMS)
+
+    model.script = [ModelError("prompt rejected")]
+    with pytest.raises(ModelError):
+        router.complete("reply", lambda m: hello, PARAMS)
+
+    assert router.status()["model"].consecutive_failures == 0
+
+
+def test_it_keeps_a_circuit_per_model_across_tasks(hello: Sequence[ChatMessage]) -> None:
+    clock = FakeClock()
+    down = ScriptedModel("down", [ModelUnavailable("down")])
+    router = ModelRouter({"down": down, "backup": answering("backup")},
+                         {"reply": ["down", "backup"], "summary": ["down", "backup"]},
+                         breaker=BreakerPolicy(failures=2, cooldown_s=30.0), clock=clock)
+
+    router.complete("reply", lambda m: hello, PARAMS)
+    router.complete("reply", lambda m: hello, PARAMS)
+    summary = router.complete("summary", lambda m: hello, PARAMS)
+
+    assert summary.failed == (Attempt("down", "circuit_open"),)
+    assert summary.task == "summary"
+
+
+# --- the time budget ----------------------------------------------------------------------
+
+
+def test_it_gives_each_attempt_what_is_left_of_the_budget(hello: Sequence[ChatMessage]) -> None:
+    clock = FakeClock()
+    first = ScriptedModel("first", [ModelTimeout("hung")], clock=clock, takes_s=10)
+    second = ScriptedModel("second", [ModelTimeout("hung")], clock=clock, takes_s=10)
+    last = answering("last")
+    router = ModelRouter({m.spec.id: m for m in (first, second, last)},
+                         {"reply": ["first", "second", "last"]}, clock=clock)
+
+    routed = router.complete("reply", lambda m: hello, replace(PARAMS, timeout_s=30.0))
+
+    assert routed.completion.model_id == "last"
+    # Each may use what is left, but must start answering within its share of it...
+    assert (first.params[0].timeout_s, first.params[0].first_token_timeout_s) == (30.0, 10.0)
+    assert (second.params[0].timeout_s, second.params[0].first_token_timeout_s) == (20.0, 10.0)
+    # ...and the last resort has whatever remains, with no first-token limit.
+    assert (last.params[0].timeout_s, last.params[0].first_token_timeout_s) == (10.0, None)
+
+
+def test_it_shares_the_budget_only_among_models_that_could_answer(
+    tmp_path: Path, hello: Sequence[ChatMessage]
+) -> None:
+    absent = ScriptedModel("absent", [], path=tmp_path / "absent.gguf")
+    first = answering("first")
+    router = ModelRouter({m.spec.id: m for m in (first, absent)},
+                         {"reply": ["first", "absent"]})
+
+    router.complete("reply", lambda m: hello, PARAMS)
+
+    assert first.params[0].first_token_timeout_s is None
+
+
+def test_it_caps_an_attempt_at_the_models_own_timeout(hello: Sequence[ChatMessage]) -> None:
+    clock = FakeClock()
+    capped = ScriptedModel("capped", [ModelTimeout("hung")], clock=clock, takes_s=4,
+                           timeout_s=4.0)
+    last = answering("last")
+    router = ModelRouter({"capped": capped, "last": last}, {"reply": ["capped", "last"]},
+                         clock=clock)
+
+    router.complete("reply", lambda m: hello, replace(PARAMS, timeout_s=30.0))
+
+    assert (capped.params[0].timeout_s, capped.params[0].first_token_timeout_s) == (4.0, 4.0)
+    assert last.params[0].timeout_s == 26.0
+
+
+def test_it_stops_when_the_budget_is_spent(hello: Sequence[ChatMessage]) -> None:
+    clock = FakeClock()
+    slow = ScriptedModel("slow", [ModelTimeout("hung")], clock=clock, takes_s=30)
+    last = answering("last")
+    router = ModelRouter({"slow": slow, "last": last}, {"reply": ["slow", "last"]},
+                         clock=clock)
+
+    with pytest.raises(ModelUnavailable) as caught:
+        router.complete("reply", lambda m: hello, replace(PARAMS, timeout_s=30.0))
+
+    assert last.calls == 0
+    assert "last (budget_spent)" in caught.value.message
