@@ -7,7 +7,19 @@ import sys
 import click
 
 from appliance import __version__
-from appliance.cli import brands, db, demo, doctor, jobs, knowledge, models, serve, settings, users
+from appliance.cli import (
+    brands,
+    db,
+    demo,
+    doctor,
+    intents,
+    jobs,
+    knowledge,
+    models,
+    serve,
+    settings,
+    users,
+)
 from appliance.cli.context import CliContext
 from appliance.errors import ApplianceError
 
@@ -21,7 +33,7 @@ def cli(ctx: click.Context) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for module in (serve, db, settings, brands, users, models, knowledge, demo, doctor, jobs):
+for module in (serve, db, settings, brands, users, models, knowledge, intents, demo, doctor, jobs):
     module.register(cli)
 
 
