@@ -37,6 +37,40 @@ class Persona(BaseModel):
         return tuple(phrase.strip() for phrase in value if phrase.strip())
 
 
+class Supervision(BaseModel):
+    """A brand's thresholds for the supervisor's rules (part of the brand's policy)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    human_request_threshold: float = Field(
+        default=0.5, ge=0.0, le=1.0,
+        description="Human-request probability at or above which the agent hands off.")
+    frustration_threshold: float = Field(
+        default=0.75, ge=0.0, le=1.0,
+        description="Frustration (0 calm .. 1 furious) at or above which the agent hands off.")
+    frustration_rising_turns: int = Field(
+        default=3, ge=2, le=10,
+        description="Hand off when frustration rose on each of this many customer turns...")
+    frustration_rising_min: float = Field(
+        default=0.4, ge=0.0, le=1.0, description="...and has reached at least this level.")
+    intent_min_confidence: float = Field(
+        default=0.45, ge=0.0, le=1.0,
+        description="Below this, the intent counts as not understood.")
+    scope_override_confidence: float = Field(
+        default=0.6, ge=0.0, le=1.0,
+        description="An intent at least this confident counts as understood even when the "
+                    "intent model's scope check rejects the message.")
+    large_model_intents: tuple[str, ...] = Field(
+        default=(), description="Intents whose turns go to the large model.")
+    large_model_context_chars: int = Field(
+        default=6000, ge=0,
+        description="Conversations longer than this (characters) go to the large model; "
+                    "0 never.")
+    escalate_on_degraded: bool = Field(
+        default=False,
+        description="Hand off when a fallback model answered a consequential turn.")
+
+
 class Policy(BaseModel):
     """Brand-level policy settings. Later subsystems add fields with safe defaults."""
 
@@ -61,6 +95,24 @@ class Policy(BaseModel):
     knowledge_stale_days: int = Field(
         default=365, ge=1, description="A source document older than this is flagged stale."
     )
+    handoff_message: str = Field(
+        default="I'm bringing in a colleague who can help with this. They will see our "
+                "conversation, so you won't need to repeat yourself.",
+        max_length=500, description="Sent when the agent hands the conversation to a human.")
+    clarify_message: str = Field(
+        default="I'm sorry, I didn't quite understand. Could you tell me in a few words what "
+                "you need help with, or would you like me to connect you with a colleague?",
+        max_length=500, description="Sent when the agent did not understand twice in a row.")
+    out_of_scope_message: str = Field(
+        default="I'm sorry, that's not something I can help with here. Would you like me to "
+                "connect you with a colleague?",
+        max_length=500, description="Sent when a request is outside what the agent handles.")
+    awaiting_human_message: str = Field(
+        default="Thanks, I've passed that on. A colleague will reply here shortly.",
+        max_length=500,
+        description="Sent while the conversation waits for a human to take it over.")
+    supervision: Supervision = Field(
+        default_factory=Supervision, description="Thresholds of the supervisor's rules.")
     knowledge_auto_publish: bool = Field(
         default=False,
         description="Scheduled re-ingestion publishes its draft when it found no new "

@@ -16,14 +16,19 @@ from appliance.brands import BrandService
 from appliance.config import Settings, ensure_secret_key
 from appliance.db import open_database
 from appliance.knowledge.service import KnowledgeService
+from appliance.llm.breaker import BreakerPolicy
 from appliance.llm.factory import build_model
 from appliance.llm.manifest import Manifest, load_manifest
 from appliance.llm.router import ModelRouter
 from appliance.signals import build_embedder
 from appliance.signals.base import Embedder
+from appliance.signals.service import SignalService
 from appliance.users import UserService
 
-TASKS = ("reply",)
+#: What the models are asked to do; each task has its own ordered route in the manifest's profile.
+#: reply: everyday replies (small model first); reply_large: complex turns (large model first,
+#: then small); extraction: fields out of text; summary: handoff summaries.
+TASKS = ("reply", "reply_large", "extraction", "summary")
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,7 @@ class Services:
     router: ModelRouter
     embedder: Embedder
     knowledge: KnowledgeService
+    signals: SignalService
     brands: BrandService
     users: UserService
     conversations: ConversationService
@@ -46,15 +52,18 @@ class Services:
 
 
 def build_router(settings: Settings, manifest: Manifest) -> ModelRouter:
+    """The profile's route for every task (`reply_models` overrides the reply task's), with a
+    backend object per routed model, in route order. Nothing loads until first use."""
     routes = {task: manifest.route(settings.model_profile, task) for task in TASKS}
     if settings.reply_models:
         routes["reply"] = settings.reply_models
-    wanted = {model_id for ids in routes.values() for model_id in ids}
+    wanted = dict.fromkeys(model_id for ids in routes.values() for model_id in ids)
     models = {
         model_id: build_model(manifest.models[model_id], settings)
         for model_id in wanted if model_id in manifest.models
     }
-    return ModelRouter(models, routes)
+    breaker = BreakerPolicy(settings.llm_breaker_failures, settings.llm_breaker_cooldown_s)
+    return ModelRouter(models, routes, breaker=breaker)
 
 
 def build_services(settings: Settings) -> Services:
@@ -64,6 +73,7 @@ def build_services(settings: Settings) -> Services:
     router = build_router(settings, manifest)
     embedder = build_embedder(manifest, settings)
     knowledge = KnowledgeService(db, embedder, settings.data_dir)
+    signals = SignalService(manifest, embedder)
     limits = AgentLimits(
         max_message_chars=settings.max_message_chars,
         max_reply_tokens=settings.llm_max_reply_tokens,
@@ -76,7 +86,8 @@ def build_services(settings: Settings) -> Services:
         router=router,
         embedder=embedder,
         knowledge=knowledge,
+        signals=signals,
         brands=BrandService(db),
         users=UserService(db),
-        conversations=ConversationService(db, router, limits, knowledge),
+        conversations=ConversationService(db, router, limits, knowledge, signals),
     )

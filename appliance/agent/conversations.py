@@ -23,6 +23,18 @@ import peewee
 from appliance.agent.draft import TURN_MARKERS, Check, SentenceGate
 from appliance.agent.grounding import extractive_answer, ungrounded_facts, unsupported
 from appliance.agent.persona import clean_reply, system_prompt
+from appliance.agent.supervisor import (
+    ANSWER,
+    CLARIFY,
+    ESCALATE,
+    NO_ANSWER,
+    OUT_OF_SCOPE,
+    Decision,
+    PastTurn,
+    TurnFacts,
+    decide,
+    review,
+)
 from appliance.brands import Persona, persona_of, policy_of
 from appliance.db.models import Brand, Conversation, Message, TurnTrace, utcnow
 from appliance.errors import Conflict, InvalidRequest, ModelError, NotFound, PayloadTooLarge
@@ -30,6 +42,8 @@ from appliance.knowledge.index import IndexUnavailable
 from appliance.knowledge.service import Hit, KnowledgeService
 from appliance.llm.base import ChatMessage, ChatModel, GenerationParams, TextDelta
 from appliance.llm.router import ModelRouter, RoutedCompletion
+from appliance.signals.base import Vectors
+from appliance.signals.service import Signals, SignalService
 
 log = logging.getLogger(__name__)
 ACTIVE, PENDING_HUMAN, CLOSED = "active", "pending_human", "closed"
@@ -71,6 +85,8 @@ class Reply:
         default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0})
     first_token_at: float | None = None
     generated_at: float | None = None
+    #: Sentences of the draft the knowledge does not support (the draft is then replaced).
+    ungrounded: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -132,12 +148,13 @@ class ConversationService:
 
     def __init__(
         self, db: peewee.Database, router: ModelRouter, limits: AgentLimits,
-        knowledge: KnowledgeService | None = None,
+        knowledge: KnowledgeService | None = None, signals: SignalService | None = None,
     ) -> None:
         self._db = db
         self._router = router
         self._limits = limits
         self._knowledge = knowledge
+        self._signals = signals
 
     def start(
         self, brand: Brand, customer: dict[str, Any], channel: str
@@ -223,16 +240,37 @@ class ConversationService:
         persona, policy = persona_of(brand), policy_of(brand)
         history = self.messages(conversation)
         latency: dict[str, float] = {}
-        grounding = self._ground(brand, text, latency)
-        knowledge = [hit.text for hit in grounding.hits]
+        if conversation.status == PENDING_HUMAN:
+            # A human takes it from here: keep the message, acknowledge it, run no model.
+            reply = Reply(decision=Decision("awaiting_human", "pending_human", "").trace(),
+                          citations=[], text=policy.awaiting_human_message,
+                          model_id=TEMPLATE_MODEL)
+            yield TextDelta(reply.text)
+            latency["llm"] = latency["ttft"] = 0.0
+            message = self._persist(conversation, text, reply, latency, None, None, started)
+            yield TurnResult(message, conversation, False, latency, reply.usage)
+            return
+        small_talk = is_small_talk(text)
+        vector = self._embed(text, latency)
+        signals = self._read_signals(brand, text, vector, latency)
+        grounding = self._ground(brand, vector, small_talk, latency)
+        facts = TurnFacts(
+            text=text, signals=signals, small_talk=small_talk, grounding=grounding.mode,
+            grounding_rule=grounding.rule, past=self._past(conversation),
+            context_chars=sum(len(m.text) for m in history) + len(text),
+        )
+        decision = decide(facts, policy.supervision)
+        knowledge = [hit.text for hit in grounding.hits] if decision.action == ANSWER else []
         prepared = time.perf_counter()
         latency["prepare"] = _ms(started, prepared)
-        reply = Reply(decision={"action": "reply", "rule": grounding.rule, "task": "reply"},
-                      citations=[hit.citation() for hit in _unique_articles(grounding.hits)])
+        reply = Reply(decision=decision.trace(), citations=[
+            hit.citation() for hit in _unique_articles(grounding.hits)
+        ] if knowledge else [])
 
-        if grounding.mode == "no_answer":
-            reply.text, reply.model_id = policy.no_answer_message, TEMPLATE_MODEL
-            reply.decision["action"] = "no_answer"
+        templates = {ESCALATE: policy.handoff_message, CLARIFY: policy.clarify_message,
+                     OUT_OF_SCOPE: policy.out_of_scope_message, NO_ANSWER: policy.no_answer_message}
+        if decision.action in templates:
+            reply.text, reply.model_id = templates[decision.action], TEMPLATE_MODEL
             yield TextDelta(reply.text)
         else:
             def check(sentence: str) -> str | None:
@@ -241,41 +279,77 @@ class ConversationService:
                     return cleaned
                 missing = ungrounded_facts(cleaned, knowledge)
                 if missing or unsupported(cleaned, knowledge):
-                    reply.decision["ungrounded"] = missing or [cleaned]
+                    reply.ungrounded = missing or [cleaned]
                     return None
                 return cleaned
 
-            yield from self._generate(brand, persona, history, text, grounding, check, reply)
-            if reply.decision.get("ungrounded"):
+            yield from self._generate(brand, persona, history, text, grounding, decision,
+                                      check, reply)
+            reviewed = review(decision, fallback=reply.fallback,
+                              canned=reply.model_id == CANNED_MODEL,
+                              ungrounded=bool(reply.ungrounded), policy=policy.supervision)
+            if reply.ungrounded:
                 # Quote customer-facing material when any is relevant, the best-scoring first.
                 best = next((h for h in grounding.hits if h.customer_facing),
                             grounding.hits[0])
                 reply.text = f"{EXTRACTIVE_LEAD} {extractive_answer(text, best.text)}"
                 reply.citations = [best.citation()]
-                reply.decision["action"] = "extractive_answer"
                 yield TextDelta(reply.text)
             elif reply.model_id == CANNED_MODEL:
-                reply.text = policy.unavailable_message
+                reply.text = f"{policy.unavailable_message} {policy.handoff_message}"
                 reply.citations = []
                 yield TextDelta(reply.text)
             elif not reply.text:
                 reply.text = EMPTY_REPLY
                 yield TextDelta(reply.text)
+            elif reviewed.escalates:
+                # The answer stands, and a human checks what the fallback model said.
+                reply.text = f"{reply.text} {policy.handoff_message}"
+                yield TextDelta(f" {policy.handoff_message}")
+            # The reviewed decision, keeping what generation added (models that failed, error).
+            reply.decision = {**reply.decision, **reviewed.trace()}
+            if reply.ungrounded:
+                reply.decision["ungrounded"] = reply.ungrounded
+            decision = reviewed
         latency["llm"] = _ms(prepared, reply.generated_at or prepared)
         latency["ttft"] = _ms(prepared, reply.first_token_at or reply.generated_at or prepared)
-        trace = grounding.trace(reply.decision.get("action", "reply"))
-        message = self._persist(conversation, text, reply, latency, trace, started)
+        trace = grounding.trace(decision.action)
+        message = self._persist(conversation, text, reply, latency, trace, signals, started,
+                                escalation=decision.rule if decision.escalates else None)
         yield TurnResult(message, conversation, reply.fallback, latency, reply.usage)
 
-    def _ground(self, brand: Brand, text: str, latency: dict[str, float]) -> Grounding:
+    def _embed(self, text: str, latency: dict[str, float]) -> Vectors | None:
+        """The message's one embedding, shared by the classifiers and retrieval."""
+        if self._knowledge is None:
+            return None
+        started = time.perf_counter()
+        vector = self._knowledge.embedder.embed_one(text)
+        latency["embed"] = _ms(started, time.perf_counter())
+        return vector
+
+    def _read_signals(
+        self, brand: Brand, text: str, vector: Vectors | None, latency: dict[str, float]
+    ) -> Signals:
+        if self._signals is None:
+            return Signals()
+        started = time.perf_counter()
+        signals = self._signals.read(brand.slug, text, vector)
+        latency["signals"] = _ms(started, time.perf_counter())
+        return signals
+
+    def _past(self, conversation: Conversation) -> list[PastTurn]:
+        """The supervisor's memory: each earlier turn's signals and decided action."""
+        return [PastTurn(Signals.from_trace(trace.signals), trace.decision.get("action", ""))
+                for trace in self.traces(conversation)]
+
+    def _ground(
+        self, brand: Brand, vector: Vectors | None, small_talk: bool, latency: dict[str, float]
+    ) -> Grounding:
         """Retrieve from the brand's published knowledge, unless there is none or the
         message is small talk."""
-        if self._knowledge is None or is_small_talk(text):
+        if self._knowledge is None or vector is None or small_talk:
             return Grounding("chat", "small_talk" if self._knowledge else "no_knowledge")
         started = time.perf_counter()
-        # One embedding of the message per turn; the signal classifiers will share it.
-        vector = self._knowledge.embedder.embed_one(text)
-        embedded = time.perf_counter()
         try:
             version, hits = self._knowledge.search_vector(brand, vector, k=RETRIEVE_K)
         except IndexUnavailable:
@@ -283,8 +357,7 @@ class ConversationService:
             # never answer as if there were none.
             log.exception("knowledge of %s is unavailable", brand.slug)
             return Grounding("no_answer", "knowledge_unavailable")
-        latency["embed"] = _ms(started, embedded)
-        latency["retrieval"] = _ms(embedded, time.perf_counter())
+        latency["retrieval"] = _ms(started, time.perf_counter())
         if version is None:
             return Grounding("chat", "no_knowledge")
         threshold = policy_of(brand).knowledge_min_score
@@ -295,12 +368,12 @@ class ConversationService:
 
     def _generate(
         self, brand: Brand, persona: Persona, history: Sequence[Message], text: str,
-        grounding: Grounding, check: Check, reply: Reply,
+        grounding: Grounding, decision: Decision, check: Check, reply: Reply,
     ) -> Iterator[TextDelta]:
         """Stream the routed model's reply through the sentence gate into `reply`."""
         system = system_prompt(brand.name, persona, [
             (hit.title, hit.heading, hit.text) for hit in grounding.hits
-        ] if grounding.mode == "grounded" else None)
+        ] if decision.action == ANSWER else None)
         params = GenerationParams(
             max_tokens=self._limits.max_reply_tokens, timeout_s=self._limits.timeout_s,
             stop=TURN_MARKERS,
@@ -312,7 +385,7 @@ class ConversationService:
         gate = SentenceGate(check)
         routed: RoutedCompletion | None = None
         try:
-            for event in self._router.stream("reply", messages_for, params):
+            for event in self._router.stream(decision.task, messages_for, params):
                 if isinstance(event, RoutedCompletion):
                     routed = event
                     continue
@@ -322,8 +395,7 @@ class ConversationService:
             for piece in gate.flush():
                 yield TextDelta(piece)
         except ModelError as exc:
-            reply.decision = {"action": "canned_reply", "rule": "no_model_answered",
-                              "error": exc.code, "task": "reply"}
+            reply.decision["error"] = exc.code
         reply.generated_at = time.perf_counter()
         if routed is None:
             reply.model_id, reply.fallback = CANNED_MODEL, True
@@ -336,7 +408,8 @@ class ConversationService:
             reply.decision["failed"] = [[a.model_id, a.error_code] for a in routed.failed]
 
     def _validated_text(self, text: str) -> str:
-        text = text.strip()
+        # NUL is not text (and PostgreSQL cannot store it); everything else is kept.
+        text = text.replace("\x00", "").strip()
         if not text:
             raise InvalidRequest("text: must not be empty", param="text", code="empty_message")
         if len(text) > self._limits.max_message_chars:
@@ -348,7 +421,8 @@ class ConversationService:
 
     def _persist(
         self, conversation: Conversation, text: str, reply: Reply, latency: dict[str, float],
-        knowledge: dict[str, Any] | None, started: float,
+        knowledge: dict[str, Any] | None, signals: Signals | None, started: float,
+        escalation: str | None = None,
     ) -> Message:
         persist_started = time.perf_counter()
         with self._db.atomic():
@@ -368,11 +442,15 @@ class ConversationService:
                 prompt_tokens=reply.usage["prompt_tokens"],
                 completion_tokens=reply.usage["completion_tokens"], latency_ms=latency,
                 decision=reply.decision, knowledge=knowledge,
+                signals=signals.trace() if signals is not None else None,
             )
             conversation.updated_at = utcnow()
-            Conversation.update(updated_at=conversation.updated_at).where(
-                Conversation.id == conversation.id
-            ).execute()
+            changes: dict[Any, Any] = {Conversation.updated_at: conversation.updated_at}
+            if escalation is not None:
+                conversation.status, conversation.status_reason = PENDING_HUMAN, escalation
+                changes.update({Conversation.status: PENDING_HUMAN,
+                                Conversation.status_reason: escalation})
+            Conversation.update(changes).where(Conversation.id == conversation.id).execute()
         return agent_message
 
 

@@ -131,6 +131,8 @@ class TurnTrace(BaseModel):
     created_at = peewee.DateTimeField(default=utcnow)
     #: Retrieval for this turn: knowledge version, chunk ids and scores, answer mode.
     knowledge = JSONField(null=True)
+    #: What the classifiers read from the customer's message, with their model versions.
+    signals = JSONField(null=True)
 
     class Meta:
         table_name = "turn_trace"

@@ -115,7 +115,7 @@ def test_it_falls_back_past_a_dead_model_and_records_why(
     assert trace.decision["failed"] == [[DEAD, "model_unavailable"]]
 
 
-def test_it_sends_the_brands_canned_message_when_no_model_answers(
+def test_it_sends_the_canned_message_and_hands_off_when_no_model_answers(
     services_with: Callable[[list[str]], Services]
 ) -> None:
     services = services_with([DEAD])
@@ -124,14 +124,18 @@ def test_it_sends_the_brands_canned_message_when_no_model_answers(
 
     result = _turn(services, brand, conversation.public_id, "Hello?")
 
-    assert result.message.text == UNAVAILABLE
+    policy = Policy.model_validate(brand.policy)
+    assert result.message.text == f"{UNAVAILABLE} {policy.handoff_message}"
     assert result.message.model == CANNED_MODEL
     assert result.fallback is True
     assert result.usage == {"prompt_tokens": 0, "completion_tokens": 0}
     trace = TurnTrace.get(TurnTrace.agent_message == result.message.id)
     assert trace.model == CANNED_MODEL
-    assert trace.decision["action"] == "canned_reply"
+    assert (trace.decision["action"], trace.decision["rule"]) == ("escalate",
+                                                                   "no_model_answered")
     assert trace.decision["error"] == "model_unavailable"
+    assert (result.conversation.status, result.conversation.status_reason) == (
+        "pending_human", "no_model_answered")
     roles = [m.role for m in services.conversations.messages(conversation)]
     assert roles == ["agent", "customer", "agent"]
 

@@ -136,7 +136,7 @@ def test_it_lets_a_widget_token_close_its_own_conversation(
     response = ENDPOINTS[2].call(client, widget_id, widget_token)
 
     assert response.status_code == 200
-    assert response.get_json() == {"id": widget_id, "status": "closed"}
+    assert response.get_json() == {"id": widget_id, "status": "closed", "status_reason": None}
 
 
 def test_it_refuses_to_open_conversations_with_a_widget_token(

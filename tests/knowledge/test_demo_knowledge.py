@@ -100,12 +100,13 @@ def test_it_answers_a_customer_with_citations(live_server: Any) -> None:
     assert all(c["title"] and c["article"] for c in message["citations"])
 
 
-def test_it_sends_the_no_answer_message_when_the_knowledge_has_nothing(
+def test_it_says_so_when_neither_the_knowledge_nor_the_brands_intents_cover_it(
     live_server: Any
 ) -> None:
     message = _ask(live_server, UNANSWERABLE)
 
-    assert message["text"] == Policy().no_answer_message
+    # Out of the brand's scope and nothing in its knowledge: it says so and offers a human.
+    assert message["text"] == Policy().out_of_scope_message
     assert (message["model"], message["citations"]) == ("template", [])
 
 

@@ -101,6 +101,7 @@ def get_conversation(conversation_id: str) -> Response:
     ]
     body = schemas.Transcript(
         id=conversation.public_id, brand=principal.brand.slug, status=conversation.status,
+        status_reason=conversation.status_reason,
         channel=conversation.channel, customer=conversation.customer,
         created_at=_iso(conversation.created_at) or "",
         updated_at=_iso(conversation.updated_at) or "",
@@ -114,8 +115,9 @@ def close_conversation(conversation_id: str) -> Response:
     principal = current_principal()
     principal.check_conversation(conversation_id)
     conversation = services_of_app().conversations.close(principal.brand, conversation_id)
-    return jsonify(schemas.ConversationStatus(id=conversation.public_id,
-                                              status=conversation.status).model_dump())
+    return jsonify(schemas.ConversationStatus(
+        id=conversation.public_id, status=conversation.status,
+        status_reason=conversation.status_reason).model_dump())
 
 
 @bp.post("/conversations/<conversation_id>/messages")
@@ -138,10 +140,12 @@ def _reply_body(result: TurnResult) -> dict[str, Any]:
         message=schemas.AgentMessage(
             id=message.public_id, role="agent", text=message.text, model=message.model or "",
             latency_ms=result.latency_ms["total"], fallback=result.fallback,
+            confidence="degraded" if result.fallback else "normal",
             citations=message.citations or [],
         ),
-        conversation=schemas.ConversationStatus(id=result.conversation.public_id,
-                                                status=result.conversation.status),
+        conversation=schemas.ConversationStatus(
+            id=result.conversation.public_id, status=result.conversation.status,
+            status_reason=result.conversation.status_reason),
         usage=schemas.Usage(**result.usage),
     ).model_dump()
 

@@ -67,13 +67,21 @@ class AgentMessage(BaseModel):
     model: str
     latency_ms: float
     fallback: bool = Field(description="True when a fallback model or the canned reply answered.")
+    confidence: Literal["normal", "degraded"] = Field(
+        description="`degraded` when the reply did not come from the task's first-choice model "
+        "(a fallback model or the canned reply answered: `fallback` is true); `normal` "
+        "otherwise. `model` names the model that answered.")
     citations: list[Citation] = Field(
         default_factory=list, description="The knowledge the reply is grounded in.")
 
 
 class ConversationStatus(BaseModel):
     id: str
-    status: str
+    status: str = Field(description="`active`, `pending_human` (handed to a human) or `closed`.")
+    status_reason: str | None = Field(
+        default=None, description="Why the conversation has its status: the supervisor's rule "
+        "that handed it to a human (`pending_human`), or `idle` for one closed after "
+        "inactivity.")
 
 
 class Usage(BaseModel):
@@ -90,7 +98,11 @@ class MessageReply(BaseModel):
 class Transcript(BaseModel):
     id: str
     brand: str
-    status: str
+    status: str = Field(description="`active`, `pending_human` (handed to a human) or `closed`.")
+    status_reason: str | None = Field(
+        default=None, description="Why the conversation has its status: the supervisor's rule "
+        "that handed it to a human (`pending_human`), or `idle` for one closed after "
+        "inactivity.")
     channel: str
     customer: dict[str, Any]
     created_at: str

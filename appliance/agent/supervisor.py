@@ -1,0 +1,200 @@
+"""The supervisor: deterministic rules over the turn's signals that decide who acts next.
+
+It runs twice per turn. `decide` runs before generation, on the message's signals, what the
+brand's knowledge offers and the recent turns; `review` runs on the drafted reply. Both return
+a `Decision` naming the rule that fired, with the signals, scores and thresholds behind it, so
+every transfer of control (to a human, to the large model, to a clarifying question) can be
+explained from the turn trace alone. There is no model in the loop: the same inputs always
+give the same decision.
+
+Rules, in order (the first that fires wins):
+1. accepted_human_offer   the last reply offered a human; they say yes   -> escalate
+2. human_request          the customer asks for a human                  -> escalate
+3. frustration_high       frustration at or above the brand's threshold  -> escalate
+4. frustration_rising     frustration rose on each of the last N turns   -> escalate
+5. small_talk             a greeting or thanks                           -> reply
+6. knowledge              the brand's knowledge has a relevant passage   -> answer_from_knowledge
+Not understood (out of scope or unsure of the intent, nothing relevant in the knowledge):
+7. unclear_repeated       the third such message in a row                -> escalate
+8. unclear_again          the second in a row                            -> clarify
+9. out_of_scope           outside the brand's intents                    -> say so, offer a human
+10. low_confidence        unsure of the intent                           -> no_answer, offer one
+Otherwise: no_answer when the knowledge has nothing relevant, else reply.
+Routing: a turn goes to the large model (task `reply_large`) when its intent is one the brand
+marks complex, or when the conversation has grown past the brand's context threshold.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any
+
+from appliance.brands import Supervision
+from appliance.signals.service import Signals
+
+#: Decision actions.
+REPLY, ANSWER, CLARIFY, OUT_OF_SCOPE, NO_ANSWER, ESCALATE = (
+    "reply", "answer_from_knowledge", "clarify", "out_of_scope", "no_answer", "escalate")
+#: Actions whose reply offered the customer a human; a "yes" next turn accepts.
+OFFERS_HUMAN = frozenset({OUT_OF_SCOPE, NO_ANSWER, CLARIFY})
+#: Replies that mean "not understood"; three in a row hand off.
+NOT_UNDERSTOOD = frozenset({OUT_OF_SCOPE, NO_ANSWER, CLARIFY})
+_AFFIRMATIVE = re.compile(
+    r"^(yes|yeah|yep|yup|sure|please do|go ahead|do it|connect me|"
+    r"that would be (great|good)|i would like that|i'd like that)\b", re.IGNORECASE)
+#: An acceptance is short; a longer message starting with "yes" is a new request.
+_AFFIRMATIVE_MAX_WORDS = 6
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the supervisor decided and why; recorded on the turn trace."""
+
+    action: str
+    rule: str
+    #: The router task that generates the reply: reply (small first) or reply_large.
+    task: str = "reply"
+    #: The signal values and thresholds the rule compared.
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def escalates(self) -> bool:
+        return self.action == ESCALATE
+
+    def trace(self) -> dict[str, Any]:
+        return {"action": self.action, "rule": self.rule, "task": self.task,
+                "evidence": self.evidence}
+
+
+@dataclass(frozen=True)
+class PastTurn:
+    """What the supervisor remembers of an earlier turn of the conversation."""
+
+    signals: Signals
+    action: str
+
+
+@dataclass(frozen=True)
+class TurnFacts:
+    """Everything `decide` looks at for one turn."""
+
+    text: str
+    signals: Signals
+    small_talk: bool
+    #: chat (no knowledge to consult) | grounded | no_answer
+    grounding: str
+    grounding_rule: str
+    #: Earlier turns, oldest first.
+    past: Sequence[PastTurn] = ()
+    #: Characters of the conversation so far, this message included.
+    context_chars: int = 0
+
+
+def decide(facts: TurnFacts, policy: Supervision) -> Decision:
+    """The pre-generation decision for one turn. Pure: same facts, same decision."""
+    signals = facts.signals
+    escalation = _escalation(facts, policy)
+    if escalation is not None:
+        return escalation
+    task = _task(facts, policy)
+    if facts.small_talk:
+        return Decision(REPLY, "small_talk", task)
+    if facts.grounding == "grounded":
+        return Decision(ANSWER, "knowledge", task)
+    # Out of scope or unsure, and nothing in the brand's knowledge: not understood.
+    if signals.intent is not None and not understood(signals, policy):
+        streak = _not_understood_streak(facts.past)
+        evidence = {"intent": signals.intent, "confidence": round(signals.intent_confidence, 4),
+                    "out_of_scope": signals.out_of_scope,
+                    "threshold": policy.intent_min_confidence,
+                    "scope_override": policy.scope_override_confidence, "streak": streak + 1}
+        if streak >= 2:
+            return Decision(ESCALATE, "unclear_repeated", task, evidence)
+        if streak == 1:
+            return Decision(CLARIFY, "unclear_again", task, evidence)
+        if signals.out_of_scope:
+            return Decision(OUT_OF_SCOPE, "out_of_scope", task, evidence)
+        return Decision(NO_ANSWER, "low_confidence", task, evidence)
+    if facts.grounding == "no_answer":
+        return Decision(NO_ANSWER, facts.grounding_rule, task)
+    if signals.intent is not None:
+        return Decision(REPLY, "intent", task, {
+            "intent": signals.intent, "confidence": round(signals.intent_confidence, 4)})
+    return Decision(REPLY, facts.grounding_rule, task)
+
+
+def understood(signals: Signals, policy: Supervision) -> bool:
+    """Whether the brand's intent model understood the message: a confident enough intent,
+    not rejected by the scope check unless the intent is confident enough to overrule it."""
+    if signals.intent is None or signals.intent_confidence < policy.intent_min_confidence:
+        return False
+    return (not signals.out_of_scope
+            or signals.intent_confidence >= policy.scope_override_confidence)
+
+
+def review(decision: Decision, *, fallback: bool, canned: bool, ungrounded: bool,
+           policy: Supervision) -> Decision:
+    """The decision after drafting: hand off when no model answered or, if the brand says
+    so, when a fallback answered a consequential turn; note a rewritten draft."""
+    if canned:
+        return Decision(ESCALATE, "no_model_answered", decision.task,
+                        {**decision.evidence, "before": decision.rule})
+    if ungrounded:
+        return Decision("extractive_answer", "ungrounded_draft", decision.task,
+                        {**decision.evidence, "before": decision.rule})
+    consequential = decision.action == ANSWER or decision.rule == "intent"
+    if fallback and consequential and policy.escalate_on_degraded:
+        return Decision(ESCALATE, "degraded_answer", decision.task,
+                        {**decision.evidence, "before": decision.rule,
+                         "escalate_on_degraded": True})
+    return decision
+
+
+def _escalation(facts: TurnFacts, policy: Supervision) -> Decision | None:
+    signals = facts.signals
+    task = "reply"
+    if (facts.past and facts.past[-1].action in OFFERS_HUMAN
+            and len(facts.text.split()) <= _AFFIRMATIVE_MAX_WORDS
+            and _AFFIRMATIVE.match(facts.text.strip())):
+        return Decision(ESCALATE, "accepted_human_offer", task,
+                        {"offered_by": facts.past[-1].action})
+    if "human_request" in signals.models and (
+            signals.human_request >= policy.human_request_threshold):
+        return Decision(ESCALATE, "human_request", task, {
+            "human_request": round(signals.human_request, 4),
+            "threshold": policy.human_request_threshold})
+    if "sentiment" not in signals.models:
+        return None
+    if signals.frustration >= policy.frustration_threshold:
+        return Decision(ESCALATE, "frustration_high", task, {
+            "frustration": round(signals.frustration, 4), "sentiment": signals.sentiment,
+            "threshold": policy.frustration_threshold})
+    window = policy.frustration_rising_turns
+    recent = [turn.signals.frustration for turn in facts.past[-(window - 1):]]
+    trend = [*recent, signals.frustration]
+    if (len(trend) == window and all(b > a for a, b in pairwise(trend))
+            and signals.frustration >= policy.frustration_rising_min):
+        return Decision(ESCALATE, "frustration_rising", task, {
+            "trend": [round(value, 4) for value in trend], "turns": window,
+            "min": policy.frustration_rising_min})
+    return None
+
+
+def _not_understood_streak(past: Sequence[PastTurn]) -> int:
+    streak = 0
+    for turn in reversed(past):
+        if turn.action not in NOT_UNDERSTOOD:
+            break
+        streak += 1
+    return streak
+
+
+def _task(facts: TurnFacts, policy: Supervision) -> str:
+    if facts.signals.intent in policy.large_model_intents and understood(facts.signals, policy):
+        return "reply_large"
+    if policy.large_model_context_chars and facts.context_chars > policy.large_model_context_chars:
+        return "reply_large"
+    return "reply"

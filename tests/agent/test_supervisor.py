@@ -1,0 +1,205 @@
+"""The supervisor's rules: same facts, same decision, with the evidence on the decision."""
+
+from __future__ import annotations
+
+import pytest
+
+from appliance.agent.supervisor import (
+    ANSWER,
+    CLARIFY,
+    ESCALATE,
+    NO_ANSWER,
+    OUT_OF_SCOPE,
+    REPLY,
+    Decision,
+    PastTurn,
+    TurnFacts,
+    decide,
+    review,
+)
+from appliance.brands import Supervision
+from appliance.signals.service import Signals
+
+POLICY = Supervision()
+MODELS = {"intent": "intent@abc", "sentiment": "sentiment@def", "human_request": "human@123"}
+
+
+def signals(**values: object) -> Signals:
+    base: dict[str, object] = {"intent": "track_order", "intent_confidence": 0.9,
+                               "sentiment": "neutral", "models": MODELS}
+    base.update(values)
+    return Signals(**base)  # type: ignore[arg-type]
+
+
+def facts(text: str = "where is my order?", *, past: tuple[PastTurn, ...] = (),
+          grounding: str = "no_answer", small_talk: bool = False, **values: object) -> TurnFacts:
+    return TurnFacts(text=text, signals=signals(**values), small_talk=small_talk,
+                     grounding=grounding, grounding_rule="knowledge_below_threshold",
+                     past=past, context_chars=len(text))
+
+
+def turn(action: str = REPLY, frustration: float = 0.0) -> PastTurn:
+    return PastTurn(signals(frustration=frustration), action)
+
+
+def test_an_explicit_human_request_escalates_with_its_score_and_threshold() -> None:
+    decision = decide(facts("let me talk to a person", human_request=0.97), POLICY)
+
+    assert (decision.action, decision.rule) == (ESCALATE, "human_request")
+    assert decision.evidence == {"human_request": 0.97, "threshold": 0.5}
+
+
+def test_a_human_request_outranks_knowledge_and_small_talk() -> None:
+    decision = decide(facts("hi, agent please", human_request=0.8, grounding="grounded",
+                            small_talk=True), POLICY)
+
+    assert decision.rule == "human_request"
+
+
+def test_high_frustration_escalates() -> None:
+    decision = decide(facts("THIS IS RIDICULOUS", frustration=0.9, sentiment="angry"), POLICY)
+
+    assert (decision.action, decision.rule) == (ESCALATE, "frustration_high")
+    assert decision.evidence["threshold"] == POLICY.frustration_threshold
+
+
+def test_frustration_rising_over_the_window_escalates_below_the_high_threshold() -> None:
+    past = (turn(frustration=0.1), turn(frustration=0.3))
+
+    decision = decide(facts("still nothing?", past=past, frustration=0.5), POLICY)
+
+    assert decision.rule == "frustration_rising"
+    assert decision.evidence["trend"] == [0.1, 0.3, 0.5]
+
+
+@pytest.mark.parametrize("trend", [(0.1, 0.3, 0.3), (0.3, 0.1, 0.5), (0.1, 0.2, 0.3)])
+def test_frustration_that_is_flat_falling_or_low_does_not_escalate(
+    trend: tuple[float, float, float],
+) -> None:
+    past = (turn(frustration=trend[0]), turn(frustration=trend[1]))
+
+    decision = decide(facts(past=past, frustration=trend[2], grounding="grounded"), POLICY)
+
+    assert decision.action == ANSWER
+
+
+def test_relevant_knowledge_is_answered_from() -> None:
+    assert decide(facts(grounding="grounded"), POLICY).action == ANSWER
+
+
+def test_out_of_scope_says_so_then_clarifies_then_escalates() -> None:
+    rejected = {"out_of_scope": True, "intent_confidence": 0.05}
+    first = decide(facts("book me a flight", **rejected), POLICY)
+    second = decide(facts("???", past=(turn(first.action),), **rejected), POLICY)
+    third = decide(facts("the thing", past=(turn(first.action), turn(second.action)),
+                         **rejected), POLICY)
+
+    assert [first.action, second.action, third.action] == [OUT_OF_SCOPE, CLARIFY, ESCALATE]
+    assert third.rule == "unclear_repeated"
+    assert third.evidence["streak"] == 3
+
+
+def test_a_confident_intent_overrules_the_scope_check() -> None:
+    confident = decide(facts("where is order #W3391024?", out_of_scope=True,
+                             intent_confidence=0.73), POLICY)
+    unsure = decide(facts("where is order #W3391024?", out_of_scope=True,
+                          intent_confidence=0.5), POLICY)
+
+    assert (confident.action, confident.rule) == (NO_ANSWER, "knowledge_below_threshold")
+    assert (unsure.action, unsure.rule) == (OUT_OF_SCOPE, "out_of_scope")
+    assert unsure.evidence["scope_override"] == POLICY.scope_override_confidence
+
+
+def test_low_confidence_alone_offers_a_human_without_escalating() -> None:
+    decision = decide(facts("hmm", intent_confidence=0.2), POLICY)
+
+    assert (decision.action, decision.rule) == (NO_ANSWER, "low_confidence")
+    assert decision.evidence["threshold"] == POLICY.intent_min_confidence
+
+
+def test_an_understood_turn_breaks_the_streak() -> None:
+    past = (turn(OUT_OF_SCOPE), turn(REPLY))
+
+    assert decide(facts("??", intent_confidence=0.1, past=past), POLICY).rule == "low_confidence"
+
+
+@pytest.mark.parametrize("text", ["yes please", "Sure", "yeah, connect me", "go ahead"])
+def test_accepting_an_offered_human_escalates(text: str) -> None:
+    decision = decide(facts(text, past=(turn(OUT_OF_SCOPE),), intent_confidence=0.05,
+                            out_of_scope=True), POLICY)
+
+    assert (decision.action, decision.rule) == (ESCALATE, "accepted_human_offer")
+
+
+@pytest.mark.parametrize("text", ["no thanks", "yes, and also where is my order #W123?",
+                                  "ok thanks"])
+def test_other_answers_to_an_offer_do_not_escalate(text: str) -> None:
+    decision = decide(facts(text, past=(turn(OUT_OF_SCOPE),), grounding="grounded"), POLICY)
+
+    assert decision.action == ANSWER
+
+
+def test_without_an_offer_a_yes_is_just_a_message() -> None:
+    assert decide(facts("yes please", past=(turn(REPLY),), grounding="grounded"),
+                  POLICY).action == ANSWER
+
+
+def test_rules_need_their_signals_models() -> None:
+    bare = Signals(human_request=0.99, frustration=0.99)  # no models read them
+
+    decision = decide(TurnFacts("hello", bare, False, "chat", "no_knowledge"), POLICY)
+
+    assert (decision.action, decision.rule) == (REPLY, "no_knowledge")
+
+
+def test_thresholds_are_per_brand() -> None:
+    strict = Supervision(human_request_threshold=0.99, frustration_threshold=0.95)
+
+    decision = decide(facts(human_request=0.9, frustration=0.9, grounding="grounded"), strict)
+
+    assert decision.action == ANSWER
+
+
+def test_complex_intents_and_long_conversations_go_to_the_large_model() -> None:
+    policy = Supervision(large_model_intents=("track_order",), large_model_context_chars=100)
+
+    assert decide(facts(grounding="grounded"), policy).task == "reply_large"
+    assert decide(facts(grounding="grounded", intent="cancel_order"), policy).task == "reply"
+    long = TurnFacts("x", signals(intent="cancel_order"), False, "grounded", "knowledge",
+                     context_chars=101)
+    assert decide(long, policy).task == "reply_large"
+
+
+def test_review_escalates_when_no_model_answered() -> None:
+    decision = review(Decision(ANSWER, "knowledge"), fallback=True, canned=True,
+                      ungrounded=False, policy=POLICY)
+
+    assert (decision.action, decision.rule) == (ESCALATE, "no_model_answered")
+    assert decision.evidence["before"] == "knowledge"
+
+
+def test_review_flags_a_degraded_answer_and_escalates_only_if_the_brand_says_so() -> None:
+    answered = Decision(ANSWER, "knowledge")
+    kept = review(answered, fallback=True, canned=False, ungrounded=False, policy=POLICY)
+    escalated = review(answered, fallback=True, canned=False, ungrounded=False,
+                       policy=Supervision(escalate_on_degraded=True))
+    chat = review(Decision(REPLY, "small_talk"), fallback=True, canned=False, ungrounded=False,
+                  policy=Supervision(escalate_on_degraded=True))
+
+    assert kept is answered
+    assert (escalated.action, escalated.rule) == (ESCALATE, "degraded_answer")
+    assert chat.action == REPLY
+
+
+def test_review_rewrites_an_ungrounded_draft() -> None:
+    decision = review(Decision(ANSWER, "knowledge"), fallback=False, canned=False,
+                      ungrounded=True, policy=POLICY)
+
+    assert (decision.action, decision.rule) == ("extractive_answer", "ungrounded_draft")
+
+
+def test_signals_survive_the_trace_round_trip() -> None:
+    read = signals(intent_top=(("track_order", 0.9), ("cancel_order", 0.05)), frustration=0.25)
+
+    assert Signals.from_trace(read.trace()) == read
+    assert Signals.from_trace(None) == Signals()
