@@ -236,7 +236,7 @@ def test_it_shows_a_transcript_with_each_turns_trace(
     assert f"Trace: <code>{reply.model}</code>" in page
     for stage in ("prepare", "ttft", "llm", "total"):
         assert f">{stage}</th>" in page
-    assert "rule no_knowledge" in page
+    assert "rule intent" in page
     assert admin_client.get("/admin/conversations/conv_missing").status_code == 404
 
 

@@ -11,4 +11,11 @@ from flask import Blueprint
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
 
 # The view modules register their routes on bp.
-from appliance.web.admin import auth, brands, dashboard, knowledge, users  # noqa: E402,F401
+from appliance.web.admin import (  # noqa: E402,F401
+    auth,
+    brands,
+    classifiers,
+    dashboard,
+    knowledge,
+    users,
+)

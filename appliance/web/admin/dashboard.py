@@ -1,4 +1,5 @@
-"""The dashboard (brands, models, recent conversations) and a conversation's transcript."""
+"""The dashboard (brands, models, handoffs, recent conversations) and a conversation's
+transcript with each turn's trace."""
 
 from __future__ import annotations
 
@@ -9,15 +10,19 @@ from typing import Any
 from flask import render_template
 from flask.typing import ResponseReturnValue
 
-from appliance.db.models import ApiKey, JobRun, Message, TurnTrace
+from appliance.db.models import ApiKey, JobRun, Message
 from appliance.web import services_of_app
 from appliance.web.admin import bp
 from appliance.web.admin.auth import READER_ROLES, login_required, signed_in_user
-from appliance.web.admin.scope import conversation_for, recent_conversations, visible_brands
+from appliance.web.admin.scope import (
+    conversation_for,
+    pending_handoffs,
+    recent_conversations,
+    visible_brands,
+)
+from appliance.web.admin.traces import turn_views
 
 HEALTH_JOB = "models.health"
-#: Latency stages in the order a turn runs them (see ConversationService._turn).
-LATENCY_STAGES = ("prepare", "ttft", "llm", "persist", "overhead", "total")
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,7 @@ def dashboard() -> ResponseReturnValue:
         models = _model_rows(latest)
     return render_template(
         "admin/dashboard.html", brands=brands, models=models, health_run=latest,
-        conversations=recent_conversations(user),
+        conversations=recent_conversations(user), handoffs=pending_handoffs(user),
     )
 
 
@@ -81,11 +86,8 @@ def dashboard() -> ResponseReturnValue:
 def conversation(public_id: str) -> ResponseReturnValue:
     services = services_of_app()
     found = conversation_for(signed_in_user(), public_id)
-    traces: dict[int, TurnTrace] = {
-        trace.agent_message_id: trace for trace in services.conversations.traces(found)
-    }
     messages: list[Message] = services.conversations.messages(found)
     return render_template(
-        "admin/conversation.html", conversation=found, messages=messages, traces=traces,
-        stages=LATENCY_STAGES,
+        "admin/conversation.html", conversation=found, messages=messages,
+        turns=turn_views(services.conversations.traces(found)),
     )
