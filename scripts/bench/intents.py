@@ -22,13 +22,13 @@ import argparse
 import csv
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from machine import machine
 
 from appliance.config import load_settings
 from appliance.llm.manifest import load_manifest
@@ -170,8 +170,7 @@ def main() -> None:
     embedder = _embedder(args.threads)
     result: dict[str, Any] = {
         "benchmark": "intents", "date": time.strftime("%Y-%m-%d"),
-        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(),
-                    "python": platform.python_version()},
+        "machine": machine(),
         "embedder": embedder.model_id,
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -209,16 +208,6 @@ def _print(result: dict[str, Any]) -> None:
 
 def _cell(value: Any) -> str:
     return "-" if value is None else str(value)
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 if __name__ == "__main__":

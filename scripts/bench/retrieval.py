@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +30,7 @@ import faiss
 import numpy as np
 import onnxruntime
 import tokenizers
+from machine import machine
 
 from appliance.knowledge import index as index_module
 from appliance.knowledge.index import SEARCH_THREADS, VectorIndex
@@ -174,8 +174,7 @@ def main() -> None:
     result = {
         "benchmark": "retrieval",
         "date": time.strftime("%Y-%m-%d"),
-        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(),
-                    "python": platform.python_version()},
+        "machine": machine(),
         "versions": {"faiss": faiss.__version__, "onnxruntime": onnxruntime.__version__,
                      "tokenizers": tokenizers.__version__, "numpy": np.__version__},
         "hnsw": {"M": index_module.HNSW_M, "efConstruction": index_module.HNSW_EF_CONSTRUCTION,
@@ -218,16 +217,6 @@ def _print_table(result: dict[str, Any]) -> None:
           f"load (mmap) {sl['load_mmap_s']} s")
     print(f"embedding batch throughput: {emb['batch_sentences_per_s']} sentences/s; "
           f"model load {emb['load_s']} s")
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 if __name__ == "__main__":
