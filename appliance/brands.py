@@ -45,9 +45,18 @@ class Supervision(BaseModel):
     human_request_threshold: float = Field(
         default=0.5, ge=0.0, le=1.0,
         description="Human-request probability at or above which the agent hands off.")
+    human_request_answering_threshold: float = Field(
+        default=0.95, ge=0.0, le=1.0,
+        description="The human-request threshold for a message that answers the workflow's "
+                    "question (an address or a product name is not a request for a person).")
     frustration_threshold: float = Field(
         default=0.75, ge=0.0, le=1.0,
         description="Frustration (0 calm .. 1 furious) at or above which the agent hands off.")
+    frustration_answering_threshold: float = Field(
+        default=0.95, ge=0.0, le=1.0,
+        description="The frustration threshold for a message that answers the workflow's "
+                    "question (curt answers read as negative; rising frustration is not "
+                    "checked on them).")
     frustration_rising_turns: int = Field(
         default=3, ge=2, le=10,
         description="Hand off when frustration rose on each of this many customer turns...")
@@ -76,6 +85,9 @@ class Policy(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    tools_base_url: str | None = Field(
+        default=None, pattern=r"^https?://",
+        description="Where the brand's tools are served, overriding the toolset's base_url.")
     widget_enabled: bool = Field(default=True, description="Serve the public chat page/widget.")
     unavailable_message: str = Field(
         default="I'm sorry, I can't answer right now. Please try again in a few minutes.",

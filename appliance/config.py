@@ -87,6 +87,11 @@ class Settings:
         (), "Directories the admin pages may register knowledge sources from (the CLI, run by "
         "IT on the box, may name any path). Default: DATA_DIR/imports."
     )
+    demo_retail_url: str = _setting(
+        "http://127.0.0.1:8090", "Where the demo brand Lumen Goods' order system "
+        "(`appliance demo-backend retail`) listens; `appliance demo seed` points the brand's "
+        "tools at it."
+    )
     conversation_idle_close_minutes: int = _setting(
         24 * 60, "The scheduler closes active conversations idle for this long."
     )

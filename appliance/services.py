@@ -24,6 +24,7 @@ from appliance.signals import build_embedder
 from appliance.signals.base import Embedder
 from appliance.signals.service import SignalService
 from appliance.users import UserService
+from appliance.workflows.service import WorkflowService
 
 #: What the models are asked to do; each task has its own ordered route in the manifest's profile.
 #: reply: everyday replies (small model first); reply_large: complex turns (large model first,
@@ -42,6 +43,7 @@ class Services:
     signals: SignalService
     brands: BrandService
     users: UserService
+    workflows: WorkflowService
     conversations: ConversationService
 
     def close(self) -> None:
@@ -74,6 +76,7 @@ def build_services(settings: Settings) -> Services:
     embedder = build_embedder(manifest, settings)
     knowledge = KnowledgeService(db, embedder, settings.data_dir)
     signals = SignalService(manifest, embedder)
+    workflows = WorkflowService(db, embedder)
     limits = AgentLimits(
         max_message_chars=settings.max_message_chars,
         max_reply_tokens=settings.llm_max_reply_tokens,
@@ -89,5 +92,6 @@ def build_services(settings: Settings) -> Services:
         signals=signals,
         brands=BrandService(db),
         users=UserService(db),
-        conversations=ConversationService(db, router, limits, knowledge, signals),
+        workflows=workflows,
+        conversations=ConversationService(db, router, limits, knowledge, signals, workflows),
     )

@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export APPLIANCE_DATA_DIR="${APPLIANCE_DATA_DIR:-$PWD/var}"
 bind="${APPLIANCE_BIND:-127.0.0.1:8080}"
+# Lumen Goods' order system: `demo seed` points the brand's tools at this address.
+retail_port="${APPLIANCE_DEMO_RETAIL_PORT:-8090}"
+export APPLIANCE_DEMO_RETAIL_URL="http://127.0.0.1:$retail_port"
 appliance=.venv/bin/appliance
 
 $appliance db migrate
@@ -24,6 +27,10 @@ $appliance serve --bind "$bind" &
 pids+=($!)
 $appliance scheduler &
 pids+=($!)
+# Lumen Goods' order system, which its agent's workflow tools call (a separate service, as a
+# brand's own systems would be). Its data file persists; POST /reset restores the seed.
+$appliance demo-backend retail --port "$retail_port" --db "$APPLIANCE_DATA_DIR/demo-retail.db" &
+pids+=($!)
 
 .venv/bin/python - "$bind" <<'PY'
 import sys, time, urllib.request
@@ -41,6 +48,7 @@ Switchboard is running (data in $APPLIANCE_DATA_DIR).
   Chat:   http://$bind/chat/lumen-goods   http://$bind/chat/rho-bank
   Admin:  http://$bind/admin/
   API:    http://$bind/v1/openapi.json
+  Lumen Goods' order system: $APPLIANCE_DEMO_RETAIL_URL (appliance eval run --brand lumen-goods)
 $credentials
 
 Press Ctrl-C to stop.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -24,7 +25,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from playhouse.db_url import connect
+from retail_support import RetailBackend
 
+from appliance.brands import policy_of
 from appliance.config import Settings, load_settings
 from appliance.db.migrate import migrate
 from appliance.services import Services, build_services
@@ -177,3 +180,43 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+# --- Lumen Goods' order system (tests/workflows) ---------------------------------------
+
+
+@pytest.fixture(scope="session")
+def retail_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RetailBackend]:
+    directory = tmp_path_factory.mktemp("retail")
+    port = free_port()
+    log = (directory / "backend.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "appliance", "demo-backend", "retail", "--port", str(port),
+         "--db", str(directory / "retail.db")], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            log_text = (directory / "backend.log").read_text()
+            pytest.fail(f"the retail backend did not start: {log_text}")
+        time.sleep(0.2)
+    yield RetailBackend(url)
+    proc.terminate()
+    proc.wait(timeout=10)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def lumen(services: Services, seeded: dict[str, Any], retail_backend: RetailBackend) -> Any:
+    """Lumen Goods with its demo workflows published and its tools pointed at the backend,
+    whose data is fresh."""
+    retail_backend.reset()
+    brand = services.brands.get("lumen-goods")
+    policy = policy_of(brand).model_copy(update={"tools_base_url": retail_backend.url})
+    return services.brands.update("lumen-goods", policy=policy, actor="test")

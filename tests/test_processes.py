@@ -64,7 +64,9 @@ def test_it_runs_the_quick_jobs_at_start_and_stops_on_sigterm(tmp_path: Path) ->
 
 def test_it_runs_the_demo_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
-    env = _env(tmp_path / "data") | {"APPLIANCE_BIND": f"127.0.0.1:{port}"}
+    retail_port = free_port()
+    env = _env(tmp_path / "data") | {"APPLIANCE_BIND": f"127.0.0.1:{port}",
+                                     "APPLIANCE_DEMO_RETAIL_PORT": str(retail_port)}
     proc = subprocess.Popen(["bash", str(REPO / "scripts" / "demo.sh")], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -84,6 +86,14 @@ def test_it_runs_the_demo_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None
         reply = httpx.post(f"http://127.0.0.1:{port}/v1/conversations", json={},
                            headers={"Authorization": f"Bearer {key}"}, timeout=30)
         assert reply.status_code == 201
+        # Lumen Goods' order system runs beside it, and the brand's tools reach it.
+        order = httpx.get(f"http://127.0.0.1:{retail_port}/orders/%23W5442520", timeout=10)
+        assert order.json()["status"] == "pending"
+        turn = httpx.post(f"http://127.0.0.1:{port}/v1/conversations/{reply.json()['id']}"
+                          "/messages", json={"text": "cancel order #W5442520, I'm "
+                                                     "olivia.ito5204@example.com"},
+                          headers={"Authorization": f"Bearer {key}"}, timeout=60)
+        assert "Could you tell me why you're cancelling" in turn.json()["message"]["text"]
 
         # Ctrl-C reaches the whole foreground process group, as in a terminal.
         os.killpg(proc.pid, signal.SIGINT)

@@ -9,12 +9,13 @@ mid-turn leaves the conversation as it was.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import logging
 import re
 import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,9 @@ from appliance.agent.supervisor import (
     PastTurn,
     TurnFacts,
     decide,
+    escalation,
     review,
+    understood,
 )
 from appliance.brands import Persona, persona_of, policy_of
 from appliance.db.models import Brand, Conversation, Message, TurnTrace, utcnow
@@ -44,6 +47,11 @@ from appliance.llm.base import ChatMessage, ChatModel, GenerationParams, TextDel
 from appliance.llm.router import ModelRouter, RoutedCompletion
 from appliance.signals.base import Vectors
 from appliance.signals.service import Signals, SignalService
+from appliance.workflows.engine import DONE, HANDOFF, KNOWLEDGE, Engine, TurnOutcome
+from appliance.workflows.extract import asks_for_information
+from appliance.workflows.schema import Toolset, ToolSpec, Workflow
+from appliance.workflows.service import BrandWorkflows, Match, WorkflowService
+from appliance.workflows.tools import ToolResult, ToolRunner
 
 log = logging.getLogger(__name__)
 ACTIVE, PENDING_HUMAN, CLOSED = "active", "pending_human", "closed"
@@ -56,6 +64,14 @@ _ROLE_TO_CHAT = {"customer": "user", "agent": "assistant", "human": "assistant"}
 
 
 TEMPLATE_MODEL = "template"
+WORKFLOW = "workflow"
+#: A question this close to a workflow's trigger example ("what's the status of my order?")
+#: asks for the workflow; a looser one ("how many days do I have to return an item?") asks
+#: the knowledge, when the knowledge has an answer.
+REQUEST_MATCH = 0.78
+NO_TOOLS = Toolset(base_url="http://127.0.0.1")
+#: Leads back into a workflow after answering a question asked in the middle of it.
+RESUME_LEAD = "Now, back to your request:"
 #: Introduces an answer quoted from the brand's knowledge.
 EXTRACTIVE_LEAD = "Here is what our help center says:"
 #: Chunks retrieved per turn, and how many of the relevant ones go into the prompt.
@@ -149,12 +165,14 @@ class ConversationService:
     def __init__(
         self, db: peewee.Database, router: ModelRouter, limits: AgentLimits,
         knowledge: KnowledgeService | None = None, signals: SignalService | None = None,
+        workflows: WorkflowService | None = None,
     ) -> None:
         self._db = db
         self._router = router
         self._limits = limits
         self._knowledge = knowledge
         self._signals = signals
+        self._workflows = workflows
 
     def start(
         self, brand: Brand, customer: dict[str, Any], channel: str
@@ -220,22 +238,26 @@ class ConversationService:
                 .execute()
             )
 
-    def reply(self, brand: Brand, public_id: str, text: str) -> Iterator[TextDelta | TurnResult]:
+    def reply(
+        self, brand: Brand, public_id: str, text: str, workflows: BrandWorkflows | None = None,
+    ) -> Iterator[TextDelta | TurnResult]:
         """Run one turn: return an iterator of the reply's text deltas, then one TurnResult.
 
-        Checks happen at call time, before any generation: raises InvalidRequest or
-        PayloadTooLarge for bad text, NotFound for an unknown conversation and Conflict for a
-        closed one.
+        `workflows` replaces the brand's published workflows (the Studio's test chat runs a
+        draft this way). Checks happen at call time, before any generation: raises
+        InvalidRequest or PayloadTooLarge for bad text, NotFound for an unknown conversation
+        and Conflict for a closed one.
         """
         started = time.perf_counter()
         text = self._validated_text(text)
         conversation = self.get(brand, public_id)
         if conversation.status == CLOSED:
             raise Conflict("conversation is closed", code="conversation_closed")
-        return self._turn(brand, conversation, text, started)
+        return self._turn(brand, conversation, text, started, workflows)
 
     def _turn(
-        self, brand: Brand, conversation: Conversation, text: str, started: float
+        self, brand: Brand, conversation: Conversation, text: str, started: float,
+        workflows: BrandWorkflows | None = None,
     ) -> Iterator[TextDelta | TurnResult]:
         persona, policy = persona_of(brand), policy_of(brand)
         history = self.messages(conversation)
@@ -254,12 +276,34 @@ class ConversationService:
         vector = self._embed(text, latency)
         signals = self._read_signals(brand, text, vector, latency)
         grounding = self._ground(brand, vector, small_talk, latency)
+        flow = self._flow(brand, conversation, text, vector, signals, workflows)
         facts = TurnFacts(
             text=text, signals=signals, small_talk=small_talk, grounding=grounding.mode,
             grounding_rule=grounding.rule, past=self._past(conversation),
             context_chars=sum(len(m.text) for m in history) + len(text),
+            answering=flow is not None and flow.answers(text),
         )
-        decision = decide(facts, policy.supervision)
+        handoff = escalation(facts, policy.supervision)
+        resume: str | None = None
+        if handoff is None and flow is not None:
+            ran = self._run_flow(flow, text, grounding, small_talk)
+            if isinstance(ran, str):
+                resume = ran
+            elif ran is not None:
+                decision, outcome, state = ran
+                reply = Reply(decision=decision.trace(), citations=[], text=outcome.text,
+                              model_id=TEMPLATE_MODEL)
+                if decision.escalates:
+                    reply.text = f"{reply.text} {policy.handoff_message}".strip()
+                yield TextDelta(reply.text)
+                latency["prepare"] = _ms(started, time.perf_counter())
+                latency["llm"] = latency["ttft"] = 0.0
+                message = self._persist(
+                    conversation, text, reply, latency, None, signals, started,
+                    escalation=decision.rule if decision.escalates else None, state=state)
+                yield TurnResult(message, conversation, False, latency, reply.usage)
+                return
+        decision = handoff or decide(facts, policy.supervision)
         knowledge = [hit.text for hit in grounding.hits] if decision.action == ANSWER else []
         prepared = time.perf_counter()
         latency["prepare"] = _ms(started, prepared)
@@ -306,6 +350,10 @@ class ConversationService:
                 # The answer stands, and a human checks what the fallback model said.
                 reply.text = f"{reply.text} {policy.handoff_message}"
                 yield TextDelta(f" {policy.handoff_message}")
+            if resume and not reviewed.escalates:
+                reply.text = f"{reply.text} {RESUME_LEAD} {resume}"
+                yield TextDelta(f" {RESUME_LEAD} {resume}")
+                reply.decision["resumes_workflow"] = True
             # The reviewed decision, keeping what generation added (models that failed, error).
             reply.decision = {**reply.decision, **reviewed.trace()}
             if reply.ungrounded:
@@ -315,8 +363,79 @@ class ConversationService:
         latency["ttft"] = _ms(prepared, reply.first_token_at or reply.generated_at or prepared)
         trace = grounding.trace(decision.action)
         message = self._persist(conversation, text, reply, latency, trace, signals, started,
-                                escalation=decision.rule if decision.escalates else None)
+                                escalation=decision.rule if decision.escalates else None,
+                                state=flow.state if flow is not None else None)
         yield TurnResult(message, conversation, reply.fallback, latency, reply.usage)
+
+    def _flow(
+        self, brand: Brand, conversation: Conversation, text: str, vector: Vectors | None,
+        signals: Signals, override: BrandWorkflows | None,
+    ) -> _Flow | None:
+        """The conversation's workflow engine, when the brand has workflows to run."""
+        if self._workflows is None:
+            return None
+        running = override or self._workflows.running(brand)
+        if not running.workflows:
+            return None
+        policy = policy_of(brand)
+        state = copy.deepcopy(conversation.state or {})
+        # A brand without tools still runs workflows that only talk.
+        toolset = running.toolset or NO_TOOLS
+        caller = _ToolCaller(self._workflows.runner(
+            brand, toolset, policy.tools_base_url, conversation.id,
+            lambda: (state.get("run") or {}).get("workflow")))
+        engine = Engine(state, caller, conversation_id=conversation.public_id,
+                        identity=running.identity)
+        current = (state.get("run") or {}).get("workflow")
+        workflow = running.workflows.get(current) if current else None
+        if current and workflow is None:
+            state.pop("run", None)  # unpublished or disabled since: start afresh
+        match = running.match(text, vector, signals.intent,
+                              understood(signals, policy.supervision))
+        return _Flow(running, engine, state, workflow, match)
+
+    def _run_flow(
+        self, flow: _Flow, text: str, grounding: Grounding, small_talk: bool,
+    ) -> tuple[Decision, TurnOutcome, dict[str, Any]] | str | None:
+        """Run the turn in a workflow when one is running or the message starts one.
+
+        Returns (decision, what the engine did, the new state); or the question to come
+        back to when the message is a question asked in the middle of a workflow (the
+        knowledge answers it, then the agent asks again); or None when no workflow is
+        concerned."""
+        engine, match, workflow = flow.engine, flow.match, flow.workflow
+        engine.remember(text)
+        refused = engine.refuse_other_customer(text)
+        if refused is not None:
+            return Decision(WORKFLOW, "other_customer", "reply",
+                            {"workflow": refused.trace()}), refused, flow.state
+        if workflow is not None and not flow.answers(text):
+            if (match is not None and match.workflow != workflow.name and match.via == "example"
+                    and not asks_for_information(text)):
+                workflow = None  # a new request: the old one is dropped
+            elif grounding.mode == "grounded" and not small_talk:
+                return engine.pending_prompt()
+        if workflow is None:
+            if match is None or (flow.running.workflows[match.workflow].provides_identity and (
+                    engine.customer_id)):
+                return None
+            if (grounding.mode == "grounded" and asks_for_information(text)
+                    and match.score < REQUEST_MATCH):
+                return None  # a question about the policy: the knowledge answers it
+            workflow = flow.running.workflows[match.workflow]
+            engine.start(workflow, flow.running.versions.get(workflow.name))
+        outcome = engine.turn(workflow, text)
+        evidence: dict[str, Any] = {"workflow": outcome.trace()}
+        if match is not None:
+            evidence["match"] = {"workflow": match.workflow, "score": round(match.score, 4),
+                                 "via": match.via}
+        if outcome.status == HANDOFF:
+            return Decision(ESCALATE, outcome.reason or "workflow_handoff", "reply",
+                            evidence), outcome, flow.state
+        if outcome.status == KNOWLEDGE:
+            return None
+        rule = f"workflow_{'done' if outcome.status == DONE else outcome.status}"
+        return Decision(WORKFLOW, rule, "reply", evidence), outcome, flow.state
 
     def _embed(self, text: str, latency: dict[str, float]) -> Vectors | None:
         """The message's one embedding, shared by the classifiers and retrieval."""
@@ -422,7 +541,7 @@ class ConversationService:
     def _persist(
         self, conversation: Conversation, text: str, reply: Reply, latency: dict[str, float],
         knowledge: dict[str, Any] | None, signals: Signals | None, started: float,
-        escalation: str | None = None,
+        escalation: str | None = None, state: dict[str, Any] | None = None,
     ) -> Message:
         persist_started = time.perf_counter()
         with self._db.atomic():
@@ -446,12 +565,51 @@ class ConversationService:
             )
             conversation.updated_at = utcnow()
             changes: dict[Any, Any] = {Conversation.updated_at: conversation.updated_at}
+            if state is not None:
+                conversation.state = state
+                changes[Conversation.state] = state
             if escalation is not None:
                 conversation.status, conversation.status_reason = PENDING_HUMAN, escalation
                 changes.update({Conversation.status: PENDING_HUMAN,
                                 Conversation.status_reason: escalation})
             Conversation.update(changes).where(Conversation.id == conversation.id).execute()
         return agent_message
+
+
+@dataclass
+class _Flow:
+    """A turn's view of the conversation's workflows."""
+
+    running: BrandWorkflows
+    engine: Engine
+    state: dict[str, Any]
+    #: The workflow in progress, if any.
+    workflow: Workflow | None
+    #: The workflow the message would start.
+    match: Match | None
+    _answers: dict[str, bool] = field(default_factory=dict)
+
+    def answers(self, text: str) -> bool:
+        """Whether the message answers the running workflow (fills a slot, confirms, stops)."""
+        if self.workflow is None:
+            return False
+        if text not in self._answers:
+            self._answers[text] = self.engine.takes(self.workflow, text)
+        return self._answers[text]
+
+
+class _ToolCaller:
+    """The engine's view of the brand's tools."""
+
+    def __init__(self, runner: ToolRunner) -> None:
+        self._runner = runner
+
+    def spec(self, name: str) -> ToolSpec | None:
+        return self._runner.toolset.get(name)
+
+    def call(self, spec: ToolSpec, arguments: Mapping[str, Any],
+             idempotency_key: str | None) -> ToolResult:
+        return self._runner.call(spec, arguments, idempotency_key=idempotency_key)
 
 
 def bounded_prompt(

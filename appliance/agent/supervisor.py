@@ -20,6 +20,8 @@ Not understood (out of scope or unsure of the intent, nothing relevant in the kn
 9. out_of_scope           outside the brand's intents                    -> say so, offer a human
 10. low_confidence        unsure of the intent                           -> no_answer, offer one
 Otherwise: no_answer when the knowledge has nothing relevant, else reply.
+Between rules 4 and 5 the turn pipeline lets a running (or newly matched) workflow take the
+turn (appliance/workflows); `escalation` is rules 1-4 alone.
 Routing: a turn goes to the large model (task `reply_large`) when its intent is one the brand
 marks complex, or when the conversation has grown past the brand's context threshold.
 """
@@ -34,6 +36,7 @@ from typing import Any
 
 from appliance.brands import Supervision
 from appliance.signals.service import Signals
+from appliance.workflows.extract import without_identifiers
 
 #: Decision actions.
 REPLY, ANSWER, CLARIFY, OUT_OF_SCOPE, NO_ANSWER, ESCALATE = (
@@ -47,6 +50,13 @@ _AFFIRMATIVE = re.compile(
     r"that would be (great|good)|i would like that|i'd like that)\b", re.IGNORECASE)
 #: An acceptance is short; a longer message starting with "yes" is a new request.
 _AFFIRMATIVE_MAX_WORDS = 6
+
+
+def _reads_as_text(text: str) -> bool:
+    """Whether the message has words besides identifiers (a bare email address does not):
+    the text classifiers were never trained on those and must not read them as a request or
+    a mood."""
+    return bool(re.search(r"[A-Za-z]{2,}", without_identifiers(text)))
 
 
 @dataclass(frozen=True)
@@ -91,14 +101,17 @@ class TurnFacts:
     past: Sequence[PastTurn] = ()
     #: Characters of the conversation so far, this message included.
     context_chars: int = 0
+    #: The message answers the running workflow's question ("ordered by mistake"): the
+    #: customer is cooperating, and a curt answer is not read as rising frustration.
+    answering: bool = False
 
 
 def decide(facts: TurnFacts, policy: Supervision) -> Decision:
     """The pre-generation decision for one turn. Pure: same facts, same decision."""
     signals = facts.signals
-    escalation = _escalation(facts, policy)
-    if escalation is not None:
-        return escalation
+    handoff = escalation(facts, policy)
+    if handoff is not None:
+        return handoff
     task = _task(facts, policy)
     if facts.small_talk:
         return Decision(REPLY, "small_talk", task)
@@ -153,7 +166,9 @@ def review(decision: Decision, *, fallback: bool, canned: bool, ungrounded: bool
     return decision
 
 
-def _escalation(facts: TurnFacts, policy: Supervision) -> Decision | None:
+def escalation(facts: TurnFacts, policy: Supervision) -> Decision | None:
+    """Rules 1-4: the customer wants a human, or is (growing) too frustrated to go on.
+    They outrank everything, a running workflow included."""
     signals = facts.signals
     task = "reply"
     if (facts.past and facts.past[-1].action in OFFERS_HUMAN
@@ -161,17 +176,24 @@ def _escalation(facts: TurnFacts, policy: Supervision) -> Decision | None:
             and _AFFIRMATIVE.match(facts.text.strip())):
         return Decision(ESCALATE, "accepted_human_offer", task,
                         {"offered_by": facts.past[-1].action})
-    if "human_request" in signals.models and (
-            signals.human_request >= policy.human_request_threshold):
+    if not _reads_as_text(facts.text):
+        return None
+    asks_human = (policy.human_request_answering_threshold if facts.answering
+                  else policy.human_request_threshold)
+    if "human_request" in signals.models and signals.human_request >= asks_human:
         return Decision(ESCALATE, "human_request", task, {
-            "human_request": round(signals.human_request, 4),
-            "threshold": policy.human_request_threshold})
+            "human_request": round(signals.human_request, 4), "threshold": asks_human,
+            "answering": facts.answering})
     if "sentiment" not in signals.models:
         return None
-    if signals.frustration >= policy.frustration_threshold:
+    threshold = (policy.frustration_answering_threshold if facts.answering
+                 else policy.frustration_threshold)
+    if signals.frustration >= threshold:
         return Decision(ESCALATE, "frustration_high", task, {
             "frustration": round(signals.frustration, 4), "sentiment": signals.sentiment,
-            "threshold": policy.frustration_threshold})
+            "threshold": threshold, "answering": facts.answering})
+    if facts.answering:
+        return None
     window = policy.frustration_rising_turns
     recent = [turn.signals.frustration for turn in facts.past[-(window - 1):]]
     trend = [*recent, signals.frustration]

@@ -11,7 +11,9 @@ from appliance.cli import (
     brands,
     db,
     demo,
+    demo_backend,
     doctor,
+    evals,
     intents,
     jobs,
     knowledge,
@@ -19,6 +21,7 @@ from appliance.cli import (
     serve,
     settings,
     users,
+    workflows,
 )
 from appliance.cli.context import CliContext
 from appliance.errors import ApplianceError
@@ -33,7 +36,8 @@ def cli(ctx: click.Context) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for module in (serve, db, settings, brands, users, models, knowledge, intents, demo, doctor, jobs):
+for module in (serve, db, settings, brands, users, models, knowledge, intents, workflows, evals,
+               demo, demo_backend, doctor, jobs):
     module.register(cli)
 
 

@@ -95,6 +95,8 @@ class Conversation(BaseModel):
     created_at = peewee.DateTimeField(default=utcnow, index=True)
     updated_at = peewee.DateTimeField(default=utcnow)
     closed_at = peewee.DateTimeField(null=True)
+    #: The workflow engine's state (appliance/workflows/engine.py): plain JSON.
+    state = JSONField(null=True)
 
     class Meta:
         table_name = "conversation"
@@ -289,8 +291,85 @@ class Finding(BaseModel):
         table_name = "finding"
 
 
+class Workflow(BaseModel):
+    """A brand's workflow; its definitions are the versions."""
+
+    brand = peewee.ForeignKeyField(Brand, backref="workflows", on_delete="CASCADE")
+    brand_id: int
+    name = peewee.CharField(max_length=64)
+    #: draft (never published) | published | disabled
+    status = peewee.CharField(max_length=16)
+    #: The version number the agent runs (None until first published).
+    published_version = peewee.IntegerField(null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "workflow"
+        indexes = ((("brand", "name"), True),)
+
+
+class WorkflowVersion(BaseModel):
+    workflow = peewee.ForeignKeyField(Workflow, backref="versions", on_delete="CASCADE")
+    workflow_id: int
+    number = peewee.IntegerField()
+    #: draft (editable) | published (the one running) | retired
+    status = peewee.CharField(max_length=16)
+    #: The YAML as the author wrote it, and its validated form (canonical JSON).
+    source = peewee.TextField()
+    definition = JSONField()
+    note = peewee.CharField(max_length=500, null=True)
+    created_by = peewee.CharField(max_length=150)
+    created_at = peewee.DateTimeField(default=utcnow)
+    published_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "workflow_version"
+        indexes = ((("workflow", "number"), True),)
+
+
+class Toolset(BaseModel):
+    """The brand's HTTP tools (one YAML document)."""
+
+    brand = peewee.ForeignKeyField(Brand, on_delete="CASCADE", unique=True)
+    brand_id: int
+    source = peewee.TextField()
+    definition = JSONField()
+    updated_by = peewee.CharField(max_length=150)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "toolset"
+
+
+class ToolCall(BaseModel):
+    """One call into a brand's systems, arguments redacted per the tool's spec."""
+
+    brand = peewee.ForeignKeyField(Brand, on_delete="CASCADE")
+    brand_id: int
+    conversation = peewee.ForeignKeyField(Conversation, null=True, on_delete="CASCADE",
+                                          backref="tool_calls")
+    conversation_id: int | None
+    workflow = peewee.CharField(max_length=64, null=True)
+    tool = peewee.CharField(max_length=64)
+    method = peewee.CharField(max_length=8)
+    path = peewee.TextField()
+    arguments = JSONField()
+    #: ok | rejected | failed
+    status = peewee.CharField(max_length=16)
+    http_status = peewee.IntegerField(null=True)
+    code = peewee.CharField(max_length=64)
+    latency_ms = peewee.FloatField()
+    attempts = peewee.IntegerField()
+    idempotency_key = peewee.CharField(max_length=200, null=True)
+    at = peewee.DateTimeField(default=utcnow, index=True)
+
+    class Meta:
+        table_name = "tool_call"
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     Brand, ApiKey, AdminUser, AuditLog, Conversation, Message, TurnTrace, JobRun,
     KnowledgeSource, IngestRun, Document, Article, Chunk, KnowledgeVersion, VersionArticle,
-    Finding,
+    Finding, Workflow, WorkflowVersion, Toolset, ToolCall,
 )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance.brands import Persona, Policy
+from appliance.brands import Persona, Policy, policy_of
 from appliance.db.models import AdminUser
 from appliance.errors import AuthenticationError
 from appliance.knowledge.ingest import Progress
@@ -85,14 +85,39 @@ def _save(path: Path, data: dict[str, Any]) -> None:
 
 
 KNOWLEDGE_DIR = Path(__file__).resolve().parent / "knowledge"
+#: The demo brand whose tools call the demo order system (`appliance demo-backend retail`).
+RETAIL_BRAND = "lumen-goods"
+#: Each demo brand's tools and workflows (`<slug>/tools.yaml`, `<slug>/workflows/*.yaml`).
+WORKFLOWS_DIR = Path(__file__).resolve().parent / "workflows"
 
 
-def seed_knowledge(services: Services, progress: Progress | None = None) -> dict[str, int]:
+def seed_workflows(services: Services) -> dict[str, list[str]]:
+    """Import the demo brands' tools and workflows, publishing those that changed, and point
+    Lumen Goods' tools at its order system. Returns {slug: names of the workflows published}."""
+    published = {}
+    for demo in DEMO_BRANDS:
+        directory = WORKFLOWS_DIR / demo.slug
+        if directory.is_dir():
+            published[demo.slug] = services.workflows.import_dir(
+                services.brands.get(demo.slug), directory, ACTOR)
+    lumen = services.brands.get(RETAIL_BRAND)
+    retail_url = services.settings.demo_retail_url
+    if policy_of(lumen).tools_base_url != retail_url:
+        services.brands.update(RETAIL_BRAND, actor=ACTOR, policy=policy_of(lumen).model_copy(
+            update={"tools_base_url": retail_url}))
+    return published
+
+
+def seed_knowledge(services: Services, progress: Progress | None = None,
+                   only: str | None = None) -> dict[str, int]:
     """Register the demo brands' knowledge sources (once) and ingest and publish each brand
-    that has no published version yet. Returns {slug: published version number}."""
+    that has no published version yet (`only`: just that brand). Returns {slug: published
+    version number}."""
     catalogue = tomllib.loads((KNOWLEDGE_DIR / "sources.toml").read_text())
     published: dict[str, int] = {}
     for demo in DEMO_BRANDS:
+        if only is not None and demo.slug != only:
+            continue
         brand = services.brands.get(demo.slug)
         known = {(s.kind, s.location) for s in services.knowledge.sources(brand)}
         for entry in catalogue.get(demo.slug, []):
@@ -123,7 +148,11 @@ def seed(services: Services, *, knowledge: bool = True,
     existing = {brand.slug for brand in services.brands.all()}
     for demo in DEMO_BRANDS:
         if demo.slug not in existing:
-            services.brands.create(demo.slug, demo.name, demo.persona, demo.policy, actor=ACTOR)
+            policy = demo.policy
+            if demo.slug == RETAIL_BRAND:
+                policy = policy.model_copy(
+                    update={"tools_base_url": services.settings.demo_retail_url})
+            services.brands.create(demo.slug, demo.name, demo.persona, policy, actor=ACTOR)
         if not _key_works(services, demo.slug, keys.get(demo.slug)):
             _, keys[demo.slug] = services.brands.create_key(demo.slug, "demo", actor=ACTOR)
 
@@ -140,6 +169,7 @@ def seed(services: Services, *, knowledge: bool = True,
 
     result: dict[str, Any] = {"admin": admin, "keys": keys}
     _save(path, result)
+    seed_workflows(services)
     if knowledge:
         result["knowledge"] = seed_knowledge(services, progress)
     return result

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from appliance.agent.supervisor import (
@@ -15,6 +17,7 @@ from appliance.agent.supervisor import (
     PastTurn,
     TurnFacts,
     decide,
+    escalation,
     review,
 )
 from appliance.brands import Supervision
@@ -46,7 +49,22 @@ def test_an_explicit_human_request_escalates_with_its_score_and_threshold() -> N
     decision = decide(facts("let me talk to a person", human_request=0.97), POLICY)
 
     assert (decision.action, decision.rule) == (ESCALATE, "human_request")
-    assert decision.evidence == {"human_request": 0.97, "threshold": 0.5}
+    assert decision.evidence == {"human_request": 0.97, "threshold": 0.5, "answering": False}
+
+
+def test_an_answer_to_the_workflows_question_is_held_to_the_answering_thresholds() -> None:
+    # "88 Bay Street, Tampa, FL 33602" or "ordered by mistake": cooperation, not a request.
+    answer = replace(facts("88 Bay Street, Tampa, FL 33602", human_request=0.7,
+                           frustration=0.8, sentiment="angry"), answering=True)
+    assert escalation(answer, POLICY) is None
+    shouting = replace(answer, signals=replace(answer.signals, human_request=0.99))
+    assert escalation(shouting, POLICY).rule == "human_request"  # type: ignore[union-attr]
+
+
+def test_a_message_of_identifiers_alone_is_not_read_for_a_request_or_a_mood() -> None:
+    decision = escalation(facts("olivia.ito5204@example.com #W5442520", human_request=0.8,
+                                frustration=0.9, sentiment="angry"), POLICY)
+    assert decision is None
 
 
 def test_a_human_request_outranks_knowledge_and_small_talk() -> None:

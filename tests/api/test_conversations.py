@@ -126,7 +126,7 @@ def test_it_replies_with_the_model_latency_and_usage(
 ) -> None:
     conversation_id = open_conversation(A)
 
-    response = say(client, conversation_id, auth(A), "Hi! Where is my order?")
+    response = say(client, conversation_id, auth(A), "Hi! How do I sign up for your newsletter?")
 
     assert response.status_code == 200, response.get_data(as_text=True)
     body = response.get_json()
@@ -152,10 +152,11 @@ def test_it_streams_deltas_then_the_message_it_saved(
     client: FlaskClient, auth: Auth, open_conversation: Callable[[str], str], sse: SseParser
 ) -> None:
     conversation_id = open_conversation(A)
-    plain = say(client, conversation_id, auth(A), "Hello, I need help with a return.")
+    plain = say(client, conversation_id, auth(A),
+                "Hello, I need help with my newsletter subscription.")
 
     streamed = say(client, conversation_id, auth(A),
-                   "I want to return a lamp I bought last week.", stream=True)
+                   "How do I unsubscribe from the newsletter?", stream=True)
 
     assert streamed.status_code == 200
     assert streamed.mimetype == "text/event-stream"
@@ -174,9 +175,9 @@ def test_it_streams_deltas_then_the_message_it_saved(
     transcript = client.get(f"/v1/conversations/{conversation_id}", headers=auth(A)).get_json()
     assert [(m["role"], m["text"]) for m in transcript["messages"]] == [
         ("agent", greeting_of(A)),
-        ("customer", "Hello, I need help with a return."),
+        ("customer", "Hello, I need help with my newsletter subscription."),
         ("agent", plain.get_json()["message"]["text"]),
-        ("customer", "I want to return a lamp I bought last week."),
+        ("customer", "How do I unsubscribe from the newsletter?"),
         ("agent", final["message"]["text"]),
     ]
     assert transcript["messages"][-1]["id"] == final["message"]["id"]
@@ -187,9 +188,9 @@ def test_it_records_a_turn_trace_for_every_turn(
     client: FlaskClient, auth: Auth, open_conversation: Callable[[str], str]
 ) -> None:
     conversation_id = open_conversation(A)
-    first = say(client, conversation_id, auth(A), "How long does delivery take?").get_json()
+    first = say(client, conversation_id, auth(A), "How do I create an account?").get_json()
     # A streamed turn is generated and saved while the body is read.
-    say(client, conversation_id, auth(A), "Which payment methods do you accept?",
+    say(client, conversation_id, auth(A), "Can I get an invoice for my purchase?",
         stream=True).get_data()
 
     conversation = Conversation.get(Conversation.public_id == conversation_id)
@@ -373,7 +374,7 @@ def test_it_streams_a_reply_over_real_http(live_server: Any) -> None:
 
         events: list[tuple[str, str]] = []
         with http.stream("POST", f"/v1/conversations/{conversation_id}/messages",
-                         json={"text": "Hi, can I change my delivery address?"},
+                         json={"text": "Hi, how do I create an account?"},
                          headers={"Accept": "text/event-stream"}) as response:
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")

@@ -64,7 +64,7 @@ def test_it_marks_a_reply_from_the_fallback_model_as_degraded(
     conversation_id = open_conversation(A)
 
     started = time.monotonic()
-    response = _say(client, conversation_id, auth(A), "Hi! Where is my order?")
+    response = _say(client, conversation_id, auth(A), "Hi! How do I sign up for your newsletter?")
     elapsed = time.monotonic() - started
 
     assert response.status_code == 200, response.get_data(as_text=True)

@@ -17,5 +17,6 @@ from appliance.web.admin import (  # noqa: E402,F401
     classifiers,
     dashboard,
     knowledge,
+    studio,
     users,
 )

@@ -1,0 +1,76 @@
+"""Scripted eval conversations: a workflow's customer turns and what must come of them.
+
+One YAML file per workflow (`evals/<workflow>.yaml` beside the brand's workflows):
+
+    workflow: cancel_order
+    cases:
+      - name: reason given up front
+        turns:
+          - "cancel order #W3657213, I ordered it by mistake"
+          - olivia.ito5204@example.com
+          - yes
+        expect:
+          writes: [{tool: cancel_order, args: {order_id: "#W3657213", reason: ordered by mistake}}]
+          state: {/orders/%23W3657213: {status: cancelled}}
+          says: [cancelled]
+          outcome: resolved
+
+`writes` lists every write the agent must make, in order, and nothing else happens: an empty
+list means no write at all. `state` maps paths of the brand's system to values its answer must
+contain. `says` are phrases some agent reply must contain (case-insensitive). `outcome` is how
+the workflow ends (resolved, informed, abandoned, escalated).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from appliance.workflows.schema import parse_document
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ExpectedWrite(_Strict):
+    tool: str
+    #: Arguments that must match exactly (others are not checked).
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class Expectation(_Strict):
+    writes: tuple[ExpectedWrite, ...] = ()
+    state: dict[str, Any] = Field(default_factory=dict)
+    says: tuple[str, ...] = ()
+    never_says: tuple[str, ...] = ()
+    outcome: str | None = None
+
+
+class EvalCase(_Strict):
+    name: str = Field(min_length=1)
+    turns: tuple[str, ...] = Field(min_length=1)
+    expect: Expectation
+
+    @field_validator("turns", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, value: Any) -> Any:
+        # YAML reads a bare `yes` / `no` turn as a boolean: it was meant as the word.
+        if isinstance(value, list | tuple):
+            return [("yes" if item else "no") if isinstance(item, bool) else item
+                    for item in value]
+        return value
+
+
+class EvalSuite(_Strict):
+    workflow: str
+    cases: tuple[EvalCase, ...] = Field(min_length=1)
+
+
+def load_suites(directory: Path, workflow: str | None = None) -> list[EvalSuite]:
+    """The suites in `directory/*.yaml`, optionally only one workflow's."""
+    suites = [parse_document(path.read_text(encoding="utf-8"), EvalSuite, path.name)
+              for path in sorted(directory.glob("*.yaml"))]
+    return [suite for suite in suites if workflow is None or suite.workflow == workflow]

@@ -1,0 +1,136 @@
+"""Run scripted eval conversations against the live engine and the brand's real systems.
+
+Each case starts from a fresh copy of the brand's test system (`POST <tools base>/reset`,
+which the demo backend serves), runs its customer turns through the same turn pipeline as
+the API, then checks the writes the agent made (from the tool-call log), the system's state
+afterwards, what the agent said and how the workflow ended.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from appliance.agent.conversations import PENDING_HUMAN, TurnResult
+from appliance.brands import policy_of
+from appliance.db.models import Brand
+from appliance.errors import ConfigError
+from appliance.evals.cases import EvalCase, EvalSuite
+from appliance.services import Services
+from appliance.workflows.tools import OK
+
+EVAL_CHANNEL = "eval"
+
+
+@dataclass
+class CaseResult:
+    workflow: str
+    name: str
+    problems: list[str] = field(default_factory=list)
+    transcript: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"workflow": self.workflow, "name": self.name, "passed": self.passed,
+                "problems": self.problems, "seconds": round(self.seconds, 3),
+                "transcript": [list(turn) for turn in self.transcript]}
+
+
+def run_suites(services: Services, brand: Brand, suites: list[EvalSuite],
+               progress: Callable[[CaseResult], None] | None = None) -> list[CaseResult]:
+    toolset = services.workflows.toolset(brand)
+    if toolset is None:
+        raise ConfigError(f"brand {brand.slug!r} has no tools to evaluate workflows against")
+    base_url = (policy_of(brand).tools_base_url or toolset.base_url).rstrip("/")
+    writes = {tool.name for tool in toolset.tools if tool.writes}
+    results = []
+    with httpx.Client(base_url=base_url, timeout=30) as system:
+        for suite in suites:
+            for case in suite.cases:
+                result = _run_case(services, brand, system, writes, suite.workflow, case)
+                results.append(result)
+                if progress is not None:
+                    progress(result)
+    return results
+
+
+def _run_case(services: Services, brand: Brand, system: httpx.Client, writes: set[str],
+              workflow: str, case: EvalCase) -> CaseResult:
+    started = time.perf_counter()
+    result = CaseResult(workflow, case.name)
+    try:
+        system.post("/reset").raise_for_status()
+    except httpx.HTTPError as exc:
+        raise ConfigError(f"the brand's test system cannot be reset at "
+                          f"{system.base_url}/reset: {exc}") from exc
+    conversation, _ = services.conversations.start(
+        brand, {"eval": workflow, "case": case.name}, EVAL_CHANNEL)
+    for text in case.turns:
+        result.transcript.append(("customer", text))
+        reply = ""
+        for event in services.conversations.reply(brand, conversation.public_id, text):
+            if isinstance(event, TurnResult):
+                reply, conversation = str(event.message.text), event.conversation
+        result.transcript.append(("agent", reply))
+    expect = case.expect
+    calls = reversed(services.workflows.tool_calls(brand, conversation.id))
+    made = [(call.tool, call.arguments) for call in calls
+            if call.tool in writes and call.status == OK]
+    expected = [(w.tool, w.args) for w in expect.writes]
+    if len(made) != len(expected) or any(
+            tool != want_tool or not _contains(args, want_args)
+            for (tool, args), (want_tool, want_args) in zip(made, expected, strict=False)):
+        result.problems.append(f"writes: expected {expected}, made {made}")
+    for path, want in expect.state.items():
+        response = system.get(path)
+        if response.status_code != 200 or not _contains(response.json(), want):
+            result.problems.append(f"state {path}: expected {want}, got "
+                                   f"{_excerpt(response, want)}")
+    said = " ".join(text for role, text in result.transcript if role == "agent").lower()
+    result.problems += [f"never said {phrase!r}" for phrase in expect.says
+                        if phrase.lower() not in said]
+    result.problems += [f"said {phrase!r}" for phrase in expect.never_says
+                        if phrase.lower() in said]
+    if expect.outcome is not None:
+        ended = outcome_of(conversation.status, conversation.state or {})
+        if ended != expect.outcome:
+            result.problems.append(f"outcome: expected {expect.outcome}, got {ended}")
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def outcome_of(status: str, state: Mapping[str, Any]) -> str:
+    """How the conversation's last workflow ended: escalated when it went to a human,
+    running when one is still in progress, else the last finished workflow's outcome."""
+    if status == PENDING_HUMAN:
+        return "escalated"
+    if state.get("run"):
+        return "running"
+    history = state.get("history") or []
+    return str(history[-1].get("outcome") or history[-1].get("status")) if history else "none"
+
+
+def _contains(actual: Any, expected: Any) -> bool:
+    """Whether `actual` holds everything in `expected` (dicts recursively; other values
+    equal)."""
+    if isinstance(expected, Mapping):
+        return isinstance(actual, Mapping) and all(
+            key in actual and _contains(actual[key], value) for key, value in expected.items())
+    return bool(actual == expected)
+
+
+def _excerpt(response: httpx.Response, want: Any) -> Any:
+    if response.status_code != 200:
+        return f"HTTP {response.status_code}"
+    data = response.json()
+    if isinstance(want, Mapping) and isinstance(data, Mapping):
+        return {key: data.get(key) for key in want}
+    return data

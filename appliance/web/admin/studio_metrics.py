@@ -1,0 +1,74 @@
+"""How each of a brand's workflows does with customers, read from its conversations' workflow
+state (appliance/workflows/engine.py): every finished run is an entry of `state["history"]`,
+`state["run"]` is the one in progress. The Studio's own test chats are left out.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from appliance.agent.conversations import CLOSED
+from appliance.db.models import Brand, Conversation
+from appliance.workflows.engine import DONE, HANDOFF, STOPPED
+
+#: The channel of the Studio's test chats.
+SANDBOX_CHANNEL = "studio"
+#: The outcomes of a finished run that count as the customer's request resolved.
+RESOLVED_OUTCOMES = ("resolved", "informed")
+
+
+@dataclass
+class Metrics:
+    """One workflow's runs: resolved (done with a resolved or informed outcome), handed to a
+    human, abandoned (the customer stopped or declined, or left the conversation mid-run)
+    and still in progress."""
+
+    runs: int = 0
+    resolved: int = 0
+    handed_off: int = 0
+    abandoned: int = 0
+    in_progress: int = 0
+
+    @property
+    def finished(self) -> int:
+        return self.runs - self.in_progress
+
+    @property
+    def resolution_rate(self) -> float | None:
+        """Resolved runs among the finished ones; None before any finished."""
+        return self.resolved / self.finished if self.finished else None
+
+
+def _count(metrics: Metrics, entry: dict[str, Any]) -> None:
+    metrics.runs += 1
+    status, outcome = entry.get("status"), entry.get("outcome")
+    if status == DONE and outcome in RESOLVED_OUTCOMES:
+        metrics.resolved += 1
+    elif status == HANDOFF:
+        metrics.handed_off += 1
+    elif status == STOPPED or outcome == "abandoned":
+        metrics.abandoned += 1
+
+
+def workflow_metrics(brand: Brand) -> dict[str, Metrics]:
+    """Metrics by workflow name (a workflow without runs is missing)."""
+    found: defaultdict[str, Metrics] = defaultdict(Metrics)
+    rows = (Conversation.select(Conversation.state, Conversation.status)
+            .where((Conversation.brand == brand) & (Conversation.channel != SANDBOX_CHANNEL)
+                   & Conversation.state.is_null(False)))
+    for row in rows:
+        state = row.state if isinstance(row.state, dict) else {}
+        for entry in state.get("history") or []:
+            if isinstance(entry, dict) and entry.get("workflow"):
+                _count(found[str(entry["workflow"])], entry)
+        run = state.get("run")
+        if isinstance(run, dict) and run.get("workflow"):
+            metrics = found[str(run["workflow"])]
+            metrics.runs += 1
+            if row.status == CLOSED:
+                metrics.abandoned += 1
+            else:
+                metrics.in_progress += 1
+    return dict(found)

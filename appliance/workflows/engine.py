@@ -1,0 +1,511 @@
+"""The workflow engine: a deterministic state machine per conversation.
+
+Each turn the engine fills slots from the message (any slot of the running workflow, so
+details given up front are used and a later message can correct one), then walks the
+workflow's steps from the top. Steps whose work is done are passed over (a lookup with the
+same arguments is not repeated, a write is done once, a message is said once), so the walk
+stops at the first step that needs the customer: a question, or a confirmation. Walking from
+the top on every turn is what makes corrections safe: change the order id and the lookups,
+checks and confirmation that depended on it run again.
+
+Guards, enforced here and not left to the definition:
+- a tool runs only from a step of the running workflow that names it, and the workflow
+  must list it in `tools`;
+- a write runs only when the confirmation step before it was answered "yes" on the turn
+  right after it was asked, for exactly the details it listed;
+- tools that read account data need a verified customer; a result that belongs to another
+  customer (the tool's `owner` field) is refused: one customer per conversation;
+- after identity is verified, a different identity in the same conversation is refused.
+
+The engine's state is plain JSON (`Conversation.state`), saved with the turn.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from appliance.workflows.expressions import argument, evaluate, render
+from appliance.workflows.extract import EMAIL, affirmation, extract, wants_to_stop
+from appliance.workflows.schema import Slot, Step, ToolSpec, Workflow
+from appliance.workflows.tools import OK, REJECTED, ToolResult
+
+#: A slot asked this many times without an answer hands the conversation to a human.
+MAX_ASKS = 3
+#: Customer messages kept to read details given before they were asked for.
+REMEMBERED_MESSAGES = 6
+#: What the engine did with a turn.
+WAITING, DONE, HANDOFF, KNOWLEDGE, STOPPED, REFUSED = (
+    "waiting", "done", "hand_off", "knowledge", "stopped", "refused")
+STOPPED_MESSAGE = ("No problem, I've left everything as it was. Is there anything else I can "
+                   "help with?")
+DECLINED_MESSAGE = "Okay, I haven't changed anything. Is there anything else I can help with?"
+TOOL_FAILED_MESSAGE = ("I'm sorry, I can't reach our order system right now, so I can't "
+                       "finish this myself.")
+NOT_OWNER_MESSAGE = ("I can only help with the account you verified in this conversation, so "
+                     "I can't act on that one.")
+OTHER_CUSTOMER_MESSAGE = ("I can only help one customer per conversation, and I've already "
+                          "verified your account, so I can't look into another one.")
+ANYTHING_ELSE = "Is there anything else I can help with?"
+
+
+#: Slot types replaced only when they are what the agent asked for: a later message naming
+#: "the blue one" or a number is not a correction of them.
+_ANSWER_ONLY = frozenset({"first_name", "last_name", "zip", "text", "choice", "choices",
+                          "variants", "number"})
+_CHOICES = frozenset({"choice", "choices", "variants"})
+
+
+def _depends_on(slot: Slot, name: str) -> bool:
+    pattern = re.compile(rf"\b{re.escape(name)}\b")
+    return any(pattern.search(expression or "") for expression in (
+        slot.options, slot.items, slot.products, slot.default))
+
+
+class ToolCaller(Protocol):
+    """What the engine needs from the tool layer."""
+
+    def spec(self, name: str) -> ToolSpec | None:
+        """The brand's tool called `name`, if it defines one."""
+
+    def call(self, spec: ToolSpec, arguments: Mapping[str, Any],
+             idempotency_key: str | None) -> ToolResult:
+        """Call it; never raises for the system's failures (see ToolResult.status)."""
+
+
+@dataclass
+class TurnOutcome:
+    """What the engine did with one customer message."""
+
+    status: str
+    workflow: str
+    messages: list[str] = field(default_factory=list)
+    #: The step the walk stopped at (index and kind), for the trace.
+    step: dict[str, Any] = field(default_factory=dict)
+    #: For a finished workflow: its outcome; for a hand-off: the reason.
+    outcome: str | None = None
+    reason: str | None = None
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    filled: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return " ".join(message for message in self.messages if message)
+
+    def trace(self) -> dict[str, Any]:
+        return {"workflow": self.workflow, "status": self.status, "step": self.step,
+                "outcome": self.outcome, "reason": self.reason, "tools": self.tools,
+                "filled": self.filled}
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class _Stop(Exception):
+    """Ends the walk of this turn with an outcome."""
+
+    def __init__(self, status: str, reason: str | None = None, outcome: str | None = None):
+        super().__init__(status)
+        self.status, self.reason, self.outcome = status, reason, outcome
+
+
+class _Restart(Exception):
+    """A failed check cleared slots: walk again from the top."""
+
+
+@dataclass
+class _Phase:
+    """One workflow being walked with its own slot values (the identity workflow runs as a
+    phase before a workflow that requires identity)."""
+
+    workflow: Workflow
+    state: dict[str, Any]
+
+    @property
+    def slots(self) -> dict[str, Any]:
+        return self.state.setdefault("slots", {})  # type: ignore[no-any-return]
+
+    @property
+    def vars(self) -> dict[str, Any]:
+        return self.state.setdefault("vars", {})  # type: ignore[no-any-return]
+
+
+class Engine:
+    """Runs a conversation's workflows. One instance per turn: it holds the turn's state."""
+
+    def __init__(self, state: dict[str, Any], tools: ToolCaller, *, conversation_id: str,
+                 identity: Workflow | None) -> None:
+        self.state = state
+        self._tools = tools
+        self._conversation_id = conversation_id
+        self._identity = identity
+        #: This turn's message and the slots asked for before it (see _ask).
+        self._text = ""
+        self._asked: Sequence[str] = ()
+        #: Values a check or a lookup refused this turn: not read again from old messages.
+        self._rejected: dict[str, list[Any]] = {}
+
+    # -- entry points ---------------------------------------------------------------------
+
+    @property
+    def running(self) -> str | None:
+        run = self.state.get("run")
+        return run["workflow"] if run else None
+
+    @property
+    def customer_id(self) -> str | None:
+        customer_id = self.state.get("customer_id")
+        return str(customer_id) if customer_id else None
+
+    def remember(self, text: str) -> None:
+        """Keep the message: a workflow that starts later, or asks later, reads what the
+        customer already said ("hi, I'm jo@x.com" ... "cancel my order")."""
+        run = self.state.get("run")
+        texts = run.setdefault("texts", []) if run else self.state.setdefault("loose", [])
+        texts.append(text)
+        del texts[:-REMEMBERED_MESSAGES]
+
+    def start(self, workflow: Workflow, version_id: int | None) -> None:
+        """Start `workflow`; the messages since the last workflow ended come with it."""
+        self.state["run"] = {"workflow": workflow.name, "version": version_id, "slots": {},
+                             "vars": {}, "identity": {"slots": {}, "vars": {}},
+                             "texts": self.state.pop("loose", [])}
+
+    def pending_prompt(self) -> str | None:
+        """The question the customer has not answered yet (to resume after a digression)."""
+        run = self.state.get("run")
+        return run.get("prompt") if run else None
+
+    def takes(self, workflow: Workflow, text: str) -> bool:
+        """Whether the message is for the running workflow: it fills a slot, answers a
+        confirmation or stops it. A message that is none of these may be a digression."""
+        run = self.state.get("run") or {}
+        if wants_to_stop(text) or (run.get("awaiting") and affirmation(text) is not None):
+            return True
+        values = self._values(_Phase(workflow, run))
+        asked = run.get("asked") or []
+        return any(extract(slot, text, values, asked=name in asked) is not None
+                   for name, slot in self._slots_in_play(workflow).items())
+
+    def refuse_other_customer(self, text: str) -> TurnOutcome | None:
+        """Once a customer is verified, a message naming another account's email is refused:
+        one customer per conversation. The running workflow, if any, waits as it was."""
+        profile = (self.state.get("values") or {}).get("customer") or {}
+        emails = {match.lower().rstrip(".") for match in EMAIL.findall(text)}
+        known = str(profile.get("email", "")).lower()
+        if not self.customer_id or not emails or emails == {known}:
+            return None
+        run = self.state.get("run") or {}
+        outcome = TurnOutcome(REFUSED, run.get("workflow", ""), reason="other_customer")
+        outcome.messages.append(OTHER_CUSTOMER_MESSAGE)
+        if run.get("prompt"):
+            outcome.messages.append(run["prompt"])
+        return outcome
+
+    def turn(self, workflow: Workflow, text: str) -> TurnOutcome:
+        """Handle one customer message in the running workflow."""
+        run = self.state["run"]
+        outcome = TurnOutcome(WAITING, workflow.name)
+        awaiting = run.pop("awaiting", None)
+        asked = run.pop("asked", None) or []
+        run.pop("prompt", None)
+        self._text, self._asked = text, asked
+        if wants_to_stop(text):
+            return self._finish(outcome, STOPPED, "abandoned", [STOPPED_MESSAGE])
+        phases = self._phases(workflow)
+        for phase in phases:
+            # A bare yes or no at a confirmation corrects nothing.
+            reviewing = bool(awaiting) and affirmation(text) is None
+            outcome.filled += self._fill(phase, text, asked, reviewing=reviewing)
+        answer = affirmation(text) if awaiting else None
+        if awaiting and answer is False and not outcome.filled:
+            return self._finish(outcome, STOPPED, "abandoned", [DECLINED_MESSAGE])
+        try:
+            for phase in phases:
+                if phase.workflow.provides_identity and self.customer_id:
+                    continue
+                self._walk(phase, outcome, awaiting if answer else None)
+        except _Stop as stop:
+            if stop.status == WAITING:
+                return outcome
+            return self._finish(outcome, stop.status, stop.outcome,
+                                [] if stop.status != DONE else [ANYTHING_ELSE],
+                                reason=stop.reason)
+        return self._finish(outcome, DONE, workflow.outcome, [ANYTHING_ELSE])
+
+    # -- the walk ---------------------------------------------------------------------------
+
+    def _phases(self, workflow: Workflow) -> list[_Phase]:
+        run = self.state["run"]
+        phases = []
+        if workflow.requires_identity and self._identity is not None:
+            phases.append(_Phase(self._identity, run.setdefault("identity", {})))
+        phases.append(_Phase(workflow, run))
+        return phases
+
+    def _slots_in_play(self, workflow: Workflow) -> dict[str, Any]:
+        slots = dict(workflow.slots)
+        if workflow.requires_identity and self._identity is not None and not self.customer_id:
+            slots.update(self._identity.slots)
+        return slots
+
+    def _values(self, phase: _Phase) -> dict[str, Any]:
+        return {**self.state.get("values", {}), **phase.vars, **phase.slots,
+                "limits": phase.workflow.limits}
+
+    def _fill(self, phase: _Phase, text: str, asked: Sequence[str], *,
+              reviewing: bool) -> list[str]:
+        """Read every slot from the message. Choices are replaced only when asked for or
+        while the customer reviews a confirmation ("actually, the sneakers")."""
+        if phase.workflow.provides_identity and self.customer_id:
+            return []
+        filled = []
+        for name, slot in phase.workflow.slots.items():
+            current = phase.slots.get(name)
+            if current not in (None, "", []) and name not in asked and (
+                    slot.type in _ANSWER_ONLY) and not (reviewing and slot.type in _CHOICES):
+                continue  # only replace these when they are what was asked
+            value = extract(slot, text, self._values(phase), asked=name in asked)
+            if value is None or value == current:
+                continue
+            phase.slots[name] = value
+            filled.append(name)
+            # Slots read against this one (the new options of the chosen items) start over.
+            for other, other_slot in phase.workflow.slots.items():
+                if other != name and _depends_on(other_slot, name):
+                    phase.slots.pop(other, None)
+        return filled
+    def _walk(self, phase: _Phase, outcome: TurnOutcome,
+              confirmed_now: dict[str, Any] | None) -> None:
+        for _ in range(4):
+            try:
+                self._walk_once(phase, outcome, confirmed_now)
+                return
+            except _Restart:
+                continue
+        raise _Stop(HANDOFF, "workflow_loop")
+
+    def _walk_once(self, phase: _Phase, outcome: TurnOutcome,
+                   confirmed_now: dict[str, Any] | None) -> None:
+        workflow, run = phase.workflow, phase.state
+        confirmed_in_walk = False
+        for index, step in enumerate(workflow.steps):
+            values = self._values(phase)
+            if step.when and not evaluate(step.when, values):
+                continue
+            where = {"workflow": workflow.name, "index": index, "kind": step.kind}
+            outcome.step = where
+            key = f"{workflow.name}:{index}"
+            match step.kind:
+                case "ask":
+                    self._ask(phase, step, values, outcome)
+                case "lookup":
+                    self._lookup(phase, step, values, key, outcome)
+                case "check":
+                    if not evaluate(step.check or "", values):
+                        self._fail(phase, step, values, outcome, render(step.message or "",
+                                                                        values))
+                case "confirm":
+                    text = render(step.confirm or "", values)
+                    digest = _digest(text)
+                    done = run.setdefault("confirmed", {})
+                    if done.get(key) == digest:
+                        confirmed_in_walk = True
+                        continue
+                    if confirmed_now and confirmed_now == {"step": key, "digest": digest}:
+                        done[key] = digest
+                        confirmed_in_walk = True
+                        continue
+                    confirmed_in_walk = False
+                    self._wait(outcome, text, awaiting={"step": key, "digest": digest})
+                case "write":
+                    if not confirmed_in_walk:
+                        raise _Stop(HANDOFF, "write_without_confirmation")
+                    self._write(phase, step, values, key, outcome)
+                case "say":
+                    text = render(step.say or "", values)
+                    said = run.setdefault("said", {})
+                    if said.get(key) != _digest(text):
+                        said[key] = _digest(text)
+                        outcome.messages.append(text)
+                case "identify":
+                    self._verify(phase, step, values, outcome)
+                case "answer":
+                    raise _Stop(KNOWLEDGE, outcome=step.outcome or "informed")
+                case "hand_off":
+                    if step.message:
+                        outcome.messages.append(render(step.message, values))
+                    raise _Stop(HANDOFF, step.hand_off)
+                case "end":
+                    if step.message:
+                        outcome.messages.append(render(step.message, values))
+                    raise _Stop(DONE, outcome=step.outcome or step.end or workflow.outcome)
+
+    def _ask(self, phase: _Phase, step: Step, values: Mapping[str, Any],
+             outcome: TurnOutcome) -> None:
+        groups = [step.asks, *step.alternatives]
+
+        def filled(slot: str) -> bool:
+            return phase.slots.get(slot) not in (None, "", [])
+
+        # Read what the customer said so far in this request, newest first, before asking:
+        # details given up front are not lost, including those that can only be read now
+        # (an order's items, once the order is looked up).
+        texts = list(reversed(self.state["run"].get("texts") or [self._text]))
+        for slot in (s for group in groups for s in group if not filled(s)):
+            for text in texts:
+                value = extract(phase.workflow.slots[slot], text, values,
+                                asked=text == self._text and slot in self._asked)
+                if value is not None and value not in self._rejected.get(slot, ()):
+                    phase.slots[slot] = value
+                    break
+        if any(all(filled(slot) for slot in group) for group in groups):
+            return
+        # Ask for what is missing from the set the customer has started on.
+        best = max(groups, key=lambda group: sum(filled(slot) for slot in group))
+        started = any(filled(slot) for slot in best)
+        name = next(slot for slot in best if not filled(slot))
+        run = self.state["run"]
+        asks = run.setdefault("asks", {})
+        asks[name] = asks.get(name, 0) + 1
+        if asks[name] > MAX_ASKS:
+            raise _Stop(HANDOFF, "slot_not_understood")
+        template = phase.workflow.slots[name].prompt if started or not step.prompt else (
+            step.prompt)
+        prompt = render(template, values)
+        run["asked"] = [slot for group in groups for slot in group]
+        self._wait(outcome, prompt)
+
+    def _wait(self, outcome: TurnOutcome, text: str,
+              awaiting: dict[str, Any] | None = None) -> None:
+        """Say `text` and stop the walk until the customer answers it."""
+        run = self.state["run"]
+        if awaiting is not None:
+            run["awaiting"] = awaiting
+        run["prompt"] = text
+        outcome.messages.append(text)
+        raise _Stop(WAITING)
+
+    def _fail(self, phase: _Phase, step: Step, values: Mapping[str, Any],
+              outcome: TurnOutcome, message: str) -> None:
+        if message:
+            outcome.messages.append(message)
+        if step.on_fail == "hand_off":
+            raise _Stop(HANDOFF, "policy_limit")
+        if step.on_fail == "end":
+            raise _Stop(DONE, outcome=step.outcome or "informed")
+        for slot in step.clear:
+            self._rejected.setdefault(slot, []).append(phase.slots.pop(slot, None))
+        raise _Restart
+
+    def _call(self, phase: _Phase, step: Step, name: str, arguments: dict[str, Any],
+              outcome: TurnOutcome, idempotency_key: str | None = None) -> ToolResult:
+        spec = self._tools.spec(name)
+        if spec is None or name not in phase.workflow.tools:
+            raise _Stop(HANDOFF, "tool_not_allowed")
+        if spec.requires_identity and not self.customer_id and not (
+                phase.workflow.provides_identity):
+            raise _Stop(HANDOFF, "identity_required")
+        result = self._tools.call(spec, arguments, idempotency_key)
+        if result.ok:
+            # Keys in the order the saved state will have them (sorted), so a confirmation
+            # reads the same on the turn it is asked and on the turn it is answered.
+            result = dataclasses.replace(result, data=json.loads(
+                json.dumps(result.data, sort_keys=True)))
+        if result.ok and spec.owner and self.customer_id:
+            owner: Any = result.data
+            for part in spec.owner.split("."):
+                owner = owner.get(part) if isinstance(owner, Mapping) else None
+            if owner != self.customer_id:
+                result = ToolResult(name, REJECTED, http_status=result.http_status,
+                                    code="not_owner", message=NOT_OWNER_MESSAGE)
+        outcome.tools.append({"tool": name, "status": result.status, "code": result.code,
+                              "http_status": result.http_status, "writes": spec.writes,
+                              "arguments": {k: ("***" if k in spec.redact else v)
+                                            for k, v in arguments.items()}})
+        return result
+
+    def _lookup(self, phase: _Phase, step: Step, values: Mapping[str, Any], key: str,
+                outcome: TurnOutcome) -> None:
+        assert step.lookup and step.save_as
+        if step.each:
+            elements = evaluate(step.each, values) or []
+            calls = [argument(step.args, {**values, "it": element}) for element in elements]
+        else:
+            calls = [argument(step.args, values)]
+        digest = _digest(calls)
+        cache = phase.state.setdefault("looked_up", {})
+        if cache.get(key) == digest and step.save_as in phase.vars:
+            return
+        results = []
+        for arguments in calls:
+            result = self._call(phase, step, step.lookup, arguments, outcome)
+            if result.status == OK:
+                results.append(result.data)
+                continue
+            phase.vars.pop(step.save_as, None)
+            cache.pop(key, None)
+            if result.status == REJECTED:
+                error = result.message.rstrip(".")
+                self._fail(phase, step, {**values, "error": error}, outcome,
+                           render(step.message or "{{ error }}.", {**values, "error": error}))
+            outcome.messages.append(TOOL_FAILED_MESSAGE)
+            raise _Stop(HANDOFF, "tool_failure")
+        phase.vars[step.save_as] = results if step.each else results[0]
+        cache[key] = digest
+
+    def _write(self, phase: _Phase, step: Step, values: Mapping[str, Any], key: str,
+               outcome: TurnOutcome) -> None:
+        assert step.write
+        arguments = argument(step.args, values)
+        digest = _digest(arguments)
+        done = phase.state.setdefault("written", {})
+        if done.get(key) == digest:
+            return
+        idempotency_key = f"{self._conversation_id}:{key}:{digest}"
+        result = self._call(phase, step, step.write, arguments, outcome, idempotency_key)
+        if result.status == OK:
+            done[key] = digest
+            if step.save_as:
+                phase.vars[step.save_as] = result.data
+            return
+        if result.status == REJECTED:
+            message = render(step.message or "I couldn't do that: {{ error }}.",
+                             {**values, "error": result.message.rstrip(".")})
+            outcome.messages.append(message)
+            raise _Stop(DONE, outcome="informed")
+        outcome.messages.append(TOOL_FAILED_MESSAGE)
+        raise _Stop(HANDOFF, "tool_failure")
+
+    def _verify(self, phase: _Phase, step: Step, values: Mapping[str, Any],
+                outcome: TurnOutcome) -> None:
+        customer_id = render(step.identify or "", values)
+        if not customer_id:
+            raise _Stop(HANDOFF, "identity_not_found")
+        assert step.profile
+        arguments = argument(step.args, values)
+        result = self._call(phase, step, step.profile, arguments, outcome)
+        if result.status != OK:
+            outcome.messages.append(TOOL_FAILED_MESSAGE)
+            raise _Stop(HANDOFF, "tool_failure")
+        self.state["customer_id"] = customer_id
+        self.state.setdefault("values", {})["customer"] = result.data
+        if step.message:
+            outcome.messages.append(render(step.message, {**values,
+                                                          "customer": result.data}))
+
+    def _finish(self, outcome: TurnOutcome, status: str, result: str | None,
+                messages: list[str], reason: str | None = None) -> TurnOutcome:
+        outcome.status, outcome.outcome, outcome.reason = status, result, reason or outcome.reason
+        outcome.messages.extend(messages)
+        run = self.state.pop("run", None) or {}
+        self.state.setdefault("history", []).append(
+            {"workflow": outcome.workflow, "status": status, "outcome": result,
+             "reason": outcome.reason, "slots": run.get("slots", {})})
+        return outcome

@@ -1,0 +1,319 @@
+"""Slot extractors that work on the CPU default, without a capable LLM.
+
+Patterns for identifiers (order ids, emails, zip codes, amounts), phrase lists for enums,
+fuzzy matching against what the tools returned (an order's items and their options, a
+product's variants, the customer's payment methods), and short-answer readers for yes / no /
+stop. Each extractor returns None when the message does not give the slot, never a guess:
+the engine then asks.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from appliance.workflows.expressions import evaluate
+from appliance.workflows.schema import Slot
+
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_ORDER_ID = re.compile(r"#?\s?\b[wW]\s?(\d{7})\b")
+_ZIP = re.compile(r"(?<![\d#wW])(\d{5})(?:-\d{4})?(?!\d)")
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_NAME_INTRO = re.compile(
+    r"\b(?:my name is|my name's|i am|i'm|im|this is|name is|name:|it's|it is)\s+"
+    r"([A-Za-z][A-Za-z'-]+)\s+([A-Za-z][A-Za-z'-]+)", re.IGNORECASE)
+_NOT_NAMES = frozenset((
+    "a", "an", "the", "i", "my", "me", "is", "am", "and", "or", "zip", "code", "postal",
+    "email", "order", "please", "yes", "no", "hi", "hello", "hey", "it", "its", "it's",
+    "thanks", "thank", "you", "sure", "ok", "okay", "live", "in", "at", "with", "name"))
+_YES = re.compile(
+    r"^(yes|yeah|yep|yup|ya|yea|sure|correct|right|confirm(ed)?|ok(ay)?|please do|go ahead|"
+    r"do it|proceed|that'?s (right|correct|fine)|sounds good|absolutely|definitely|of course|"
+    r"affirmative|y)\b", re.IGNORECASE)
+_NO = re.compile(
+    r"^(no|nope|nah|not really|don'?t|do not|wait|hold on|stop|cancel|never ?mind|n)\b",
+    re.IGNORECASE)
+_STOP = re.compile(
+    r"^(never ?mind|forget (it|that|about it)|stop|cancel that|cancel this|scratch that|"
+    r"i changed my mind|no thanks?|nothing|that'?s all|that is all|nothing else|leave it)"
+    r"[\s.!]*$", re.IGNORECASE)
+_EVERYTHING = re.compile(r"\b(all|everything|both|every item|all items|all of them|the whole)\b",
+                         re.IGNORECASE)
+_ORIGINAL = re.compile(r"\b(original|same (card|method|payment|one|way)|the one i (paid|used)|"
+                       r"how i paid|paid with)\b", re.IGNORECASE)
+#: Option values that name nothing on their own ("waterproof: yes").
+_NOT_DISTINCTIVE = frozenset({"yes", "no", "true", "false", "none", ""})
+_STATE_ZIP = re.compile(r"\b([A-Za-z]{2})\.?\s*,?\s*(\d{5})(?:-\d{4})?\b")
+_UNIT = re.compile(r"^(apt|apartment|suite|ste|unit|#|floor|fl|room|building|bldg)\b",
+                   re.IGNORECASE)
+
+
+#: Emails and anything with a digit (order ids, zip codes, amounts).
+_IDENTIFIER = re.compile(r"\S+@\S+|\S*\d\S*")
+
+
+def without_identifiers(text: str) -> str:
+    """The message with emails, ids and numbers taken out: what it asks, not for whom."""
+    return re.sub(r"\s+", " ", _IDENTIFIER.sub(" ", text)).strip()
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+_INFORMATION = re.compile(
+    r"^(how (many|long|much|soon|often)|what('s| is| are| does| happens)|when|why|is there|"
+    r"are there|do you|does|which|what if|is it possible|will|would)\b", re.IGNORECASE)
+
+
+def asks_for_information(text: str) -> bool:
+    """A question about how things work ("how many days do I have to return an item?"),
+    rather than a request to act ("I want to return an item")."""
+    return bool(_INFORMATION.match(text.strip()))
+
+
+def affirmation(text: str) -> bool | None:
+    """True for a yes, False for a no, None when the message is neither."""
+    text = text.strip()
+    if _YES.match(text):
+        return True
+    if _NO.match(text):
+        return False
+    return None
+
+
+def wants_to_stop(text: str) -> bool:
+    """The customer drops what they were doing ("never mind", "forget it")."""
+    return bool(_STOP.match(text.strip()))
+
+
+def extract(slot: Slot, text: str, values: Mapping[str, Any], *, asked: bool) -> Any:
+    """The slot's value in `text`, or None. `asked` is true when the agent's last question
+    was for this slot, which allows bare answers ("Jane Doe", "no longer needed")."""
+    match slot.type:
+        case "email":
+            found = EMAIL.search(text)
+            return found.group(0).lower().rstrip(".") if found else None
+        case "order_id":
+            found = _ORDER_ID.search(text)
+            return f"#W{found.group(1)}" if found else None
+        case "zip":
+            found = _ZIP.search(text)
+            return found.group(1) if found else None
+        case "first_name" | "last_name":
+            name = person_name(text, asked=asked)
+            if name is None:
+                return None
+            return name[0] if slot.type == "first_name" else name[1]
+        case "enum":
+            return _enum(slot, text, asked=asked)
+        case "choice":
+            return _choice(slot, text, values, asked=asked)
+        case "choices":
+            return _choices(slot, text, values, asked=asked)
+        case "variants":
+            return _variants(slot, text, values)
+        case "address":
+            return address(text)
+        case "number":
+            found = _NUMBER.search(text.replace(",", ""))
+            return float(found.group(0)) if found else None
+        case "text":
+            return text.strip() if asked else None
+    return None
+
+
+def person_name(text: str, *, asked: bool) -> tuple[str, str] | None:
+    """(first, last) from "my name is Jane Doe", or from a bare "Jane Doe" when asked."""
+    found = _NAME_INTRO.search(text)
+    if found and found.group(1).lower() not in _NOT_NAMES and (
+            found.group(2).lower() not in _NOT_NAMES):
+        return found.group(1).title(), found.group(2).title()
+    if not asked:
+        return None
+    # A bare answer: the first two words that look like a name, before any number.
+    head = re.split(r"[\d@,;]", text, maxsplit=1)[0]
+    tokens = [t for t in re.findall(r"[A-Za-z][A-Za-z'-]*", head)
+              if t.lower() not in _NOT_NAMES]
+    if len(tokens) >= 2 and len(tokens) <= 4:
+        return tokens[0].title(), tokens[1].title()
+    return None
+
+
+def address(text: str) -> dict[str, str] | None:
+    """A US postal address written on one line: "12 Elm St, Apt 4, Austin, TX 78701"."""
+    found = _STATE_ZIP.search(text)
+    if found is None:
+        return None
+    before = text[:found.start()]
+    parts = [part.strip(" .") for part in before.split(",") if part.strip(" .")]
+    # Find the street: the first part that starts with a house number, or that has one after
+    # some words ("actually, make it 77 Pine Road, ...").
+    start = next((i for i, part in enumerate(parts) if re.match(r"^\d+\s+\w", part)), None)
+    if start is None:
+        for index, part in enumerate(parts):
+            street = re.search(r"\b\d+\s+[A-Za-z].*$", part)
+            if street is not None:
+                parts[index], start = street.group(0), index
+                break
+        else:
+            return None
+    parts = parts[start:]
+    if len(parts) < 2:
+        return None
+    address1, city = parts[0], parts[-1]
+    address2 = ", ".join(p for p in parts[1:-1] if p)
+    if not address2 and _UNIT.search(city) and len(parts) == 2:
+        return None
+    return {"address1": address1, "address2": address2, "city": city,
+            "state": found.group(1).upper(), "country": "USA", "zip": found.group(2)}
+
+
+def _phrase_in(phrase: str, text_words: Sequence[str]) -> bool:
+    target = words(phrase)
+    n = len(target)
+    return n > 0 and any(list(text_words[i:i + n]) == target
+                         for i in range(len(text_words) - n + 1))
+
+
+def _enum(slot: Slot, text: str, *, asked: bool) -> str | None:
+    text_words = words(text)
+    best: tuple[int, str] | None = None
+    for value in slot.values:
+        for phrase in (value, *slot.synonyms.get(value, ())):
+            if _phrase_in(phrase, text_words):
+                score = len(words(phrase))
+                if best is None or score > best[0]:
+                    best = (score, value)
+    if best is not None:
+        return best[1]
+    if asked:
+        phrases = {phrase.lower(): value for value in slot.values
+                   for phrase in (value, *slot.synonyms.get(value, ()))}
+        close = difflib.get_close_matches(" ".join(text_words), list(phrases), n=1, cutoff=0.75)
+        if close:
+            return phrases[close[0]]
+    return None
+
+
+def _option_text(option: Any, attributes: Sequence[str]) -> list[str]:
+    """The phrases a customer may name an option by."""
+    if not isinstance(option, Mapping):
+        return [str(option)]
+    phrases: list[str] = []
+    for attribute in attributes:
+        value: Any = option
+        for part in attribute.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        if isinstance(value, Mapping):
+            phrases.extend(str(v) for v in value.values())
+        elif value is not None:
+            phrases.append(str(value))
+    return phrases
+
+
+def _scores(slot: Slot, text: str, options: Sequence[Any]) -> list[float]:
+    """How well the message names each option: whole phrases named, identifiers quoted."""
+    text_words = words(text)
+    lowered = text.lower()
+    scores = []
+    for option in options:
+        key = str(option.get(slot.key)) if isinstance(option, Mapping) and slot.key else str(option)
+        score = 0.0
+        if key.lower() in lowered:
+            score += 10
+        for phrase in _option_text(option, slot.match_on or ((slot.key,) if slot.key else ())):
+            if phrase.lower() in _NOT_DISTINCTIVE:
+                continue
+            if phrase and phrase.lower() != key.lower() and _phrase_in(phrase, text_words):
+                score += len(words(phrase))
+            elif phrase and len(phrase) == 4 and phrase.isdigit() and phrase in text:
+                score += 5  # the last four digits of a card
+        scores.append(score)
+    return scores
+
+
+def _key(slot: Slot, option: Any) -> Any:
+    return option.get(slot.key) if isinstance(option, Mapping) and slot.key else option
+
+
+def _options(slot: Slot, values: Mapping[str, Any]) -> list[Any]:
+    options = evaluate(slot.options or "[]", values)
+    if isinstance(options, Mapping):
+        options = list(options.values())
+    return list(options or [])
+
+
+def _choice(slot: Slot, text: str, values: Mapping[str, Any], *, asked: bool) -> Any:
+    options = _options(slot, values)
+    if not options:
+        return None
+    if slot.default and _ORIGINAL.search(text):
+        default = evaluate(slot.default, values)
+        if default is not None:
+            return default
+    scores = _scores(slot, text, options)
+    best = max(scores)
+    if best <= 0 or scores.count(best) > 1:
+        if asked and len(options) == 1 and affirmation(text):
+            return _key(slot, options[0])
+        return None
+    return _key(slot, options[scores.index(best)])
+
+
+def _choices(slot: Slot, text: str, values: Mapping[str, Any], *, asked: bool) -> Any:
+    options = _options(slot, values)
+    if not options:
+        return None
+    if _EVERYTHING.search(text):
+        return [_key(slot, option) for option in options]
+    scores = _scores(slot, text, options)
+    best = max(scores)
+    if best <= 0:
+        if asked and len(options) == 1 and affirmation(text):
+            return [_key(slot, options[0])]
+        return None
+    # Every option named as well as the best one (two identical items are both kept); an
+    # option named only by a shared word ("the blue one" beside a better match) is not.
+    named = [_key(slot, option) for option, score in zip(options, scores, strict=True)
+             if score >= best or (score >= 2 and score >= best / 2)]
+    return named or None
+
+
+def _variants(slot: Slot, text: str, values: Mapping[str, Any]) -> list[str] | None:
+    """For each chosen item, the one available variant of the same product that the message
+    describes best (option values named that differ from the item's own)."""
+    items = evaluate(slot.items or "[]", values) or []
+    products = {p.get("product_id"): p for p in evaluate(slot.products or "[]", values) or []
+                if isinstance(p, Mapping)}
+    text_words = words(text)
+    chosen: list[str] = []
+    for item in items:
+        product = products.get(item.get("product_id"))
+        if product is None:
+            return None
+        own = {k: str(v).lower() for k, v in (item.get("options") or {}).items()}
+        best: tuple[float, str] | None = None
+        tie = False
+        for variant in (product.get("variants") or {}).values():
+            if not variant.get("available") or variant.get("item_id") == item.get("item_id"):
+                continue
+            score, differs = 0.0, False
+            for name, value in (variant.get("options") or {}).items():
+                if _phrase_in(str(value), text_words):
+                    different = own.get(name) != str(value).lower()
+                    differs = differs or different
+                    score += 2 if different else 0.5
+            if not differs:
+                continue  # naming the item as it is ("the blue t-shirt") is not a new option
+            if best is None or score > best[0]:
+                best, tie = (score, variant["item_id"]), False
+            elif score == best[0]:
+                tie = True
+        if best is None or tie:
+            return None
+        chosen.append(best[1])
+    return chosen or None

@@ -1,0 +1,69 @@
+"""The shipped eval suites pass on the CPU default, through the library and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from retail_support import RetailBackend
+
+from appliance.demo.seed import WORKFLOWS_DIR, seed_knowledge
+from appliance.evals.cases import load_suites
+from appliance.evals.runner import run_suites
+from appliance.services import Services
+
+EVALS = WORKFLOWS_DIR / "lumen-goods" / "evals"
+EMPTY_CONFIG = Path(__file__).resolve().parents[1] / "empty-config.toml"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_it_passes_at_least_nine_in_ten_of_lumen_goods_evals(
+        services: Services, lumen: Any) -> None:
+    """Every workflow's cases, mid-flow questions to the knowledge included."""
+    seed_knowledge(services, only="lumen-goods")
+    suites = load_suites(EVALS)
+    results = run_suites(services, lumen, suites)
+    workflows = {path.stem for path in (WORKFLOWS_DIR / "lumen-goods" / "workflows").glob(
+        "*.yaml")}
+    assert {suite.workflow for suite in suites} == workflows, "every workflow has evals"
+    assert all(len(suite.cases) >= 5 for suite in suites)
+    failures = [(r.workflow, r.name, r.problems) for r in results if not r.passed]
+    assert len(results) - len(failures) >= 0.9 * len(results), failures
+
+
+def test_it_runs_one_workflows_evals_from_the_cli(
+        tmp_path: Path, retail_backend: RetailBackend) -> None:
+    env = {**os.environ, "APPLIANCE_DATA_DIR": str(tmp_path / "data"),
+           "APPLIANCE_CONFIG": str(EMPTY_CONFIG),
+           "APPLIANCE_DEMO_RETAIL_URL": retail_backend.url}
+    env.pop("APPLIANCE_DATABASE_URL", None)
+    run = [sys.executable, "-m", "appliance"]
+    subprocess.run([*run, "db", "migrate"], env=env, check=True, capture_output=True)
+    subprocess.run([*run, "demo", "seed", "--no-knowledge"], env=env, check=True,
+                   capture_output=True)
+    done = subprocess.run([*run, "eval", "run", "--brand", "lumen-goods", "--workflow",
+                           "cancel_order", "--json", "--min-pass", "1"], env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["cases"] == len(load_suites(EVALS, "cancel_order")[0].cases)
+    assert report["pass_rate"] == 1.0
+    assert {r["workflow"] for r in report["results"]} == {"cancel_order"}
+    state = retail_backend.order("#W3657213")
+    assert state["status"] in ("pending", "cancelled")  # the cases really ran against it
+
+
+def test_it_validates_workflow_files_with_line_numbers(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: broken\ntitle: Broken\nsteps:\n  - sey: hello\n")
+    done = subprocess.run([sys.executable, "-m", "appliance", "workflows", "validate",
+                           str(broken), str(WORKFLOWS_DIR / "lumen-goods" / "tools.yaml")],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    assert f"{broken}:4: steps.0.sey:" in done.stderr
+    assert "tools.yaml: ok" in done.stdout
