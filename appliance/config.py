@@ -95,6 +95,19 @@ class Settings:
     conversation_idle_close_minutes: int = _setting(
         24 * 60, "The scheduler closes active conversations idle for this long."
     )
+    webhook_timeout_s: float = _setting(
+        10.0, "Seconds one webhook delivery attempt may take (connecting, sending and each "
+        "wait for the receiver); a slower receiver counts as a failed attempt."
+    )
+    webhook_max_attempts: int = _setting(
+        8, "Attempts per webhook delivery before it is marked failed (retries back off "
+        "exponentially from 30 seconds to at most an hour)."
+    )
+    webhook_console_url: str = _setting(
+        "", "Base URL at which the brands' human agents reach the admin console, e.g. "
+        "https://switchboard.example.internal; webhook payloads link each conversation's page "
+        "under it. Default: the links are paths (/admin/conversations/ID)."
+    )
     log_level: str = _setting("INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")
 
     def public_items(self) -> list[tuple[str, str, str]]:
@@ -234,12 +247,16 @@ def _derive(settings: Settings) -> Settings:
         raise ConfigError("setting 'database_url': must start with sqlite:/// or postgresql://")
     for name in ("web_workers", "web_threads", "web_timeout_s", "llm_threads",
                  "llm_max_reply_tokens", "max_message_chars", "max_request_bytes",
-                 "conversation_idle_close_minutes", "llm_breaker_failures"):
+                 "conversation_idle_close_minutes", "llm_breaker_failures",
+                 "webhook_max_attempts"):
         if getattr(settings, name) < 1:
             raise ConfigError(f"setting {name!r}: must be at least 1")
-    for name in ("llm_timeout_s", "llm_breaker_cooldown_s"):
+    for name in ("llm_timeout_s", "llm_breaker_cooldown_s", "webhook_timeout_s"):
         if not (math.isfinite(getattr(settings, name)) and getattr(settings, name) > 0):
             raise ConfigError(f"setting {name!r}: must be a positive number of seconds")
+    if settings.webhook_console_url and not settings.webhook_console_url.startswith(
+            ("http://", "https://")):
+        raise ConfigError("setting 'webhook_console_url': must start with http:// or https://")
     return dataclasses.replace(settings, **changes)
 
 

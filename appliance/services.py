@@ -15,6 +15,7 @@ from appliance.agent.conversations import AgentLimits, ConversationService
 from appliance.brands import BrandService
 from appliance.config import Settings, ensure_secret_key
 from appliance.db import open_database
+from appliance.handoff.webhooks import WebhookService
 from appliance.knowledge.service import KnowledgeService
 from appliance.llm.breaker import BreakerPolicy
 from appliance.llm.factory import build_model
@@ -45,6 +46,7 @@ class Services:
     users: UserService
     workflows: WorkflowService
     conversations: ConversationService
+    webhooks: WebhookService
 
     def close(self) -> None:
         self.router.close()
@@ -94,4 +96,7 @@ def build_services(settings: Settings) -> Services:
         users=UserService(db),
         workflows=workflows,
         conversations=ConversationService(db, router, limits, knowledge, signals, workflows),
+        webhooks=WebhookService(db, timeout_s=settings.webhook_timeout_s,
+                                max_attempts=settings.webhook_max_attempts,
+                                console_url=settings.webhook_console_url),
     )

@@ -21,6 +21,7 @@ from appliance.cli import (
     serve,
     settings,
     users,
+    webhooks,
     workflows,
 )
 from appliance.cli.context import CliContext
@@ -37,7 +38,7 @@ def cli(ctx: click.Context) -> None:
 
 
 for module in (serve, db, settings, brands, users, models, knowledge, intents, workflows, evals,
-               demo, demo_backend, doctor, jobs):
+               webhooks, demo, demo_backend, doctor, jobs):
     module.register(cli)
 
 

@@ -368,8 +368,55 @@ class ToolCall(BaseModel):
         table_name = "tool_call"
 
 
+class WebhookEndpoint(BaseModel):
+    """Where a brand's helpdesk receives signed webhooks (appliance/handoff/webhooks.py)."""
+
+    brand = peewee.ForeignKeyField(Brand, backref="webhook_endpoints", on_delete="CASCADE")
+    brand_id: int
+    url = peewee.TextField()
+    #: Stored as is: every delivery is signed with it (the data dir and database are private).
+    secret = peewee.CharField(max_length=100)
+    #: The events it subscribes to, e.g. ["handoff.created"].
+    events = JSONField()
+    active = peewee.BooleanField(default=True)
+    created_by = peewee.CharField(max_length=150)
+    created_at = peewee.DateTimeField(default=utcnow)
+    disabled_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "webhook_endpoint"
+
+
+class WebhookDelivery(BaseModel):
+    """One event for one endpoint: the outbox row, written in the transaction that caused it."""
+
+    public_id = peewee.CharField(max_length=40, unique=True)
+    endpoint = peewee.ForeignKeyField(WebhookEndpoint, backref="deliveries", on_delete="CASCADE")
+    endpoint_id: int
+    brand = peewee.ForeignKeyField(Brand, on_delete="CASCADE")
+    brand_id: int
+    event_id = peewee.CharField(max_length=40, index=True)
+    event = peewee.CharField(max_length=64)
+    #: The JSON body exactly as sent (and signed) on every attempt.
+    body = peewee.TextField()
+    #: pending | delivered | failed
+    status = peewee.CharField(max_length=16)
+    attempts = peewee.IntegerField(default=0)
+    #: When it is due; a sender claims it by moving this forward (see WebhookService).
+    next_attempt_at = peewee.DateTimeField(default=utcnow)
+    last_status = peewee.IntegerField(null=True)
+    last_error = peewee.CharField(max_length=200, null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    delivered_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "webhook_delivery"
+        indexes = ((("status", "next_attempt_at"), False),)
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     Brand, ApiKey, AdminUser, AuditLog, Conversation, Message, TurnTrace, JobRun,
     KnowledgeSource, IngestRun, Document, Article, Chunk, KnowledgeVersion, VersionArticle,
     Finding, Workflow, WorkflowVersion, Toolset, ToolCall,
+    WebhookEndpoint, WebhookDelivery,
 )

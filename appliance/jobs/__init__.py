@@ -93,6 +93,12 @@ def reingest_knowledge(services: Services) -> dict[str, Any]:
     return summary
 
 
+def deliver_webhooks(services: Services) -> dict[str, Any]:
+    """Send due webhook deliveries to the brands' helpdesks (one attempt each); a failed
+    attempt is scheduled again with backoff, never raised."""
+    return services.webhooks.deliver_due()
+
+
 JOBS: dict[str, Job] = {
     job.id: job
     for job in (
@@ -102,6 +108,8 @@ JOBS: dict[str, Job] = {
             check_models.__doc__ or ""),
         Job("knowledge.reingest", reingest_knowledge, ("cron", {"hour": 2, "minute": 0}),
             reingest_knowledge.__doc__ or "", at_start=False),
+        Job("webhooks.deliver", deliver_webhooks, ("interval", {"minutes": 1}),
+            deliver_webhooks.__doc__ or ""),
     )
 }
 

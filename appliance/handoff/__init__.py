@@ -1,0 +1,1 @@
+"""Handing conversations to humans: escalation, the human queue and webhooks to helpdesks."""
