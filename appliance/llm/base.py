@@ -6,6 +6,8 @@ Contract:
 - Failures raise `ModelUnavailable` (backend down, not loaded, unreachable: retryable),
   `ModelTimeout` (no answer within the deadline: retryable) or `ModelError` (the backend
   answered but the call itself is bad: not retryable). Library exceptions never escape.
+- With `GenerationParams.json_schema` set, the text is JSON matching that schema (unless
+  `max_tokens` cut it short, so callers parse it and treat a failure as no answer).
 - `check_health` never raises; it reports.
 - Implementations are safe to call from several threads of one process.
 """
@@ -13,10 +15,10 @@ Contract:
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant"]
 
@@ -63,6 +65,10 @@ class GenerationParams:
     #: answer): a server that has sent none by then, or an in-process model still busy with
     #: another turn, raises ModelTimeout. None: only `timeout_s` applies.
     first_token_timeout_s: float | None = None
+    #: A JSON schema the reply must match: backends constrain decoding to it (llama.cpp with a
+    #: grammar, vLLM with guided decoding), so the text parses as JSON of that shape. The
+    #: caller still validates what the values mean. Left out of the hash: a dict is not hashable.
+    json_schema: Mapping[str, Any] | None = field(default=None, hash=False)
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,10 @@ class LlamaCppModel(ChatModel):
         inside one, so the check may come late by one chunk's time)."""
         parts: list[str] = []
         finish = "stop"
+        # llama-cpp-python compiles the schema to a GBNF grammar that constrains sampling (a
+        # schema its converter does not support falls back to "any JSON": callers validate).
+        response_format = None if params.json_schema is None else {
+            "type": "json_object", "schema": dict(params.json_schema)}
         try:
             chunks = llm.create_chat_completion(
                 messages=[{"role": m.role, "content": m.content} for m in messages],
@@ -91,6 +95,7 @@ class LlamaCppModel(ChatModel):
                 temperature=params.temperature,
                 top_p=params.top_p,
                 stop=list(params.stop) or None,
+                response_format=response_format,
                 stream=True,
             )
             for chunk in chunks:

@@ -13,6 +13,13 @@ Error mapping (see base.py for the contract):
   that carries a 4xx code: `ModelError`, not retryable.
 Client-facing messages name the model and at most an HTTP status; what the server said goes to
 the log only.
+
+JSON-schema constrained output (`GenerationParams.json_schema`) is asked for in the server's
+dialect, the manifest option `response_format` of the model:
+- `"json_schema"` (the default): `{"type": "json_schema", "json_schema": {"name", "schema"}}`,
+  OpenAI's form, which vLLM serves with guided decoding;
+- `"json_object"`: `{"type": "json_object", "schema": ...}`, llama.cpp's and llama-cpp-python's
+  servers (which compile the schema to a grammar and refuse the other form).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -49,6 +56,9 @@ MESSAGE_OVERHEAD_TOKENS = 4
 HEALTH_TIMEOUT_S = 5.0
 #: How much of a server's error body reaches the log.
 _LOGGED_BODY_CHARS = 500
+#: The manifest option naming how the server takes a JSON schema, and its values.
+RESPONSE_FORMAT_OPTION = "response_format"
+RESPONSE_FORMATS = ("json_schema", "json_object")
 
 
 class _Deadline:
@@ -99,6 +109,10 @@ class OpenAIHttpModel(ChatModel):
         if not spec.url or not spec.served_name:
             raise ConfigError(f"model {spec.id!r}: backend openai_http needs url and served_name")
         self._served_name = spec.served_name
+        self._response_format = spec.options.get(RESPONSE_FORMAT_OPTION, RESPONSE_FORMATS[0])
+        if self._response_format not in RESPONSE_FORMATS:
+            raise ConfigError(f"model {spec.id!r}: {RESPONSE_FORMAT_OPTION} must be one of "
+                              f"{', '.join(RESPONSE_FORMATS)}")
         self._timeout_s = timeout_s
         self._closed = False
         try:
@@ -136,11 +150,21 @@ class OpenAIHttpModel(ChatModel):
         }
         if params.stop:
             body["stop"] = list(params.stop)
+        if params.json_schema is not None:
+            body["response_format"] = self._schema_format(params.json_schema)
         if stream:
             # vLLM then ends the stream with a chunk holding the exact token counts;
             # llama.cpp's server ignores it and we estimate.
             body["stream_options"] = {"include_usage": True}
         return body
+
+    def _schema_format(self, schema: Mapping[str, Any]) -> dict[str, Any]:
+        """The `response_format` that constrains the reply to `schema`, in the server's dialect
+        (see the module docstring)."""
+        if self._response_format == "json_object":
+            return {"type": "json_object", "schema": dict(schema)}
+        return {"type": "json_schema",
+                "json_schema": {"name": "reply", "schema": dict(schema)}}
 
     def complete(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Completion:
         """One non-streaming request: servers report exact usage and reject bad prompts with a

@@ -26,7 +26,7 @@ import dataclasses
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -65,6 +65,10 @@ def _depends_on(slot: Slot, name: str) -> bool:
     pattern = re.compile(rf"\b{re.escape(name)}\b")
     return any(pattern.search(expression or "") for expression in (
         slot.options, slot.items, slot.products, slot.default))
+
+
+#: Reads a slot with an LLM (see llm_extract.py): the value, validated, or None.
+LlmExtract = Callable[[Slot, str, Mapping[str, Any]], Any]
 
 
 class ToolCaller(Protocol):
@@ -140,9 +144,11 @@ class Engine:
     """Runs a conversation's workflows. One instance per turn: it holds the turn's state."""
 
     def __init__(self, state: dict[str, Any], tools: ToolCaller, *, conversation_id: str,
-                 identity: Workflow | None) -> None:
+                 identity: Workflow | None, llm_extract: LlmExtract | None = None) -> None:
         self.state = state
         self._tools = tools
+        #: For slots with `extractor: llm`, when the patterns find nothing in their answer.
+        self._llm_extract = llm_extract
         self._conversation_id = conversation_id
         self._identity = identity
         #: This turn's message and the slots asked for before it (see _ask).
@@ -190,8 +196,12 @@ class Engine:
             return True
         values = self._values(_Phase(workflow, run))
         asked = run.get("asked") or []
+        slots = self._slots_in_play(workflow)
+        if self._llm_extract is not None and any(
+                slots[name].extractor == "llm" for name in asked if name in slots):
+            return True  # the model reads the answer to this question in the turn itself
         return any(extract(slot, text, values, asked=name in asked) is not None
-                   for name, slot in self._slots_in_play(workflow).items())
+                   for name, slot in slots.items())
 
     def refuse_other_customer(self, text: str) -> TurnOutcome | None:
         """Once a customer is verified, a message naming another account's email is refused:
@@ -272,6 +282,9 @@ class Engine:
                     slot.type in _ANSWER_ONLY) and not (reviewing and slot.type in _CHOICES):
                 continue  # only replace these when they are what was asked
             value = extract(slot, text, self._values(phase), asked=name in asked)
+            if (value is None and slot.extractor == "llm" and name in asked
+                    and self._llm_extract is not None):
+                value = self._llm_extract(slot, text, self._values(phase))
             if value is None or value == current:
                 continue
             phase.slots[name] = value

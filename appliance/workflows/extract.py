@@ -69,10 +69,14 @@ _INFORMATION = re.compile(
     r"are there|do you|does|which|what if|is it possible|will|would)\b", re.IGNORECASE)
 
 
+_GREETING = re.compile(r"^((hi|hello|hey|hiya|good (morning|afternoon|evening))\b[\s,.!]*)+",
+                       re.IGNORECASE)
+
+
 def asks_for_information(text: str) -> bool:
     """A question about how things work ("how many days do I have to return an item?"),
     rather than a request to act ("I want to return an item")."""
-    return bool(_INFORMATION.match(text.strip()))
+    return bool(_INFORMATION.match(_GREETING.sub("", text.strip())))
 
 
 def affirmation(text: str) -> bool | None:
@@ -134,11 +138,15 @@ def person_name(text: str, *, asked: bool) -> tuple[str, str] | None:
         return found.group(1).title(), found.group(2).title()
     if not asked:
         return None
-    # A bare answer: the first two words that look like a name, before any number.
+    # A bare answer: the words before any number look like a name when they are capitalised
+    # ("Olivia Ito, 80218"), or are all there is ("olivia ito"); "I really can't say" is not.
     head = re.split(r"[\d@,;]", text, maxsplit=1)[0]
-    tokens = [t for t in re.findall(r"[A-Za-z][A-Za-z'-]*", head)
-              if t.lower() not in _NOT_NAMES]
-    if len(tokens) >= 2 and len(tokens) <= 4:
+    words_in_head = re.findall(r"[A-Za-z][A-Za-z'-]*", head)
+    tokens = [t for t in words_in_head if t.lower() not in _NOT_NAMES and "'" not in t]
+    capitalised = [t for t in tokens if t[0].isupper()]
+    if 2 <= len(capitalised) <= 3 and len(capitalised) == len(tokens):
+        return capitalised[0].title(), capitalised[1].title()
+    if len(words_in_head) == 2 and len(tokens) == 2:
         return tokens[0].title(), tokens[1].title()
     return None
 

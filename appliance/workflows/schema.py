@@ -23,6 +23,9 @@ SLOT_TYPES = (
     "email", "order_id", "zip", "first_name", "last_name", "enum", "choice", "choices",
     "variants", "address", "text", "number",
 )
+#: Slot types an LLM extractor can fill (appliance/workflows/llm_extract.py): those whose value
+#: a JSON schema describes and the pattern extractors can check.
+LLM_SLOT_TYPES = ("email", "order_id", "zip", "number", "enum", "choice", "address")
 #: What a finished workflow counts as (the outcome issue bills on these).
 OUTCOMES = ("resolved", "saved", "upsold", "informed", "escalated", "abandoned")
 STEP_KINDS = ("ask", "lookup", "check", "confirm", "write", "say", "identify", "answer",
@@ -43,7 +46,14 @@ class Triggers(_Strict):
 
 
 class Slot(_Strict):
-    """A piece of information the workflow needs from the customer."""
+    """A piece of information the workflow needs from the customer.
+
+    `extractor` says what reads it from a message: `patterns` (the default, the deterministic
+    extractors of extract.py) or `llm`: the patterns first and, when they find nothing in the
+    answer to this slot's question, the `extraction` task's models with output constrained to
+    the slot's JSON schema, kept only if the same validation accepts it. `llm` is for the types
+    in LLM_SLOT_TYPES.
+    """
 
     type: Literal[
         "email", "order_id", "zip", "first_name", "last_name", "enum", "choice", "choices",
@@ -63,9 +73,13 @@ class Slot(_Strict):
     products: str | None = None
     #: choice: what "the original" / "the same" means, as an expression.
     default: str | None = None
+    extractor: Literal["patterns", "llm"] = "patterns"
 
     @model_validator(mode="after")
     def _check_type_options(self) -> Slot:
+        if self.extractor == "llm" and self.type not in LLM_SLOT_TYPES:
+            raise ValueError(f"extractor: llm is not available for {self.type} slots (only "
+                             f"{', '.join(LLM_SLOT_TYPES)})")
         if self.type == "enum" and not self.values:
             raise ValueError("an enum slot needs `values`")
         unknown = set(self.synonyms) - set(self.values)

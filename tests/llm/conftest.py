@@ -167,16 +167,18 @@ class CannedReply:
 
 
 class CannedServer:
-    """A real HTTP server on 127.0.0.1 that answers every request with `reply`."""
+    """A real HTTP server on 127.0.0.1 that answers every request with `reply`, and keeps the
+    body of each request it gets in `requests`."""
 
     def __init__(self) -> None:
         self.reply = CannedReply()
+        self.requests: list[bytes] = []
         canned = self
 
         class Handler(BaseHTTPRequestHandler):
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                self.rfile.read(length)
+                canned.requests.append(self.rfile.read(length))
                 reply = canned.reply
                 self.send_response(reply.status)
                 self.send_header("Content-Type", reply.content_type)

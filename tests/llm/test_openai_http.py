@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 
 from appliance.errors import ConfigError, ModelError, ModelTimeout, ModelUnavailable
@@ -278,3 +280,68 @@ def test_it_maps_a_malformed_reply_to_unavailable(
 
     with pytest.raises(ModelUnavailable):
         canned_model.complete(hello, PARAMS)
+
+
+# --- JSON-schema constrained output ---------------------------------------------------------
+
+COLOUR = {"type": "object", "properties": {"colour": {"enum": ["red", "green", None]}},
+          "required": ["colour"], "additionalProperties": False}
+CONSTRAINED = GenerationParams(max_tokens=24, temperature=0.0, timeout_s=30.0,
+                               json_schema=COLOUR)
+
+
+def _with_options(spec: ModelSpec, **options: str) -> ModelSpec:
+    return replace(spec, options={**spec.options, **options})
+
+
+@pytest.mark.parametrize(("options", "expected"), [
+    ({}, {"type": "json_schema", "json_schema": {"name": "reply", "schema": COLOUR}}),
+    ({"response_format": "json_schema"},
+     {"type": "json_schema", "json_schema": {"name": "reply", "schema": COLOUR}}),
+    ({"response_format": "json_object"}, {"type": "json_object", "schema": COLOUR}),
+], ids=["vllm-by-default", "vllm", "llamacpp"])
+@BOTH_CALLS
+def test_it_asks_for_the_schema_in_the_servers_dialect(
+    canned_server: Any, http_spec: Callable[..., ModelSpec], hello: Sequence[ChatMessage],
+    options: dict[str, str], expected: dict[str, Any], call: Call,
+) -> None:
+    model = OpenAIHttpModel(_with_options(http_spec("canned", canned_server.url), **options),
+                            timeout_s=5.0)
+    if call is _stream:
+        canned_server.answer(200, _sse(_delta('{"colour": "red"}', "stop"), "[DONE]"),
+                             content_type="text/event-stream")
+    else:
+        canned_server.answer(200, json.dumps({"choices": [
+            {"index": 0, "message": {"content": '{"colour": "red"}'}, "finish_reason": "stop"}]}))
+
+    call(model, hello, CONSTRAINED)
+    call(model, hello, PARAMS)
+    model.close()
+
+    constrained, plain = (json.loads(body) for body in canned_server.requests)
+    assert constrained["response_format"] == expected
+    assert "response_format" not in plain
+
+
+def test_it_refuses_an_unknown_response_format(http_spec: Callable[..., ModelSpec]) -> None:
+    spec = _with_options(http_spec("odd", "http://127.0.0.1:1/v1"), response_format="grammar")
+
+    with pytest.raises(ConfigError, match="response_format"):
+        OpenAIHttpModel(spec, timeout_s=5.0)
+
+
+@BOTH_CALLS
+def test_it_gets_json_matching_the_schema_from_llama_cpps_server(
+    llama_server: str, http_spec: Callable[..., ModelSpec], hello: Sequence[ChatMessage],
+    call: Call,
+) -> None:
+    # Unconstrained, the tiny model answers "Say hello." with prose.
+    spec = _with_options(http_spec("served-json", llama_server), response_format="json_object")
+    model = OpenAIHttpModel(spec, timeout_s=30.0)
+
+    result = call(model, hello, CONSTRAINED)
+    model.close()
+
+    completion = result[-1] if isinstance(result, list) else result
+    assert isinstance(completion, Completion)
+    jsonschema.validate(json.loads(completion.text), COLOUR)
