@@ -15,6 +15,7 @@ from appliance.agent.conversations import AgentLimits, ConversationService
 from appliance.brands import BrandService
 from appliance.config import Settings, ensure_secret_key
 from appliance.db import open_database
+from appliance.handoff.service import HandoffService
 from appliance.handoff.webhooks import WebhookService
 from appliance.knowledge.service import KnowledgeService
 from appliance.llm.breaker import BreakerPolicy
@@ -47,6 +48,7 @@ class Services:
     workflows: WorkflowService
     conversations: ConversationService
     webhooks: WebhookService
+    handoffs: HandoffService
 
     def close(self) -> None:
         self.router.close()
@@ -79,6 +81,10 @@ def build_services(settings: Settings) -> Services:
     knowledge = KnowledgeService(db, embedder, settings.data_dir)
     signals = SignalService(manifest, embedder)
     workflows = WorkflowService(db, embedder)
+    webhooks = WebhookService(db, timeout_s=settings.webhook_timeout_s,
+                              max_attempts=settings.webhook_max_attempts,
+                              console_url=settings.webhook_console_url)
+    handoffs = HandoffService(db, webhooks)
     limits = AgentLimits(
         max_message_chars=settings.max_message_chars,
         max_reply_tokens=settings.llm_max_reply_tokens,
@@ -95,8 +101,8 @@ def build_services(settings: Settings) -> Services:
         brands=BrandService(db),
         users=UserService(db),
         workflows=workflows,
-        conversations=ConversationService(db, router, limits, knowledge, signals, workflows),
-        webhooks=WebhookService(db, timeout_s=settings.webhook_timeout_s,
-                                max_attempts=settings.webhook_max_attempts,
-                                console_url=settings.webhook_console_url),
+        conversations=ConversationService(db, router, limits, knowledge, signals, workflows,
+                                          handoffs),
+        webhooks=webhooks,
+        handoffs=handoffs,
     )

@@ -32,14 +32,16 @@ pids+=($!)
 $appliance demo-backend retail --port "$retail_port" --db "$APPLIANCE_DATA_DIR/demo-retail.db" &
 pids+=($!)
 
-.venv/bin/python - "$bind" <<'PY'
+# Wait until the web app and the order system both answer.
+.venv/bin/python - "http://$bind/healthz" "$APPLIANCE_DEMO_RETAIL_URL/health" <<'PY'
 import sys, time, urllib.request
-for _ in range(240):
-    try:
-        urllib.request.urlopen(f"http://{sys.argv[1]}/healthz", timeout=1)
-        break
-    except OSError:
-        time.sleep(0.25)
+for url in sys.argv[1:]:
+    for _ in range(240):
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            break
+        except OSError:
+            time.sleep(0.25)
 PY
 
 cat <<TXT

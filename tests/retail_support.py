@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from flask.testing import FlaskClient
 
 from appliance.services import Services
 
@@ -37,3 +38,25 @@ class RetailBackend:
 
     def order(self, order_id: str) -> Any:
         return self.get(f"/orders/{order_id.replace('#', '%23')}")
+
+
+class Customer:
+    """One conversation with Lumen Goods' agent through /v1."""
+
+    def __init__(self, client: FlaskClient, key: str) -> None:
+        self.client, self.headers = client, {"Authorization": f"Bearer {key}"}
+        response = client.post("/v1/conversations", json={"channel": "web"},
+                               headers=self.headers)
+        assert response.status_code == 201
+        self.id = response.json["id"]  # type: ignore[index]
+
+    def says(self, text: str) -> str:
+        response = self.client.post(f"/v1/conversations/{self.id}/messages",
+                                    json={"text": text}, headers=self.headers)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return str(response.json["message"]["text"])  # type: ignore[index]
+
+    def status(self) -> dict[str, Any]:
+        """The transcript: status, status_reason and messages."""
+        response = self.client.get(f"/v1/conversations/{self.id}", headers=self.headers)
+        return response.json  # type: ignore[return-value]

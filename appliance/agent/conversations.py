@@ -41,6 +41,7 @@ from appliance.agent.supervisor import (
 from appliance.brands import Persona, persona_of, policy_of
 from appliance.db.models import Brand, Conversation, Message, TurnTrace, utcnow
 from appliance.errors import Conflict, InvalidRequest, ModelError, NotFound, PayloadTooLarge
+from appliance.handoff.service import HandoffService
 from appliance.knowledge.index import IndexUnavailable
 from appliance.knowledge.service import Hit, KnowledgeService
 from appliance.llm.base import ChatMessage, ChatModel, GenerationParams, TextDelta
@@ -49,6 +50,7 @@ from appliance.signals.base import Vectors
 from appliance.signals.service import Signals, SignalService
 from appliance.workflows.engine import DONE, HANDOFF, KNOWLEDGE, Engine, TurnOutcome
 from appliance.workflows.extract import asks_for_information
+from appliance.workflows.llm_extract import LlmExtractor
 from appliance.workflows.schema import Toolset, ToolSpec, Workflow
 from appliance.workflows.service import BrandWorkflows, Match, WorkflowService
 from appliance.workflows.tools import ToolResult, ToolRunner
@@ -165,7 +167,7 @@ class ConversationService:
     def __init__(
         self, db: peewee.Database, router: ModelRouter, limits: AgentLimits,
         knowledge: KnowledgeService | None = None, signals: SignalService | None = None,
-        workflows: WorkflowService | None = None,
+        workflows: WorkflowService | None = None, handoffs: HandoffService | None = None,
     ) -> None:
         self._db = db
         self._router = router
@@ -173,6 +175,9 @@ class ConversationService:
         self._knowledge = knowledge
         self._signals = signals
         self._workflows = workflows
+        self._handoffs = handoffs
+        # Workflow slots configured with `extractor: llm` are read by the extraction route.
+        self._llm_extract = LlmExtractor(router) if "extraction" in router.tasks else None
 
     def start(
         self, brand: Brand, customer: dict[str, Any], channel: str
@@ -294,7 +299,7 @@ class ConversationService:
                 reply = Reply(decision=decision.trace(), citations=[], text=outcome.text,
                               model_id=TEMPLATE_MODEL)
                 if decision.escalates:
-                    reply.text = f"{reply.text} {policy.handoff_message}".strip()
+                    reply.text = f"{reply.text} {self._handoff_text(brand)}".strip()
                 yield TextDelta(reply.text)
                 latency["prepare"] = _ms(started, time.perf_counter())
                 latency["llm"] = latency["ttft"] = 0.0
@@ -311,7 +316,8 @@ class ConversationService:
             hit.citation() for hit in _unique_articles(grounding.hits)
         ] if knowledge else [])
 
-        templates = {ESCALATE: policy.handoff_message, CLARIFY: policy.clarify_message,
+        handoff_text = self._handoff_text(brand) if decision.escalates else ""
+        templates = {ESCALATE: handoff_text, CLARIFY: policy.clarify_message,
                      OUT_OF_SCOPE: policy.out_of_scope_message, NO_ANSWER: policy.no_answer_message}
         if decision.action in templates:
             reply.text, reply.model_id = templates[decision.action], TEMPLATE_MODEL
@@ -340,7 +346,7 @@ class ConversationService:
                 reply.citations = [best.citation()]
                 yield TextDelta(reply.text)
             elif reply.model_id == CANNED_MODEL:
-                reply.text = f"{policy.unavailable_message} {policy.handoff_message}"
+                reply.text = f"{policy.unavailable_message} {self._handoff_text(brand)}"
                 reply.citations = []
                 yield TextDelta(reply.text)
             elif not reply.text:
@@ -348,8 +354,9 @@ class ConversationService:
                 yield TextDelta(reply.text)
             elif reviewed.escalates:
                 # The answer stands, and a human checks what the fallback model said.
-                reply.text = f"{reply.text} {policy.handoff_message}"
-                yield TextDelta(f" {policy.handoff_message}")
+                handoff_text = self._handoff_text(brand)
+                reply.text = f"{reply.text} {handoff_text}"
+                yield TextDelta(f" {handoff_text}")
             if resume and not reviewed.escalates:
                 reply.text = f"{reply.text} {RESUME_LEAD} {resume}"
                 yield TextDelta(f" {RESUME_LEAD} {resume}")
@@ -385,7 +392,7 @@ class ConversationService:
             brand, toolset, policy.tools_base_url, conversation.id,
             lambda: (state.get("run") or {}).get("workflow")))
         engine = Engine(state, caller, conversation_id=conversation.public_id,
-                        identity=running.identity)
+                        identity=running.identity, llm_extract=self._llm_extract)
         current = (state.get("run") or {}).get("workflow")
         workflow = running.workflows.get(current) if current else None
         if current and workflow is None:
@@ -436,6 +443,16 @@ class ConversationService:
             return None
         rule = f"workflow_{'done' if outcome.status == DONE else outcome.status}"
         return Decision(WORKFLOW, rule, "reply", evidence), outcome, flow.state
+
+    def _handoff_text(self, brand: Brand) -> str:
+        """What the customer is told when a human takes over, with the expected wait when
+        recent handoffs tell it."""
+        text = policy_of(brand).handoff_message
+        minutes = self._handoffs.expected_wait_minutes(brand) if self._handoffs else None
+        if minutes is not None:
+            text += (f" A colleague usually joins within about {minutes} minute"
+                     f"{'s' if minutes != 1 else ''}.")
+        return text
 
     def _embed(self, text: str, latency: dict[str, float]) -> Vectors | None:
         """The message's one embedding, shared by the classifiers and retrieval."""
@@ -555,7 +572,7 @@ class ConversationService:
             latency["persist"] = _ms(persist_started, time.perf_counter())
             latency["total"] = _ms(started, time.perf_counter())
             latency["overhead"] = round(latency["total"] - latency["llm"], 3)
-            TurnTrace.create(
+            trace = TurnTrace.create(
                 conversation=conversation, customer_message=customer_message,
                 agent_message=agent_message, model=reply.model_id, fallback=reply.fallback,
                 prompt_tokens=reply.usage["prompt_tokens"],
@@ -573,6 +590,9 @@ class ConversationService:
                 changes.update({Conversation.status: PENDING_HUMAN,
                                 Conversation.status_reason: escalation})
             Conversation.update(changes).where(Conversation.id == conversation.id).execute()
+            if escalation is not None and self._handoffs is not None:
+                self._handoffs.open(conversation, escalation,
+                                    trace.decision.get("evidence") or {})
         return agent_message
 
 

@@ -112,6 +112,8 @@ class Message(BaseModel):
     created_at = peewee.DateTimeField(default=utcnow)
     #: Knowledge the reply cites: [{article, title, location, source_ids}].
     citations = JSONField(null=True)
+    #: For a human agent's message: their username.
+    author = peewee.CharField(max_length=150, null=True)
 
     class Meta:
         table_name = "message"
@@ -414,9 +416,41 @@ class WebhookDelivery(BaseModel):
         indexes = ((("status", "next_attempt_at"), False),)
 
 
+class Handoff(BaseModel):
+    """A conversation handed to a human: why, the packet they work from, and how it ended."""
+
+    public_id = peewee.CharField(max_length=40, unique=True)
+    brand = peewee.ForeignKeyField(Brand, on_delete="CASCADE")
+    brand_id: int
+    conversation = peewee.ForeignKeyField(Conversation, backref="handoffs", on_delete="CASCADE")
+    conversation_id: int
+    #: The rule that fired (human_request, frustration_high, tool_failure, ...).
+    reason = peewee.CharField(max_length=64, index=True)
+    workflow = peewee.CharField(max_length=64, null=True)
+    #: waiting | assigned | returned (handed back to the agent) | resolved
+    status = peewee.CharField(max_length=16, index=True)
+    packet = JSONField()
+    summary = peewee.TextField()
+    created_at = peewee.DateTimeField(default=utcnow, index=True)
+    assigned_to = peewee.ForeignKeyField(AdminUser, null=True, on_delete="SET NULL")
+    assigned_to_id: int | None
+    assigned_at = peewee.DateTimeField(null=True)
+    returned_at = peewee.DateTimeField(null=True)
+    resolved_at = peewee.DateTimeField(null=True)
+    outcome = peewee.CharField(max_length=32, null=True)
+    #: agent_should_have | correct, set on the review page.
+    review = peewee.CharField(max_length=32, null=True)
+    review_note = peewee.TextField(null=True)
+    reviewed_by = peewee.CharField(max_length=150, null=True)
+    reviewed_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "handoff"
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     Brand, ApiKey, AdminUser, AuditLog, Conversation, Message, TurnTrace, JobRun,
     KnowledgeSource, IngestRun, Document, Article, Chunk, KnowledgeVersion, VersionArticle,
-    Finding, Workflow, WorkflowVersion, Toolset, ToolCall,
+    Finding, Workflow, WorkflowVersion, Toolset, ToolCall, Handoff,
     WebhookEndpoint, WebhookDelivery,
 )

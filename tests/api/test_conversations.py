@@ -374,7 +374,7 @@ def test_it_streams_a_reply_over_real_http(live_server: Any) -> None:
 
         events: list[tuple[str, str]] = []
         with http.stream("POST", f"/v1/conversations/{conversation_id}/messages",
-                         json={"text": "Hi, how do I create an account?"},
+                         json={"text": "How long does shipping usually take?"},
                          headers={"Accept": "text/event-stream"}) as response:
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")

@@ -1,70 +1,27 @@
 """The chat widget and the admin in a real headless Chromium against a real gunicorn.
 
-Chromium comes from the system (Debian's `chromium` package), driven by Playwright's own
-driver: no `playwright install`. Without Chromium these tests skip on a laptop and fail in CI.
+The `browser`, `page` and `screenshot` fixtures are in tests/web/conftest.py.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
 #: The session fixture `live_server` (tests/conftest.py LiveServer): url, key(slug), credentials.
 LiveServer = Any
 
-CHROMIUM = os.environ.get("APPLIANCE_TEST_CHROMIUM", "/usr/bin/chromium")
-# Without the networking flags Chromium keeps trying to reach Google's services.
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
 #: The tiny CPU model answers in 1-3 s; leave room for a loaded machine.
 REPLY_TIMEOUT_MS = 60_000
-#: Where screenshots go; also kept in the test's tmp dir.
-SCREENSHOTS = os.environ.get("APPLIANCE_TEST_SCREENSHOTS", "")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """One headless Chromium for the module, closed at its end."""
-    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
-        message = f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
-
-
-def screenshot(page: Page, tmp_path: Path, name: str) -> Path:
-    path = tmp_path / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    if SCREENSHOTS:
-        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, Path(SCREENSHOTS) / path.name)
-    return path
+#: screenshot(page, name), the fixture in tests/web/conftest.py.
+Screenshot = Callable[[Page, str], Path]
 
 
 # Records each state the widget goes through and whether the input was disabled in it, and
@@ -90,7 +47,7 @@ WATCH_WIDGET = """
 
 
 def test_it_streams_a_reply_in_the_chat_widget(
-    page: Page, live_server: LiveServer, tmp_path: Path
+    page: Page, live_server: LiveServer, screenshot: Screenshot
 ) -> None:
     page.goto(f"{live_server.url}/chat/lumen-goods")
     widget = page.locator("#switchboard-chat")
@@ -117,7 +74,7 @@ def test_it_streams_a_reply_in_the_chat_widget(
     assert states[-1] == "ready:false"
     assert page.evaluate("window.streamedTexts"), "no text was shown before the reply ended"
     expect(page.get_by_label("Message Juniper")).to_be_enabled()
-    screenshot(page, tmp_path, "chat")
+    screenshot(page, "chat")
 
     conversation_id = widget.get_attribute("data-conversation-id")
     assert conversation_id
@@ -133,7 +90,7 @@ def test_it_streams_a_reply_in_the_chat_widget(
 
 
 def test_it_shows_the_sources_of_a_grounded_reply(
-    page: Page, live_server: LiveServer, tmp_path: Path
+    page: Page, live_server: LiveServer, screenshot: Screenshot
 ) -> None:
     page.goto(f"{live_server.url}/chat/lumen-goods")
     widget = page.locator("#switchboard-chat")
@@ -155,11 +112,11 @@ def test_it_shows_the_sources_of_a_grounded_reply(
     assert citations, "the demo's return policy grounds this answer"
     for citation in citations:
         expect(sources).to_contain_text(citation["title"])
-    screenshot(page, tmp_path, "chat-sources")
+    screenshot(page, "chat-sources")
 
 
 def test_it_shows_an_api_error_readably(
-    page: Page, live_server: LiveServer, tmp_path: Path
+    page: Page, live_server: LiveServer, screenshot: Screenshot
 ) -> None:
     page.goto(f"{live_server.url}/chat/rho-bank")
     widget = page.locator("#switchboard-chat")
@@ -177,7 +134,7 @@ def test_it_shows_an_api_error_readably(
     alert = page.get_by_role("alert")
     expect(alert).to_contain_text("This conversation has ended.")
     expect(page.get_by_label("Message Ada")).to_have_value("Is my card blocked?")
-    screenshot(page, tmp_path, "chat-error")
+    screenshot(page, "chat-error")
 
     page.get_by_role("button", name="Start a new conversation").click()
     expect(widget).to_have_attribute("data-state", "ready", timeout=30_000)
@@ -186,11 +143,11 @@ def test_it_shows_an_api_error_readably(
 
 
 def test_it_shows_both_demo_brands_on_the_dashboard(
-    page: Page, live_server: LiveServer, tmp_path: Path
+    page: Page, live_server: LiveServer, screenshot: Screenshot
 ) -> None:
     page.goto(f"{live_server.url}/admin/")
     expect(page).to_have_url(re.compile(r"/admin/login\?next="))
-    screenshot(page, tmp_path, "login")
+    screenshot(page, "login")
     page.get_by_label("Username").fill(live_server.credentials["admin"]["username"])
     page.get_by_label("Password").fill(live_server.credentials["admin"]["password"])
     page.get_by_role("button", name="Sign in").click()
@@ -200,11 +157,11 @@ def test_it_shows_both_demo_brands_on_the_dashboard(
     expect(brands.get_by_role("link", name="Lumen Goods", exact=True)).to_be_visible()
     expect(brands.get_by_role("link", name="Rho-Bank", exact=True)).to_be_visible()
     expect(page.get_by_role("region", name="Models")).to_contain_text("smollm2-135m-instruct")
-    screenshot(page, tmp_path, "dashboard")
+    screenshot(page, "dashboard")
 
     brands.get_by_role("link", name="Lumen Goods", exact=True).click()
     expect(page.get_by_label("Agent name")).to_have_value("Juniper")
-    screenshot(page, tmp_path, "brand")
+    screenshot(page, "brand")
 
     page.get_by_role("link", name="Dashboard").first.click()
     conversations = page.get_by_role("region", name="Recent conversations")
@@ -213,11 +170,11 @@ def test_it_shows_both_demo_brands_on_the_dashboard(
     expect(page.get_by_role("heading", name="Transcript")).to_be_visible()
     page.locator(".trace summary").first.click()
     expect(page.locator(".trace").first).to_contain_text("smollm2-135m-instruct")
-    screenshot(page, tmp_path, "transcript")
+    screenshot(page, "transcript")
 
     page.get_by_role("link", name="Audit log").click()
     expect(page.get_by_role("table")).to_contain_text("admin.login")
-    screenshot(page, tmp_path, "audit")
+    screenshot(page, "audit")
     page.get_by_role("link", name="Users").click()
     expect(page.get_by_role("table")).to_contain_text("admin")
-    screenshot(page, tmp_path, "users")
+    screenshot(page, "users")

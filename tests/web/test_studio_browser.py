@@ -1,34 +1,28 @@
 """The Agent Studio in a real headless Chromium against a real gunicorn: create a workflow
 from YAML, try it in the test chat, publish, publish a second version and roll back.
 
-Chromium comes from the system, as in test_chat_browser.py: without it these tests skip on a
-laptop and fail in CI.
+The `browser`, `page`, `screenshot` and `browser_sign_in` fixtures are in
+tests/web/conftest.py.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
 #: The session fixture `live_server` (tests/conftest.py LiveServer).
 LiveServer = Any
+#: The fixtures of tests/web/conftest.py.
+Screenshot = Callable[[Page, str], Path]
+BrowserSignIn = Callable[[Page, LiveServer], None]
 
-CHROMIUM = os.environ.get("APPLIANCE_TEST_CHROMIUM", "/usr/bin/chromium")
-# Without the networking flags Chromium keeps trying to reach Google's services.
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
 #: A test-chat turn embeds the message and may call the tiny CPU model: leave room.
 TURN_TIMEOUT_MS = 60_000
-SCREENSHOTS = os.environ.get("APPLIANCE_TEST_SCREENSHOTS", "")
 NAME = "studio_store_hours"
 SOURCE = f"""\
 name: {NAME}
@@ -48,46 +42,6 @@ steps:
 SECOND = SOURCE.replace("9am to 6pm", "8am to 8pm")
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
-        message = f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
-
-
-def screenshot(page: Page, tmp_path: Path, name: str) -> None:
-    path = tmp_path / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    if SCREENSHOTS:
-        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, Path(SCREENSHOTS) / path.name)
-
-
-def sign_in(page: Page, live_server: LiveServer) -> None:
-    page.goto(f"{live_server.url}/admin/login")
-    page.get_by_label("Username").fill(live_server.credentials["admin"]["username"])
-    page.get_by_label("Password").fill(live_server.credentials["admin"]["password"])
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Dashboard", exact=True)).to_be_visible()
-
-
 def version_row(page: Page, number: int) -> Any:
     versions = page.get_by_role("region", name="Versions")
     return versions.get_by_role("row").filter(
@@ -95,9 +49,10 @@ def version_row(page: Page, number: int) -> Any:
 
 
 def test_it_builds_tries_publishes_and_rolls_back_a_workflow(
-    page: Page, live_server: LiveServer, tmp_path: Path,
+    page: Page, live_server: LiveServer, screenshot: Screenshot,
+    browser_sign_in: BrowserSignIn,
 ) -> None:
-    sign_in(page, live_server)
+    browser_sign_in(page, live_server)
     page.goto(f"{live_server.url}/admin/brands/lumen-goods/workflows")
     expect(page.get_by_role("link", name="order_status")).to_be_visible()
     page.get_by_role("link", name="New workflow").click()
@@ -107,7 +62,7 @@ def test_it_builds_tries_publishes_and_rolls_back_a_workflow(
     expect(page.get_by_role("heading", name=f"Workflow {NAME}")).to_be_visible()
     expect(page.get_by_role("status")).to_contain_text("Saved version 1 as a draft")
     expect(version_row(page, 1)).to_contain_text("draft")
-    screenshot(page, tmp_path, "studio-draft")
+    screenshot(page, "studio-draft")
 
     page.get_by_label("Test message").fill("when are you open?")
     page.get_by_role("button", name="Send").click()
@@ -115,7 +70,7 @@ def test_it_builds_tries_publishes_and_rolls_back_a_workflow(
     expect(transcript).to_contain_text("Our stores are open 9am to 6pm, Monday to Saturday.",
                                        timeout=TURN_TIMEOUT_MS)
     expect(transcript).to_contain_text("rule workflow_done")
-    screenshot(page, tmp_path, "studio-test-chat")
+    screenshot(page, "studio-test-chat")
 
     page.get_by_role("button", name="Publish version 1").click()
     expect(page.get_by_role("status")).to_contain_text("retrained")
@@ -132,7 +87,7 @@ def test_it_builds_tries_publishes_and_rolls_back_a_workflow(
     page.get_by_role("link", name="Diff of version 2 against 1").click()
     expect(page.locator(".udiff-add")).to_contain_text(["+  - say: Our stores are open 8am"])
     expect(page.locator(".udiff-del")).to_contain_text(["-  - say: Our stores are open 9am"])
-    screenshot(page, tmp_path, "studio-diff")
+    screenshot(page, "studio-diff")
     page.go_back()
 
     page.get_by_role("button", name="Roll back").click()
@@ -140,7 +95,7 @@ def test_it_builds_tries_publishes_and_rolls_back_a_workflow(
     expect(version_row(page, 1)).to_contain_text("published")
     expect(version_row(page, 2)).to_contain_text("retired")
     expect(version_row(page, 2)).to_contain_text("longer hours")
-    screenshot(page, tmp_path, "studio-rolled-back")
+    screenshot(page, "studio-rolled-back")
 
     # The live server is shared with the other browser tests: leave the agent as it was.
     page.get_by_role("button", name="Disable").click()

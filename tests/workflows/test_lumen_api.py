@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from flask.testing import FlaskClient
-from retail_support import RetailBackend
+from retail_support import Customer, RetailBackend
 
 from appliance.brands import policy_of
 from appliance.db.models import Conversation, ToolCall
@@ -22,27 +22,6 @@ from appliance.services import Services
 
 OLIVIA = {"email": "olivia.ito5204@example.com", "user_id": "olivia_ito_3591",
           "orders": ["#W5866402", "#W5353646", "#W5442520", "#W7941031", "#W3657213"]}
-
-
-class Customer:
-    """One conversation with Lumen Goods' agent through /v1."""
-
-    def __init__(self, client: FlaskClient, key: str) -> None:
-        self.client, self.headers = client, {"Authorization": f"Bearer {key}"}
-        response = client.post("/v1/conversations", json={"channel": "web"},
-                               headers=self.headers)
-        assert response.status_code == 201
-        self.id = response.json["id"]  # type: ignore[index]
-
-    def says(self, text: str) -> str:
-        response = self.client.post(f"/v1/conversations/{self.id}/messages",
-                                    json={"text": text}, headers=self.headers)
-        assert response.status_code == 200, response.get_data(as_text=True)
-        return str(response.json["message"]["text"])  # type: ignore[index]
-
-    def status(self) -> dict[str, Any]:
-        response = self.client.get(f"/v1/conversations/{self.id}", headers=self.headers)
-        return response.json  # type: ignore[return-value]
 
 
 def snapshot(backend: RetailBackend, user_id: str) -> dict[str, Any]:

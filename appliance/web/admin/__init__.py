@@ -16,6 +16,8 @@ from appliance.web.admin import (  # noqa: E402,F401
     brands,
     classifiers,
     dashboard,
+    handoff_review,
+    handoffs,
     knowledge,
     studio,
     users,

@@ -14,6 +14,7 @@ from appliance.db.models import ApiKey, JobRun, Message
 from appliance.web import services_of_app
 from appliance.web.admin import bp
 from appliance.web.admin.auth import READER_ROLES, login_required, signed_in_user
+from appliance.web.admin.handoff_views import brand_ids_of
 from appliance.web.admin.scope import (
     conversation_for,
     pending_handoffs,
@@ -75,9 +76,13 @@ def dashboard() -> ResponseReturnValue:
         brands = [(brand, _live_key_count(brand.slug)) for brand in visible_brands(user)]
         latest = _latest_health_run()
         models = _model_rows(latest)
+    # Each waiting conversation's open handoff, to link its console.
+    consoles = {handoff.conversation_id: handoff.public_id
+                for handoff in services_of_app().handoffs.queue(brand_ids_of(user))}
     return render_template(
         "admin/dashboard.html", brands=brands, models=models, health_run=latest,
         conversations=recent_conversations(user), handoffs=pending_handoffs(user),
+        consoles=consoles,
     )
 
 

@@ -13,6 +13,7 @@ from appliance.web.api import schemas
 _MODELS: tuple[type[BaseModel], ...] = (
     schemas.CreateConversation, schemas.PostMessage, schemas.ConversationCreated,
     schemas.MessageReply, schemas.Transcript, schemas.ConversationStatus, schemas.ErrorBody,
+    schemas.EscalationStats,
 )
 _ERRORS = {
     "400": "Malformed JSON, a missing or wrong-typed field",
@@ -90,5 +91,11 @@ def openapi_document() -> dict[str, Any]:
                 "200", schemas.MessageReply, body=schemas.PostMessage, sse=True, conv=True)},
             f"{conversation}/close": {"post": _op(
                 "Close the conversation", "200", schemas.ConversationStatus, conv=True)},
+            "/v1/metrics/escalations": {"get": _op(
+                "Escalation rate by reason and workflow, and time to a human (last `days`, "
+                "default 30)", "200", schemas.EscalationStats)
+                | {"parameters": [{"name": "days", "in": "query", "required": False,
+                                   "schema": {"type": "integer", "minimum": 1,
+                                              "maximum": 366}}]}},
         },
     }

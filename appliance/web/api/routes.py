@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from appliance.agent.conversations import TurnResult
 from appliance.brands import policy_of, validated
 from appliance.db.models import Conversation, Message
-from appliance.errors import ApplianceError, InvalidRequest, NotFound
+from appliance.errors import ApplianceError, InvalidRequest, NotFound, PermissionDenied
 from appliance.web import services_of_app
 from appliance.web.api import bp, schemas
 from appliance.web.api.auth import current_principal, widget_token
@@ -96,6 +96,7 @@ def get_conversation(conversation_id: str) -> Response:
         schemas.MessageOut.model_validate({
             "id": m.public_id, "role": m.role, "text": m.text, "model": m.model,
             "created_at": _iso(m.created_at) or "", "citations": m.citations or [],
+            "author": m.author,
         })
         for m in services.conversations.messages(conversation)
     ]
@@ -108,6 +109,22 @@ def get_conversation(conversation_id: str) -> Response:
         closed_at=_iso(conversation.closed_at), messages=messages,
     )
     return jsonify(body.model_dump())
+
+
+@bp.get("/metrics/escalations")
+def escalation_metrics() -> Response:
+    """The brand's escalation rate by reason and workflow, and time to a human."""
+    principal = current_principal()
+    if principal.conversation_id is not None:
+        raise PermissionDenied("a widget token cannot read metrics", code="key_required")
+    try:
+        days = int(request.args.get("days", "30"))
+    except ValueError:
+        raise InvalidRequest("days: must be a whole number", param="days") from None
+    if not 1 <= days <= 366:
+        raise InvalidRequest("days: between 1 and 366", param="days")
+    stats = services_of_app().handoffs.stats(principal.brand, days=days)
+    return jsonify(schemas.EscalationStats.model_validate(stats).model_dump())
 
 
 @bp.post("/conversations/<conversation_id>/close")

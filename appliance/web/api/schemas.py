@@ -53,11 +53,25 @@ class Citation(BaseModel):
 
 class MessageOut(BaseModel):
     id: str
-    role: Literal["customer", "agent", "human", "system"]
+    role: Literal["customer", "agent", "human", "system"] = Field(
+        description="`human`: written by one of the brand's human agents after a handoff.")
     text: str
     model: str | None = None
+    author: str | None = Field(default=None, description="The human agent, for `human`.")
     created_at: str
     citations: list[Citation] = Field(default_factory=list)
+
+
+class EscalationStats(BaseModel):
+    days: int
+    conversations: int = Field(description="Conversations opened in the period.")
+    handoffs: int
+    escalation_rate: float = Field(description="handoffs / conversations")
+    by_reason: dict[str, int]
+    by_workflow: dict[str, int]
+    time_to_human_s: dict[str, float | int | None] = Field(
+        description="median and max seconds from handoff to a human taking it; taken: how many")
+    waiting: int = Field(description="Handoffs no human has taken yet.")
 
 
 class AgentMessage(BaseModel):

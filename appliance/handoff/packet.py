@@ -1,0 +1,168 @@
+"""The handoff packet: what a human agent needs to take over without asking again.
+
+A versioned JSON structure built from the conversation's record (its workflow state, turn
+traces, tool calls and messages) at the moment of the handoff, and a summary rendered from it
+deterministically, so it is correct on the CPU default with no model involved.
+
+Packet, version 1:
+    {"version": 1,
+     "reason": rule that fired, "reason_text": the same in words, "evidence": its signals,
+     "customer": {"id", "verified", "name", "email"},
+     "intent": {"name", "confidence"},
+     "workflow": {"name", "status", "step", "slots", "asked"} | null,
+     "actions": [{"tool", "status", "code", "at"}],      # calls into the brand's systems
+     "knowledge": [{"title", "location"}],                # what the agent cited
+     "sentiment": {"label", "trajectory": [frustration per customer turn]},
+     "suggested_next_step": text,
+     "transcript": {"conversation_id", "messages", "customer_turns"},
+     "summary": text}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from appliance.db.models import Conversation, Message, ToolCall, TurnTrace
+from appliance.signals.service import Signals
+
+PACKET_VERSION = 1
+_REASONS = {
+    "human_request": "the customer asked for a person",
+    "accepted_human_offer": "the customer accepted the offer of a person",
+    "frustration_high": "the customer is very frustrated",
+    "frustration_rising": "the customer's frustration kept rising",
+    "unclear_repeated": "the agent could not understand the request after asking twice",
+    "slot_not_understood": "the agent asked for the same detail three times without an answer",
+    "tool_failure": "the brand's system failed to answer",
+    "no_model_answered": "no model could answer",
+    "degraded_answer": "a fallback model answered a consequential question",
+    "policy_limit": "the request is outside what the policy lets the agent do",
+    "identity_not_found": "the customer could not be verified",
+    "workflow_loop": "the workflow could not make progress",
+}
+_NEXT_STEPS = {
+    "tool_failure": "Check the order system, then finish the request the workflow started.",
+    "slot_not_understood": "Ask for the missing detail in other words, or look it up.",
+    "frustration_high": "Acknowledge the frustration first, then resolve the request.",
+    "frustration_rising": "Acknowledge the frustration first, then resolve the request.",
+    "policy_limit": "Decide whether an exception to the policy applies.",
+    "identity_not_found": "Verify the customer's identity another way.",
+}
+
+
+def reason_text(reason: str) -> str:
+    return _REASONS.get(reason, reason.replace("_", " "))
+
+
+def build_packet(conversation: Conversation, messages: Sequence[Message],
+                 traces: Sequence[TurnTrace], calls: Sequence[ToolCall], reason: str,
+                 evidence: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The packet for handing `conversation` off now, because of `reason`."""
+    state = conversation.state or {}
+    profile = (state.get("values") or {}).get("customer") or {}
+    name = profile.get("name") or {}
+    customer = {
+        "id": state.get("customer_id"),
+        "verified": bool(state.get("customer_id")),
+        "name": " ".join(p for p in (name.get("first_name"), name.get("last_name")) if p)
+        if isinstance(name, Mapping) else str(name) or None,
+        "email": profile.get("email"),
+    }
+    if not customer["name"]:
+        customer["name"] = None
+    signals = [Signals.from_trace(t.signals) for t in traces if t.signals]
+    last = signals[-1] if signals else Signals()
+    packet: dict[str, Any] = {
+        "version": PACKET_VERSION,
+        "reason": reason,
+        "reason_text": reason_text(reason),
+        "evidence": dict(evidence or {}),
+        "customer": customer,
+        "intent": {"name": last.intent if "intent" in last.models else None,
+                   "confidence": round(last.intent_confidence, 4)
+                   if "intent" in last.models else None},
+        "workflow": _workflow(state),
+        "actions": [{"tool": c.tool, "status": c.status, "code": c.code,
+                     "at": c.at.isoformat(timespec="seconds")} for c in calls],
+        "knowledge": _cited(messages),
+        "sentiment": {"label": last.sentiment,
+                      "trajectory": [round(s.frustration, 3) for s in signals]},
+        "suggested_next_step": _NEXT_STEPS.get(
+            reason, "Read the summary, then pick up the customer's request where it stopped."),
+        "transcript": {"conversation_id": conversation.public_id, "messages": len(messages),
+                       "customer_turns": sum(m.role == "customer" for m in messages)},
+    }
+    packet["summary"] = render_summary(packet)
+    return packet
+
+
+def _workflow(state: Mapping[str, Any]) -> dict[str, Any] | None:
+    run = state.get("run")
+    if run:
+        return {"name": run.get("workflow"), "status": "in progress",
+                "slots": dict(run.get("slots") or {}), "asked": run.get("prompt")}
+    history = state.get("history") or []
+    if history:
+        last = history[-1]
+        return {"name": last.get("workflow"), "status": last.get("status"),
+                "slots": dict(last.get("slots") or {}), "asked": None}
+    return None
+
+
+def _cited(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    seen: dict[str, dict[str, Any]] = {}
+    for message in messages:
+        for citation in message.citations or ():
+            key = str(citation.get("location") or citation.get("title"))
+            seen.setdefault(key, {"title": citation.get("title"),
+                                  "location": citation.get("location")})
+    return list(seen.values())
+
+
+def render_summary(packet: Mapping[str, Any]) -> str:
+    """A few plain sentences a human agent can act on, from the packet's facts alone."""
+    customer = packet["customer"]
+    who = customer.get("name") or "The customer"
+    if customer.get("verified"):
+        who += f" (verified{', ' + customer['email'] if customer.get('email') else ''})"
+    else:
+        who += " (not verified)"
+    sentences = []
+    workflow = packet.get("workflow")
+    if workflow and workflow.get("name"):
+        slots = ", ".join(f"{key.replace('_', ' ')}: {_text(value)}"
+                          for key, value in workflow.get("slots", {}).items() if value)
+        sentences.append(f"{who} wanted help with {workflow['name'].replace('_', ' ')}"
+                         f"{' (' + slots + ')' if slots else ''}; the workflow is "
+                         f"{workflow.get('status')}.")
+        if workflow.get("asked"):
+            sentences.append(f"The agent last asked: \"{workflow['asked']}\"")
+    elif packet["intent"].get("name"):
+        sentences.append(f"{who} asked about {packet['intent']['name'].replace('_', ' ')}.")
+    else:
+        sentences.append(f"{who} has not said clearly what they need.")
+    sentences.append(f"Handed off because {packet['reason_text']}.")
+    actions = packet.get("actions") or []
+    if actions:
+        done = "; ".join(f"{a['tool']} {a['status']}" + (f" ({a['code']})" if a["code"] else "")
+                         for a in actions[-5:])
+        sentences.append(f"Systems used: {done}.")
+    if packet.get("knowledge"):
+        sentences.append("Knowledge cited: " + "; ".join(
+            str(k["title"]) for k in packet["knowledge"][:3]) + ".")
+    trajectory = packet["sentiment"].get("trajectory") or []
+    if trajectory:
+        sentences.append(f"Frustration went {trajectory[0]:.2f} → {trajectory[-1]:.2f} over "
+                         f"{len(trajectory)} turn(s); the customer now seems "
+                         f"{packet['sentiment'].get('label') or 'neutral'}.")
+    sentences.append(f"Next step: {packet['suggested_next_step']}")
+    return " ".join(sentences)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return ", ".join(str(v) for v in value.values() if v)
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    return str(value)
