@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import re
 import secrets
+import zoneinfo
 from typing import Any
 
 import peewee
@@ -80,6 +81,52 @@ class Supervision(BaseModel):
         description="Hand off when a fallback model answered a consequential turn.")
 
 
+class BusinessHours(BaseModel):
+    """When the brand's human agents are at work (local time of `timezone`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    timezone: str = Field(default="UTC", description="IANA time zone, e.g. America/New_York.")
+    days: tuple[int, ...] = Field(default=(0, 1, 2, 3, 4), min_length=1,
+                                  description="Open days, 0 = Monday .. 6 = Sunday.")
+    open: dt.time = Field(default=dt.time(9, 0), description="Opening time, e.g. 09:00.")
+    close: dt.time = Field(default=dt.time(17, 0),
+                           description="Closing time; before `open` means past midnight.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("days")
+    @classmethod
+    def _weekdays(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(day not in range(7) for day in value):
+            raise ValueError("days are 0 (Monday) to 6 (Sunday)")
+        return value
+
+    def is_open(self, at: dt.datetime) -> bool:
+        """Whether humans are at work at `at` (naive UTC, as the database stores time)."""
+        local = at.replace(tzinfo=dt.UTC).astimezone(zoneinfo.ZoneInfo(self.timezone))
+        now = local.time()
+        if self.open <= self.close:
+            return local.weekday() in self.days and self.open <= now < self.close
+        # Past midnight: the evening belongs to today, the small hours to yesterday.
+        if now >= self.open:
+            return local.weekday() in self.days
+        return now < self.close and (local.weekday() - 1) % 7 in self.days
+
+    def describe(self) -> str:
+        names = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+        days = ", ".join(names[day] for day in sorted(self.days))
+        return (f"{days}, {self.open.strftime('%H:%M')}-{self.close.strftime('%H:%M')} "
+                f"{self.timezone}")
+
+
 class Policy(BaseModel):
     """Brand-level policy settings. Later subsystems add fields with safe defaults."""
 
@@ -119,6 +166,14 @@ class Policy(BaseModel):
         default="I'm sorry, that's not something I can help with here. Would you like me to "
                 "connect you with a colleague?",
         max_length=500, description="Sent when a request is outside what the agent handles.")
+    business_hours: BusinessHours | None = Field(
+        default=None, description="When human agents are at work; unset: always.")
+    after_hours_message: str = Field(
+        default="Our team is away right now (we're here {hours}). I've passed your message on "
+                "as a ticket, and a colleague will get back to you as soon as we're back.",
+        max_length=500,
+        description="Sent instead of the handoff message outside business hours; {hours} "
+                    "names them. The handoff becomes a ticket for the helpdesk.")
     awaiting_human_message: str = Field(
         default="Thanks, I've passed that on. A colleague will reply here shortly.",
         max_length=500,

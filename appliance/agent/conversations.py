@@ -447,7 +447,11 @@ class ConversationService:
     def _handoff_text(self, brand: Brand) -> str:
         """What the customer is told when a human takes over, with the expected wait when
         recent handoffs tell it."""
-        text = policy_of(brand).handoff_message
+        policy = policy_of(brand)
+        hours = policy.business_hours
+        if hours is not None and not hours.is_open(utcnow()):
+            return policy.after_hours_message.replace("{hours}", hours.describe())
+        text = policy.handoff_message
         minutes = self._handoffs.expected_wait_minutes(brand) if self._handoffs else None
         if minutes is not None:
             text += (f" A colleague usually joins within about {minutes} minute"

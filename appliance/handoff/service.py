@@ -18,6 +18,7 @@ import peewee
 import yaml
 
 from appliance import audit
+from appliance.brands import policy_of
 from appliance.db.models import (
     AdminUser,
     Brand,
@@ -62,6 +63,11 @@ class HandoffService:
         calls = list(ToolCall.select().where(ToolCall.conversation == conversation)
                      .order_by(ToolCall.id))
         packet = build_packet(conversation, messages, traces, calls, reason, evidence)
+        hours = policy_of(conversation.brand).business_hours
+        # Outside business hours the handoff is a ticket: the helpdesk answers when it opens.
+        packet["after_hours"] = hours is not None and not hours.is_open(utcnow())
+        if packet["after_hours"]:
+            packet["summary"] += " Arrived outside business hours: answer it as a ticket."
         handoff = Handoff.create(
             public_id=f"hof_{secrets.token_hex(12)}", brand=conversation.brand_id,
             conversation=conversation, reason=reason,

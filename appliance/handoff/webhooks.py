@@ -218,9 +218,11 @@ class WebhookService:
 
     def enqueue_handoff(self, conversation: Conversation, handoff: Mapping[str, Any],
                         event: str = "handoff.created") -> Deliveries:
-        """`enqueue` a handoff event: `handoff` is the packet the human agent works from.
-        Call after the conversation's status changed, in the same transaction."""
+        """`enqueue` a handoff event: `handoff` is the packet the human agent works from, with
+        its `id`. Call after the conversation's status changed, in the same transaction."""
         data = {"conversation": self.conversation_ref(conversation), "handoff": dict(handoff)}
+        if handoff.get("id"):
+            data["handoff"]["console_url"] = f"{self._console_url}/admin/handoffs/{handoff['id']}"
         return self.enqueue(conversation.brand, event, data)
 
     def deliveries(self, brand: Brand, limit: int = 50) -> Deliveries:

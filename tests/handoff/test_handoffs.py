@@ -4,6 +4,7 @@ and the numbers."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import pytest
 from flask.testing import FlaskClient
 from retail_support import Customer, RetailBackend
 
+from appliance.brands import BusinessHours, policy_of
 from appliance.db.models import AdminUser, Conversation, Handoff, Message
 from appliance.errors import Conflict, PermissionDenied
 from appliance.handoff.webhooks import verify_signature
@@ -231,3 +233,37 @@ def test_it_reports_the_escalation_numbers_from_the_api(
     assert body["time_to_human_s"]["taken"] == 1  # type: ignore[index]
     bad = client.get("/v1/metrics/escalations?days=zero", headers=channel.headers)
     assert bad.status_code == 400 and bad.json["error"]["param"] == "days"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(("at", "open_"), [
+    ("2026-12-07 14:30", True),    # Monday 09:30 in New York
+    ("2026-12-07 13:30", False),   # Monday 08:30
+    ("2026-12-05 15:00", False),   # Saturday
+    ("2026-12-07 22:30", True),    # Monday 17:30, with a late shift until 02:00
+    ("2026-12-08 06:30", True),    # Tuesday 01:30: Monday's late shift
+    ("2026-12-06 06:30", False),   # Sunday 01:30: no Saturday shift
+])
+def test_it_knows_its_business_hours_across_time_zones_and_midnight(at: str,
+                                                                    open_: bool) -> None:
+    hours = BusinessHours(timezone="America/New_York", days=(0, 1, 2, 3, 4),
+                          open=dt.time(9), close=dt.time(2))
+    assert hours.is_open(dt.datetime.fromisoformat(at)) is open_
+
+
+def test_after_hours_the_customer_is_told_and_the_handoff_becomes_a_ticket(
+        channel: Channel, services: Services) -> None:
+    brand = services.brands.get("lumen-goods")
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=3)).time().replace(second=0,
+                                                                               microsecond=0)
+    closed = BusinessHours(timezone="UTC", days=tuple(range(7)), open=later,
+                           close=(dt.datetime.combine(dt.date.today(), later)
+                                  + dt.timedelta(hours=1)).time())
+    services.brands.update("lumen-goods", actor="test", policy=policy_of(brand).model_copy(
+        update={"business_hours": closed}))
+
+    reply = channel.says("I want to talk to a person")
+
+    assert "away right now" in reply and f"{later.strftime('%H:%M')}" in reply
+    packet = channel.handoff().packet
+    assert packet["after_hours"] is True
+    assert "ticket" in packet["summary"]

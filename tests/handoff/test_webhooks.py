@@ -194,7 +194,8 @@ def test_it_sends_the_payload_signed_so_the_receiver_can_verify_it(
             "url": "https://switchboard.example.internal/admin/conversations/"
                    + conversation.public_id,
         },
-        "handoff": HANDOFF,
+        "handoff": {**HANDOFF, "console_url": "https://switchboard.example.internal/admin/"
+                                              f"handoffs/{HANDOFF['id']}"},
     }
     assert payload["id"].startswith("evt_")
     assert dt.datetime.fromisoformat(payload["created_at"]).tzinfo == dt.UTC
