@@ -76,6 +76,10 @@ class Supervision(BaseModel):
         default=6000, ge=0,
         description="Conversations longer than this (characters) go to the large model; "
                     "0 never.")
+    human_on_request: bool = Field(
+        default=True,
+        description="The customer may have a human whenever they ask. When false, the agent "
+                    "first offers to help itself, and hands off if they still want a person.")
     escalate_on_degraded: bool = Field(
         default=False,
         description="Hand off when a fallback model answered a consequential turn.")
@@ -166,6 +170,12 @@ class Policy(BaseModel):
         default="I'm sorry, that's not something I can help with here. Would you like me to "
                 "connect you with a colleague?",
         max_length=500, description="Sent when a request is outside what the agent handles.")
+    self_help_message: str = Field(
+        default="I can sort that out for you right away myself. Tell me what you need, or say "
+                "yes if you'd still rather talk to a colleague.",
+        max_length=500,
+        description="Sent for a request for a person when the brand lets the agent try first "
+                    "(supervision.human_on_request false).")
     business_hours: BusinessHours | None = Field(
         default=None, description="When human agents are at work; unset: always.")
     after_hours_message: str = Field(

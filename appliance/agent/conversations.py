@@ -30,6 +30,7 @@ from appliance.agent.supervisor import (
     ESCALATE,
     NO_ANSWER,
     OUT_OF_SCOPE,
+    SELF_HELP,
     Decision,
     PastTurn,
     TurnFacts,
@@ -317,7 +318,8 @@ class ConversationService:
         ] if knowledge else [])
 
         handoff_text = self._handoff_text(brand) if decision.escalates else ""
-        templates = {ESCALATE: handoff_text, CLARIFY: policy.clarify_message,
+        templates = {ESCALATE: handoff_text, SELF_HELP: policy.self_help_message,
+                     CLARIFY: policy.clarify_message,
                      OUT_OF_SCOPE: policy.out_of_scope_message, NO_ANSWER: policy.no_answer_message}
         if decision.action in templates:
             reply.text, reply.model_id = templates[decision.action], TEMPLATE_MODEL

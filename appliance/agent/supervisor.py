@@ -39,10 +39,11 @@ from appliance.signals.service import Signals
 from appliance.workflows.extract import without_identifiers
 
 #: Decision actions.
-REPLY, ANSWER, CLARIFY, OUT_OF_SCOPE, NO_ANSWER, ESCALATE = (
-    "reply", "answer_from_knowledge", "clarify", "out_of_scope", "no_answer", "escalate")
+REPLY, ANSWER, CLARIFY, OUT_OF_SCOPE, NO_ANSWER, ESCALATE, SELF_HELP = (
+    "reply", "answer_from_knowledge", "clarify", "out_of_scope", "no_answer", "escalate",
+    "offer_self_help")
 #: Actions whose reply offered the customer a human; a "yes" next turn accepts.
-OFFERS_HUMAN = frozenset({OUT_OF_SCOPE, NO_ANSWER, CLARIFY})
+OFFERS_HUMAN = frozenset({OUT_OF_SCOPE, NO_ANSWER, CLARIFY, SELF_HELP})
 #: Replies that mean "not understood"; three in a row hand off.
 NOT_UNDERSTOOD = frozenset({OUT_OF_SCOPE, NO_ANSWER, CLARIFY})
 _AFFIRMATIVE = re.compile(
@@ -181,9 +182,12 @@ def escalation(facts: TurnFacts, policy: Supervision) -> Decision | None:
     asks_human = (policy.human_request_answering_threshold if facts.answering
                   else policy.human_request_threshold)
     if "human_request" in signals.models and signals.human_request >= asks_human:
-        return Decision(ESCALATE, "human_request", task, {
-            "human_request": round(signals.human_request, 4), "threshold": asks_human,
-            "answering": facts.answering})
+        evidence = {"human_request": round(signals.human_request, 4), "threshold": asks_human,
+                    "answering": facts.answering}
+        if not policy.human_on_request and not (facts.past and facts.past[-1].action == SELF_HELP):
+            # The brand lets the agent try first; asking again (or "yes") hands off.
+            return Decision(SELF_HELP, "human_request_deferred", task, evidence)
+        return Decision(ESCALATE, "human_request", task, evidence)
     if "sentiment" not in signals.models:
         return None
     threshold = (policy.frustration_answering_threshold if facts.answering

@@ -221,3 +221,14 @@ def test_signals_survive_the_trace_round_trip() -> None:
 
     assert Signals.from_trace(read.trace()) == read
     assert Signals.from_trace(None) == Signals()
+
+
+def test_a_brand_may_let_the_agent_try_first_and_hand_off_when_asked_again() -> None:
+    tries_first = POLICY.model_copy(update={"human_on_request": False})
+    first = decide(facts("let me talk to a person", human_request=0.97), tries_first)
+    assert (first.action, first.rule) == ("offer_self_help", "human_request_deferred")
+    again = decide(facts("I said a person!", human_request=0.97,
+                         past=(turn(first.action),)), tries_first)
+    assert (again.action, again.rule) == (ESCALATE, "human_request")
+    accepted = decide(facts("yes", past=(turn(first.action),)), tries_first)
+    assert (accepted.action, accepted.rule) == (ESCALATE, "accepted_human_offer")
