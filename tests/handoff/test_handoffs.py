@@ -267,3 +267,31 @@ def test_after_hours_the_customer_is_told_and_the_handoff_becomes_a_ticket(
     packet = channel.handoff().packet
     assert packet["after_hours"] is True
     assert "ticket" in packet["summary"]
+
+
+def test_the_channel_receives_a_human_reply_on_the_events_stream(
+        channel: Channel, client: FlaskClient, services: Services,
+        agents: tuple[AdminUser, AdminUser]) -> None:
+    ana, _ = agents
+    channel.says("I want a human")
+    last = channel.transcript()["messages"][-1]["id"]
+    handoff = services.handoffs.take(channel.handoff(), ana)
+    quiet = client.get(f"/v1/conversations/{channel.id}/events?after={last}&wait=0.2",
+                       headers=channel.headers)
+    assert quiet.get_data(as_text=True) == "event: ping\ndata: {}\n\n"
+
+    later = threading.Timer(0.6, services.handoffs.reply, (handoff, ana, "Hi, Ana here."))
+    later.start()
+    response = client.get(f"/v1/conversations/{channel.id}/events?after={last}&wait=10",
+                          headers=channel.headers)
+    later.join()
+
+    assert response.mimetype == "text/event-stream"
+    event, data = response.get_data(as_text=True).strip().split("\n", 1)
+    assert event == "event: message"
+    message = json.loads(data.removeprefix("data: "))
+    assert (message["role"], message["author"], message["text"]) == (
+        "human", "ana", "Hi, Ana here.")
+    bad = client.get(f"/v1/conversations/{channel.id}/events?after=msg_nope",
+                     headers=channel.headers)
+    assert bad.status_code == 400 and bad.json["error"]["param"] == "after"  # type: ignore[index]

@@ -91,6 +91,19 @@ def openapi_document() -> dict[str, Any]:
                 "200", schemas.MessageReply, body=schemas.PostMessage, sse=True, conv=True)},
             f"{conversation}/close": {"post": _op(
                 "Close the conversation", "200", schemas.ConversationStatus, conv=True)},
+            f"{conversation}/events": {"get": {
+                "summary": "Server-Sent Events of messages after `after` (e.g. a human "
+                           "agent's replies); ends after the first batch or a `ping` after "
+                           "`wait` seconds",
+                "parameters": [
+                    {"name": "conversation_id", "in": "path", "required": True,
+                     "schema": {"type": "string"}},
+                    {"name": "after", "in": "query", "required": False,
+                     "schema": {"type": "string"}},
+                    {"name": "wait", "in": "query", "required": False,
+                     "schema": {"type": "number", "minimum": 0, "maximum": 30}}],
+                "responses": {"200": {"description": "OK", "content": {
+                    "text/event-stream": {"schema": {"type": "string"}}}}}}},
             "/v1/metrics/escalations": {"get": _op(
                 "Escalation rate by reason and workflow, and time to a human (last `days`, "
                 "default 30)", "200", schemas.EscalationStats)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any, TypeVar
 
@@ -92,14 +93,7 @@ def get_conversation(conversation_id: str) -> Response:
     principal.check_conversation(conversation_id)
     services = services_of_app()
     conversation = services.conversations.get(principal.brand, conversation_id)
-    messages = [
-        schemas.MessageOut.model_validate({
-            "id": m.public_id, "role": m.role, "text": m.text, "model": m.model,
-            "created_at": _iso(m.created_at) or "", "citations": m.citations or [],
-            "author": m.author,
-        })
-        for m in services.conversations.messages(conversation)
-    ]
+    messages = [_message_out(m) for m in services.conversations.messages(conversation)]
     body = schemas.Transcript(
         id=conversation.public_id, brand=principal.brand.slug, status=conversation.status,
         status_reason=conversation.status_reason,
@@ -109,6 +103,64 @@ def get_conversation(conversation_id: str) -> Response:
         closed_at=_iso(conversation.closed_at), messages=messages,
     )
     return jsonify(body.model_dump())
+
+
+#: Longest a client may hold the events stream open waiting for a message.
+MAX_EVENTS_WAIT_S = 30.0
+_EVENTS_POLL_S = 0.5
+
+
+@bp.get("/conversations/<conversation_id>/events")
+def conversation_events(conversation_id: str) -> Response:
+    """Server-Sent Events of messages added after `after` (a message id): how a channel
+    receives what a human agent writes. Each `message` event is a transcript message; the
+    stream ends after the first batch, or with a `ping` after `wait` seconds (default 25,
+    at most 30); the client reconnects with the last id it saw."""
+    principal = current_principal()
+    principal.check_conversation(conversation_id)
+    services = services_of_app()
+    conversation = services.conversations.get(principal.brand, conversation_id)
+    try:
+        wait = float(request.args.get("wait", "25"))
+    except ValueError:
+        raise InvalidRequest("wait: a number of seconds", param="wait") from None
+    if not 0 <= wait <= MAX_EVENTS_WAIT_S:
+        raise InvalidRequest(f"wait: 0 to {MAX_EVENTS_WAIT_S:g} seconds", param="wait")
+    after = request.args.get("after")
+    if after is not None and not Message.select().where(
+            (Message.public_id == after) & (Message.conversation == conversation)).exists():
+        raise InvalidRequest("after: not a message of this conversation", param="after")
+
+    def newer() -> list[Message]:
+        messages = services.conversations.messages(conversation)
+        ids = [m.public_id for m in messages]
+        return messages[ids.index(after) + 1:] if after in ids else messages
+
+    def events() -> Iterator[str]:
+        deadline = time.monotonic() + wait
+        while True:
+            batch = newer()
+            if batch:
+                for message in batch:
+                    yield _sse("message", _message_out(message).model_dump())
+                return
+            if time.monotonic() >= deadline:
+                yield _sse("ping", {})
+                return
+            time.sleep(_EVENTS_POLL_S)
+
+    return Response(
+        stream_with_context(events()), mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _message_out(m: Message) -> schemas.MessageOut:
+    return schemas.MessageOut.model_validate({
+        "id": m.public_id, "role": m.role, "text": m.text, "model": m.model,
+        "created_at": _iso(m.created_at) or "", "citations": m.citations or [],
+        "author": m.author,
+    })
 
 
 @bp.get("/metrics/escalations")
