@@ -88,6 +88,7 @@ class WorkflowService:
         self._db = db
         self._embedder = embedder
         self._cache: dict[int, tuple[Any, BrandWorkflows]] = {}
+        self._drafts: dict[int, tuple[Any, BrandWorkflows]] = {}
         self._lock = threading.Lock()
 
     # -- authoring -------------------------------------------------------------------------
@@ -350,6 +351,28 @@ class WorkflowService:
         for version in rows:
             workflows[version.workflow.name] = self.definition(version)
             versions[version.workflow.name] = version.id
+        return self._assemble(workflows, versions, self.toolset(brand))
+
+    def with_draft(self, brand: Brand, version: WorkflowVersion) -> BrandWorkflows:
+        """The brand's running set with one version swapped in (the Studio's test chat);
+        kept until the running set or the draft changes, so each test turn does not embed
+        every trigger example again."""
+        running = self.running(brand)
+        key = (self._stamp(brand), version.id, version.created_at)
+        with self._lock:
+            cached = self._drafts.get(brand.id)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+        draft = self.definition(version)
+        built = self._assemble({**running.workflows, draft.name: draft},
+                               {**running.versions, draft.name: version.id}, running.toolset)
+        with self._lock:
+            self._drafts[brand.id] = (key, built)
+        return built
+
+    def _assemble(self, workflows: dict[str, schema.Workflow], versions: dict[str, int],
+                  toolset: schema.Toolset | None) -> BrandWorkflows:
+        """A runnable set: the identity workflow and the trigger examples' embeddings."""
         identity = next((w for w in workflows.values() if w.provides_identity), None)
         examples = [(name, text) for name, workflow in workflows.items()
                     for text in workflow.triggers.examples]
@@ -357,22 +380,8 @@ class WorkflowService:
         if examples:
             vectors = np.asarray(self._embedder.embed([text for _, text in examples]),
                                  dtype=np.float32)
-        return BrandWorkflows(workflows, versions, self.toolset(brand), identity, vectors,
+        return BrandWorkflows(workflows, versions, toolset, identity, vectors,
                               [name for name, _ in examples], self._embedder.embed_one)
-
-    def with_draft(self, brand: Brand, version: WorkflowVersion) -> BrandWorkflows:
-        """The brand's running set with one version swapped in (the Studio's test chat)."""
-        running = self.running(brand)
-        draft = self.definition(version)
-        workflows = {**running.workflows, draft.name: draft}
-        examples = [(name, text) for name, workflow in workflows.items()
-                    for text in workflow.triggers.examples]
-        vectors = np.asarray(self._embedder.embed([t for _, t in examples]), dtype=np.float32) \
-            if examples else None
-        identity = next((w for w in workflows.values() if w.provides_identity), None)
-        return BrandWorkflows(workflows, {**running.versions, draft.name: version.id},
-                              running.toolset, identity, vectors, [n for n, _ in examples],
-                              self._embedder.embed_one)
 
     def _invalidate(self, brand: Brand) -> None:
         with self._lock:

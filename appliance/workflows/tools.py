@@ -16,7 +16,7 @@ import re
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,6 @@ class ToolCallRecord:
     arguments: dict[str, Any]
     result: ToolResult
     idempotency_key: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class ToolRunner:

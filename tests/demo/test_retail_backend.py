@@ -14,20 +14,15 @@ Sample data (from the seed, τ-bench's retail database):
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import sqlite3
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from flask.testing import FlaskClient
+from retail_support import RetailBackend
 
 from appliance.demo.retail import operations
 from appliance.demo.retail.app import create_app
@@ -528,41 +523,10 @@ def test_it_seeds_a_missing_or_empty_file_and_keeps_a_seeded_one(tmp_path: Path)
 # Over real HTTP, under gunicorn
 
 
-@pytest.fixture
-def live_retail(tmp_path: Path) -> Iterator[str]:
-    """`appliance demo-backend retail` on a free loopback port."""
-    port = free_port()
-    log_path = tmp_path / "retail.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "appliance", "demo-backend", "retail", "--port", str(port),
-             "--db", str(tmp_path / "retail.db")],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ},
-        )
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"demo-backend did not start: {log_path.read_text()}")
-            time.sleep(0.2)
-        try:
-            yield url
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
-def test_it_serves_the_api_over_http_under_gunicorn(live_retail: str) -> None:
-    with httpx.Client(base_url=live_retail, timeout=10) as http:
+def test_it_serves_the_api_over_http_under_gunicorn(retail_backend: RetailBackend) -> None:
+    """`appliance demo-backend retail` as the session's order system (tests/conftest.py)."""
+    retail_backend.reset()
+    with httpx.Client(base_url=retail_backend.url, timeout=10) as http:
         assert http.get("/users/by-email", params={"email": EMAIL}).json() == {"user_id": USER}
         assert http.get("/orders/%23W3657213").json()["status"] == "pending"
         headers = {"Idempotency-Key": "live-1"}
