@@ -8,14 +8,12 @@ version=$(ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1)
 marker=/tmp/appliance-test-postgres.started
 url="postgresql://appliance_ci:appliance_ci@127.0.0.1:5432/appliance_test"
 
-case "${1:-}" in
-start)
-  # Only the URL goes to stdout (callers capture it); the tools' chatter
-  # ("Removed stale pid file." after an unclean shutdown) goes to stderr.
-  exec 3>&1 1>&2
-  if [ -z "$version" ]; then echo "postgresql is not installed" >&2; exit 1; fi
+start() {
+  if [ -z "$version" ]; then echo "postgresql is not installed"; exit 1; fi
   if ! pg_lsclusters -h | grep -q "^$version main .* online"; then
-    pg_ctlcluster "$version" main start
+    # The server outlives this script: it must hold none of our descriptors, or a caller
+    # reading our stdout through $(...) waits for it forever.
+    pg_ctlcluster "$version" main start </dev/null
     touch "$marker"
   fi
   for _ in $(seq 1 30); do
@@ -26,7 +24,14 @@ start)
     || su postgres -c "psql -qc \"create role appliance_ci login superuser password 'appliance_ci'\""
   su postgres -c "psql -qtAc \"select 1 from pg_database where datname='appliance_test'\"" | grep -q 1 \
     || su postgres -c "createdb -O appliance_ci appliance_test"
-  echo "$url" >&3
+}
+
+case "${1:-}" in
+start)
+  # Only the URL goes to stdout (callers capture it); the tools' chatter ("Removed stale pid
+  # file." after an unclean shutdown) goes to stderr.
+  start >&2
+  echo "$url"
   ;;
 stop)
   if [ -f "$marker" ] && [ -n "$version" ]; then

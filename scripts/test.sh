@@ -11,4 +11,5 @@ scripts/install-test-deps.sh
 export APPLIANCE_TEST_POSTGRES_URL
 APPLIANCE_TEST_POSTGRES_URL=$(scripts/test-postgres.sh start)
 trap 'scripts/test-postgres.sh stop' EXIT
-.venv/bin/pytest "$@"
+# The slowest tests are listed at the end, so a CI log shows where the time goes.
+.venv/bin/pytest --durations=15 "$@"
