@@ -22,13 +22,20 @@ _ORDER_ID = re.compile(r"#?\s?\b[wW]\s?(\d{7})\b")
 _ZIP = re.compile(r"(?<![\d#wW])(\d{5})(?:-\d{4})?(?!\d)")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-_NAME_INTRO = re.compile(
-    r"\b(?:my name is|my name's|i am|i'm|im|this is|name is|name:|it's|it is)\s+"
-    r"([A-Za-z][A-Za-z'-]+)\s+([A-Za-z][A-Za-z'-]+)", re.IGNORECASE)
+_NAME = r"([A-Za-z][A-Za-z'-]+)\s+([A-Za-z][A-Za-z'-]+)"
+#: "my name is Jane Doe" names a person wherever it stands.
+_NAME_INTRO = re.compile(rf"\b(?:my name is|my name's|name is|name:)\s+{_NAME}", re.IGNORECASE)
+#: "it's Jane Doe", "I'm Jane Doe" only when the two words end the clause: "it's not here." and
+#: "I'm so done with this" are not names.
+_NAME_SAID = re.compile(
+    rf"(?:^|[.!?,]\s*)(?:i am|i'm|im|this is|it's|it is)\s+{_NAME}(?=\s*(?:$|[,.;!]|\d|and\b))",
+    re.IGNORECASE)
 _NOT_NAMES = frozenset((
     "a", "an", "the", "i", "my", "me", "is", "am", "and", "or", "zip", "code", "postal",
     "email", "order", "please", "yes", "no", "hi", "hello", "hey", "it", "its", "it's",
-    "thanks", "thank", "you", "sure", "ok", "okay", "live", "in", "at", "with", "name"))
+    "thanks", "thank", "you", "sure", "ok", "okay", "live", "in", "at", "with", "name",
+    "not", "been", "so", "very", "really", "just", "still", "already", "here", "there",
+    "done", "sorry", "fine", "good", "that", "this", "what", "all", "gone"))
 _YES = re.compile(
     r"^(yes|yeah|yep|yup|ya|yea|sure|correct|right|confirm(ed)?|ok(ay)?|please do|go ahead|"
     r"do it|proceed|that'?s (right|correct|fine)|sounds good|absolutely|definitely|of course|"
@@ -132,10 +139,10 @@ def extract(slot: Slot, text: str, values: Mapping[str, Any], *, asked: bool) ->
 
 def person_name(text: str, *, asked: bool) -> tuple[str, str] | None:
     """(first, last) from "my name is Jane Doe", or from a bare "Jane Doe" when asked."""
-    found = _NAME_INTRO.search(text)
-    if found and found.group(1).lower() not in _NOT_NAMES and (
-            found.group(2).lower() not in _NOT_NAMES):
-        return found.group(1).title(), found.group(2).title()
+    for found in (_NAME_INTRO.search(text), _NAME_SAID.search(text)):
+        if found and found.group(1).lower() not in _NOT_NAMES and (
+                found.group(2).lower() not in _NOT_NAMES):
+            return found.group(1).title(), found.group(2).title()
     if not asked:
         return None
     # A bare answer: the words before any number look like a name when they are capitalised
