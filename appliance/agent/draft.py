@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable, Iterator
 
 _BOUNDARY = re.compile(r"(?<=[.!?])\s+")
+_WORDS = re.compile(r"\w+")
 #: Text after which a small model is writing the customer's next turn, not its own.
 TURN_MARKERS = ("\nCustomer:", "\nUser:", "\nuser:", "<|im_end|>", "<|im_start|>")
 
@@ -21,6 +22,7 @@ class SentenceGate:
         self._check = check
         self._buffer = ""
         self._released: list[str] = []
+        self._said: set[str] = set()
         self.failed = False
         self.ended = False
 
@@ -52,6 +54,13 @@ class SentenceGate:
             self.failed = True
             return
         if checked:
+            said = " ".join(_WORDS.findall(checked.lower()))
+            if said in self._said:
+                # A small model that repeats a sentence has started to loop: the reply ends
+                # with what it said before.
+                self.ended, self._buffer = True, ""
+                return
+            self._said.add(said)
             piece = (" " if self._released else "") + checked
             self._released.append(checked)
             yield piece
