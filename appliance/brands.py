@@ -63,6 +63,11 @@ class Supervision(BaseModel):
         description="Hand off when frustration rose on each of this many customer turns...")
     frustration_rising_min: float = Field(
         default=0.4, ge=0.0, le=1.0, description="...and has reached at least this level.")
+    repeated_question_turns: int = Field(
+        default=3, ge=0, le=10,
+        description="Hand off when the customer asks the same question (same intent, same best "
+                    "passage) this many times in a row, the agent having answered it each "
+                    "time; 0 never.")
     intent_min_confidence: float = Field(
         default=0.45, ge=0.0, le=1.0,
         description="Below this, the intent counts as not understood.")
@@ -83,6 +88,13 @@ class Supervision(BaseModel):
     escalate_on_degraded: bool = Field(
         default=False,
         description="Hand off when a fallback model answered a consequential turn.")
+
+    @field_validator("repeated_question_turns")
+    @classmethod
+    def _asked_again(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("0 (never) or at least 2: the first answer is not a repeat")
+        return value
 
 
 class BusinessHours(BaseModel):

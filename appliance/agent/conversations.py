@@ -130,6 +130,11 @@ class Grounding:
         }
 
 
+def _best_passage(trace: TurnTrace) -> int | None:
+    used = (trace.knowledge or {}).get("used") or []
+    return int(used[0]) if used else None
+
+
 def _unique_articles(hits: Sequence[Hit]) -> list[Hit]:
     seen: set[int] = set()
     unique = []
@@ -288,6 +293,7 @@ class ConversationService:
             grounding_rule=grounding.rule, past=self._past(conversation),
             context_chars=sum(len(m.text) for m in history) + len(text),
             answering=flow is not None and flow.answers(text),
+            passage=grounding.hits[0].chunk_id if grounding.hits else None,
         )
         handoff = escalation(facts, policy.supervision)
         resume: str | None = None
@@ -480,8 +486,10 @@ class ConversationService:
         return signals
 
     def _past(self, conversation: Conversation) -> list[PastTurn]:
-        """The supervisor's memory: each earlier turn's signals and decided action."""
-        return [PastTurn(Signals.from_trace(trace.signals), trace.decision.get("action", ""))
+        """The supervisor's memory: each earlier turn's signals, decided action and the best
+        passage its answer used."""
+        return [PastTurn(Signals.from_trace(trace.signals), trace.decision.get("action", ""),
+                         _best_passage(trace))
                 for trace in self.traces(conversation)]
 
     def _ground(

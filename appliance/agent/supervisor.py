@@ -9,16 +9,19 @@ give the same decision.
 
 Rules, in order (the first that fires wins):
 1. accepted_human_offer   the last reply offered a human; they say yes   -> escalate
-2. human_request          the customer asks for a human                  -> escalate
+2. human_request          the customer asks for a human (the classifier,
+                          or "connect me to someone" in so many words)   -> escalate
 3. frustration_high       frustration at or above the brand's threshold  -> escalate
 4. frustration_rising     frustration rose on each of the last N turns   -> escalate
 5. small_talk             a greeting or thanks                           -> reply
-6. knowledge              the brand's knowledge has a relevant passage   -> answer_from_knowledge
+6. repeated_question      the same question (intent and best passage) as
+                          the answers just given, for the Nth time       -> escalate
+7. knowledge              the brand's knowledge has a relevant passage   -> answer_from_knowledge
 Not understood (out of scope or unsure of the intent, nothing relevant in the knowledge):
-7. unclear_repeated       the third such message in a row                -> escalate
-8. unclear_again          the second in a row                            -> clarify
-9. out_of_scope           outside the brand's intents                    -> say so, offer a human
-10. low_confidence        unsure of the intent                           -> no_answer, offer one
+8. unclear_repeated       the third such message in a row                -> escalate
+9. unclear_again          the second in a row                            -> clarify
+10. out_of_scope          outside the brand's intents                    -> say so, offer a human
+11. low_confidence        unsure of the intent                           -> no_answer, offer one
 Otherwise: no_answer when the knowledge has nothing relevant, else reply.
 Between rules 4 and 5 the turn pipeline lets a running (or newly matched) workflow take the
 turn (appliance/workflows); `escalation` is rules 1-4 alone.
@@ -46,11 +49,24 @@ REPLY, ANSWER, CLARIFY, OUT_OF_SCOPE, NO_ANSWER, ESCALATE, SELF_HELP = (
 OFFERS_HUMAN = frozenset({OUT_OF_SCOPE, NO_ANSWER, CLARIFY, SELF_HELP})
 #: Replies that mean "not understood"; three in a row hand off.
 NOT_UNDERSTOOD = frozenset({OUT_OF_SCOPE, NO_ANSWER, CLARIFY})
+#: Replies that answered from the brand's knowledge (the draft, or a quote replacing it).
+ANSWERED = frozenset({ANSWER, "extractive_answer"})
 _AFFIRMATIVE = re.compile(
-    r"^(yes|yeah|yep|yup|sure|please do|go ahead|do it|connect me|"
+    r"^((oh|ok|okay|alright|well|ah|right|fine)\b[\s,.!?]*)*"
+    r"(yes|yeah|yep|yup|sure|please do|go ahead|do it|connect me|"
     r"that would be (great|good)|i would like that|i'd like that)\b", re.IGNORECASE)
 #: An acceptance is short; a longer message starting with "yes" is a new request.
 _AFFIRMATIVE_MAX_WORDS = 6
+_PERSON = (r"(someone|somebody|whoever|anyone|an? (real |live )?(person|human|agent|operator|"
+           r"colleague|representative|rep)|(one of )?your (team|staff|colleagues|agents)|"
+           r"the team|a manager|a supervisor)")
+#: Asking for a person in so many words: a backstop for the human-request classifier, which
+#: reads "connect me with someone about the mortgage" as a question about mortgages.
+_ASKS_FOR_PERSON = re.compile(
+    rf"\b((connect|transfer|put|pass) me (through |over )?(to|with) {_PERSON}|"
+    rf"get me {_PERSON}|(talk|speak|chat) (to|with) {_PERSON}|"
+    r"(is there|can i (get|have)|i (want|need)|i'd like) (a|an|any) (real |live )?"
+    r"(human|person|agent))\b", re.IGNORECASE)
 
 
 def _reads_as_text(text: str) -> bool:
@@ -86,6 +102,8 @@ class PastTurn:
 
     signals: Signals
     action: str
+    #: The best passage (chunk id) the turn's answer was grounded in, if it answered.
+    passage: int | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +123,8 @@ class TurnFacts:
     #: The message answers the running workflow's question ("ordered by mistake"): the
     #: customer is cooperating, and a curt answer is not read as rising frustration.
     answering: bool = False
+    #: The best passage (chunk id) the knowledge offers for this message, if grounded.
+    passage: int | None = None
 
 
 def decide(facts: TurnFacts, policy: Supervision) -> Decision:
@@ -116,6 +136,9 @@ def decide(facts: TurnFacts, policy: Supervision) -> Decision:
     task = _task(facts, policy)
     if facts.small_talk:
         return Decision(REPLY, "small_talk", task)
+    repeated = _repeated_question(facts, policy)
+    if repeated is not None:
+        return repeated
     if facts.grounding == "grounded":
         return Decision(ANSWER, "knowledge", task)
     # Out of scope or unsure, and nothing in the brand's knowledge: not understood.
@@ -172,18 +195,22 @@ def escalation(facts: TurnFacts, policy: Supervision) -> Decision | None:
     They outrank everything, a running workflow included."""
     signals = facts.signals
     task = "reply"
-    if (facts.past and facts.past[-1].action in OFFERS_HUMAN
-            and len(facts.text.split()) <= _AFFIRMATIVE_MAX_WORDS
-            and _AFFIRMATIVE.match(facts.text.strip())):
+    asked = _ASKS_FOR_PERSON.search(facts.text)
+    if facts.past and facts.past[-1].action in OFFERS_HUMAN and (asked or (
+            len(facts.text.split()) <= _AFFIRMATIVE_MAX_WORDS
+            and _AFFIRMATIVE.match(facts.text.strip()))):
         return Decision(ESCALATE, "accepted_human_offer", task,
                         {"offered_by": facts.past[-1].action})
     if not _reads_as_text(facts.text):
         return None
     asks_human = (policy.human_request_answering_threshold if facts.answering
                   else policy.human_request_threshold)
-    if "human_request" in signals.models and signals.human_request >= asks_human:
-        evidence = {"human_request": round(signals.human_request, 4), "threshold": asks_human,
-                    "answering": facts.answering}
+    read = "human_request" in signals.models and signals.human_request >= asks_human
+    if read or asked:
+        evidence: dict[str, Any] = {"human_request": round(signals.human_request, 4),
+                                    "threshold": asks_human, "answering": facts.answering}
+        if not read and asked is not None:
+            evidence["phrase"] = asked.group(0)
         if not policy.human_on_request and not (facts.past and facts.past[-1].action == SELF_HELP):
             # The brand lets the agent try first; asking again (or "yes") hands off.
             return Decision(SELF_HELP, "human_request_deferred", task, evidence)
@@ -207,6 +234,26 @@ def escalation(facts: TurnFacts, policy: Supervision) -> Decision | None:
             "trend": [round(value, 4) for value in trend], "turns": window,
             "min": policy.frustration_rising_min})
     return None
+
+
+def _repeated_question(facts: TurnFacts, policy: Supervision) -> Decision | None:
+    """The customer keeps asking what the agent has just answered: the same intent, and the
+    knowledge's best passage is the one each of the last answers was built on. Answering it
+    once more is a loop; a person is the next step."""
+    limit = policy.repeated_question_turns
+    if not limit or facts.grounding != "grounded" or facts.passage is None:
+        return None
+    times = 1
+    for turn in reversed(facts.past):
+        if (turn.action not in ANSWERED or turn.passage != facts.passage
+                or turn.signals.intent != facts.signals.intent):
+            break
+        times += 1
+    if times < limit:
+        return None
+    return Decision(ESCALATE, "repeated_question", "reply", {
+        "intent": facts.signals.intent, "passage": facts.passage, "times": times,
+        "limit": limit})
 
 
 def _not_understood_streak(past: Sequence[PastTurn]) -> int:

@@ -33,6 +33,7 @@ _REASONS = {
     "frustration_high": "the customer is very frustrated",
     "frustration_rising": "the customer's frustration kept rising",
     "unclear_repeated": "the agent could not understand the request after asking twice",
+    "repeated_question": "the customer kept asking a question the agent had answered",
     "slot_not_understood": "the agent asked for the same detail three times without an answer",
     "tool_failure": "the brand's system failed to answer",
     "no_model_answered": "no model could answer",
@@ -47,6 +48,7 @@ _NEXT_STEPS = {
     "frustration_high": "Acknowledge the frustration first, then resolve the request.",
     "frustration_rising": "Acknowledge the frustration first, then resolve the request.",
     "policy_limit": "Decide whether an exception to the policy applies.",
+    "repeated_question": "The answer from the knowledge did not help: find out what is missing.",
     "identity_not_found": "Verify the customer's identity another way.",
 }
 

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 
 from appliance.agent.conversations import TEMPLATE_MODEL, TurnResult
 from appliance.brands import Persona, Policy
-from appliance.db.models import Article, Brand, Chunk, TurnTrace
+from appliance.db.models import Article, Brand, Chunk, Handoff, TurnTrace
 from appliance.services import Services
 
 PERSONA = Persona(agent_name="Juniper", tone="Warm and brief.", greeting="Hi, I'm Juniper!")
@@ -200,3 +200,25 @@ def test_it_streams_citations_in_the_final_message(
     assert final["citations"][0]["source_ids"] == ["hc-refunds"]
     transcript = client.get(f"/v1/conversations/{conversation_id}", headers=headers)
     assert transcript.get_json()["messages"][-1]["citations"] == final["citations"]
+
+
+def test_asking_the_same_question_a_third_time_hands_off(services: Services,
+                                                         brand: Brand) -> None:
+    conversation, _ = services.conversations.start(brand, {}, "web")
+    traces = []
+    for text in ["How much does express shipping cost?", "What is the price of express shipping?",
+                 "How much is express shipping?"]:
+        result = list(services.conversations.reply(brand, conversation.public_id, text))[-1]
+        assert isinstance(result, TurnResult)
+        traces.append(TurnTrace.get(TurnTrace.agent_message == result.message.id))
+
+    first, second, third = traces
+    assert first.decision["action"] in ("answer_from_knowledge", "extractive_answer")
+    assert second.decision["action"] in ("answer_from_knowledge", "extractive_answer")
+    assert first.knowledge["used"][0] == second.knowledge["used"][0]
+    assert (third.decision["action"], third.decision["rule"]) == ("escalate", "repeated_question")
+    assert third.decision["evidence"]["passage"] == first.knowledge["used"][0]
+    assert (result.conversation.status, result.conversation.status_reason) == (
+        "pending_human", "repeated_question")
+    handoff = Handoff.get(Handoff.conversation == conversation.id)
+    assert handoff.packet["reason"] == "repeated_question"

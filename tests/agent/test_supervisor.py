@@ -141,7 +141,10 @@ def test_an_understood_turn_breaks_the_streak() -> None:
     assert decide(facts("??", intent_confidence=0.1, past=past), POLICY).rule == "low_confidence"
 
 
-@pytest.mark.parametrize("text", ["yes please", "Sure", "yeah, connect me", "go ahead"])
+@pytest.mark.parametrize("text", [
+    "yes please", "Sure", "yeah, connect me", "go ahead", "oh ok. yes please",
+    "oh you can't? ok yes please, connect me to someone who can help with the flight",
+    "sure, connect me to whoever can help with the claim"])
 def test_accepting_an_offered_human_escalates(text: str) -> None:
     decision = decide(facts(text, past=(turn(OUT_OF_SCOPE),), intent_confidence=0.05,
                             out_of_scope=True), POLICY)
@@ -232,3 +235,62 @@ def test_a_brand_may_let_the_agent_try_first_and_hand_off_when_asked_again() -> 
     assert (again.action, again.rule) == (ESCALATE, "human_request")
     accepted = decide(facts("yes", past=(turn(first.action),)), tries_first)
     assert (accepted.action, accepted.rule) == (ESCALATE, "accepted_human_offer")
+
+
+def answered(passage: int, intent: str = "track_order", action: str = ANSWER) -> PastTurn:
+    return PastTurn(signals(intent=intent), action, passage)
+
+
+def asked(*past: PastTurn, passage: int = 7, **values: object) -> TurnFacts:
+    return replace(facts(grounding="grounded", past=past, **values), passage=passage)
+
+
+def test_the_same_question_answered_twice_hands_off_the_third_time() -> None:
+    second = decide(asked(answered(7)), POLICY)
+    third = decide(asked(answered(7), answered(7, action="extractive_answer")), POLICY)
+
+    assert second.action == ANSWER
+    assert (third.action, third.rule) == (ESCALATE, "repeated_question")
+    assert third.evidence == {"intent": "track_order", "passage": 7, "times": 3, "limit": 3}
+
+
+@pytest.mark.parametrize("past", [
+    (answered(7), answered(8)),                            # the last answer was another passage
+    (answered(7), answered(7, intent="cancel_order")),     # ...or another intent
+    (answered(7), turn(NO_ANSWER)),                        # ...or not an answer
+    (answered(7, action=REPLY), answered(7)),              # only one answer from the knowledge
+])
+def test_another_question_in_between_is_not_a_repeat(past: tuple[PastTurn, ...]) -> None:
+    assert decide(asked(*past), POLICY).action == ANSWER
+
+
+def test_how_often_is_per_brand_and_zero_never_hands_off() -> None:
+    strict = POLICY.model_copy(update={"repeated_question_turns": 2})
+    never = POLICY.model_copy(update={"repeated_question_turns": 0})
+    many = (answered(7),) * 5
+
+    assert decide(asked(answered(7)), strict).rule == "repeated_question"
+    assert decide(asked(*many), never).action == ANSWER
+    assert decide(replace(asked(*many), grounding="no_answer"), POLICY).rule != (
+        "repeated_question")
+    with pytest.raises(ValueError, match="at least 2"):
+        Supervision(repeated_question_turns=1)
+
+
+@pytest.mark.parametrize("text", [
+    "just get me someone from your team who can look into the missing package",
+    "connect me with someone about my mortgage", "I need to speak to a manager",
+    "is there a human I can talk to about this?"])
+def test_asking_for_a_person_in_so_many_words_escalates_whatever_the_classifier_read(
+        text: str) -> None:
+    decision = decide(facts(text, human_request=0.02), POLICY)
+
+    assert (decision.action, decision.rule) == (ESCALATE, "human_request")
+    assert decision.evidence["human_request"] == 0.02
+    assert decision.evidence["phrase"].lower() in text.lower()
+
+
+@pytest.mark.parametrize("text", ["I need a new card", "can you connect me to the wifi",
+                                  "talk to you later", "someone stole my card"])
+def test_words_about_people_or_connecting_are_not_a_request_for_one(text: str) -> None:
+    assert decide(facts(text, human_request=0.02), POLICY).action != ESCALATE
