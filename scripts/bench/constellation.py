@@ -70,6 +70,8 @@ class Outcome:
     intents_right: int = 0
     intents_total: int = 0
     escalated_at: int | None = None
+    #: The rule that handed off (the supervisor's or a workflow's), or "llm".
+    escalation_rule: str | None = None
     expected_at: int | None = None
     turn_ms: list[float] = field(default_factory=list)
     llm_tokens: int = 0
@@ -113,7 +115,7 @@ def run_constellation(services: Services, conversation: dict[str, Any]) -> Outco
             or decision.get("rule") in ("unclear_repeated", "low_confidence"))
         outcome.llm_tokens += trace.prompt_tokens + trace.completion_tokens
         if decision.get("action") == "escalate":
-            outcome.escalated_at = index
+            outcome.escalated_at, outcome.escalation_rule = index, decision.get("rule")
             break
     return outcome
 
@@ -163,7 +165,7 @@ def run_baseline(services: Services, conversation: dict[str, Any],
                                               not_understood=False)
         history.append(ChatMessage("assistant", completion.text))
         if escalate:
-            outcome.escalated_at = index
+            outcome.escalated_at, outcome.escalation_rule = index, "llm"
             break
     return outcome
 
@@ -256,6 +258,7 @@ def main() -> None:
         "summary": summary,
         "conversations": {mode: [{"id": o.id, "brand": o.brand, "expected_at": o.expected_at,
                                   "escalated_at": o.escalated_at,
+                                  "rule": o.escalation_rule,
                                   "intents": [o.intents_right, o.intents_total],
                                   "llm_tokens": o.llm_tokens} for o in outcomes]
                           for mode, outcomes in modes.items()},
