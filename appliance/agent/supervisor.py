@@ -45,12 +45,14 @@ from appliance.workflows.extract import without_identifiers
 REPLY, ANSWER, CLARIFY, OUT_OF_SCOPE, NO_ANSWER, ESCALATE, SELF_HELP = (
     "reply", "answer_from_knowledge", "clarify", "out_of_scope", "no_answer", "escalate",
     "offer_self_help")
+#: After review: the draft was not supported by the knowledge and a quote replaced it.
+EXTRACTIVE = "extractive_answer"
 #: Actions whose reply offered the customer a human; a "yes" next turn accepts.
 OFFERS_HUMAN = frozenset({OUT_OF_SCOPE, NO_ANSWER, CLARIFY, SELF_HELP})
 #: Replies that mean "not understood"; three in a row hand off.
 NOT_UNDERSTOOD = frozenset({OUT_OF_SCOPE, NO_ANSWER, CLARIFY})
 #: Replies that answered from the brand's knowledge (the draft, or a quote replacing it).
-ANSWERED = frozenset({ANSWER, "extractive_answer"})
+ANSWERED = frozenset({ANSWER, EXTRACTIVE})
 _AFFIRMATIVE = re.compile(
     r"^((oh|ok|okay|alright|well|ah|right|fine)\b[\s,.!?]*)*"
     r"(yes|yeah|yep|yup|sure|please do|go ahead|do it|connect me|"
@@ -180,7 +182,7 @@ def review(decision: Decision, *, fallback: bool, canned: bool, ungrounded: bool
         return Decision(ESCALATE, "no_model_answered", decision.task,
                         {**decision.evidence, "before": decision.rule})
     if ungrounded:
-        return Decision("extractive_answer", "ungrounded_draft", decision.task,
+        return Decision(EXTRACTIVE, "ungrounded_draft", decision.task,
                         {**decision.evidence, "before": decision.rule})
     consequential = decision.action == ANSWER or decision.rule == "intent"
     if fallback and consequential and policy.escalate_on_degraded:

@@ -88,7 +88,8 @@ class WorkflowService:
         self._db = db
         self._embedder = embedder
         self._cache: dict[int, tuple[Any, BrandWorkflows]] = {}
-        self._drafts: dict[int, tuple[Any, BrandWorkflows]] = {}
+        #: brand id -> (the running set it was built on, draft version key, the built set)
+        self._drafts: dict[int, tuple[BrandWorkflows, Any, BrandWorkflows]] = {}
         self._lock = threading.Lock()
 
     # -- authoring -------------------------------------------------------------------------
@@ -357,17 +358,17 @@ class WorkflowService:
         """The brand's running set with one version swapped in (the Studio's test chat);
         kept until the running set or the draft changes, so each test turn does not embed
         every trigger example again."""
-        running = self.running(brand)
-        key = (self._stamp(brand), version.id, version.created_at)
+        running = self.running(brand)  # the same object until the running set changes
+        key = (version.id, version.created_at)
         with self._lock:
             cached = self._drafts.get(brand.id)
-            if cached is not None and cached[0] == key:
-                return cached[1]
+            if cached is not None and cached[0] is running and cached[1] == key:
+                return cached[2]
         draft = self.definition(version)
         built = self._assemble({**running.workflows, draft.name: draft},
                                {**running.versions, draft.name: version.id}, running.toolset)
         with self._lock:
-            self._drafts[brand.id] = (key, built)
+            self._drafts[brand.id] = (running, key, built)
         return built
 
     def _assemble(self, workflows: dict[str, schema.Workflow], versions: dict[str, int],

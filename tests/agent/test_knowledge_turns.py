@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 
 from appliance.agent.conversations import TEMPLATE_MODEL, TurnResult
 from appliance.brands import Persona, Policy
-from appliance.db.models import Article, Brand, Chunk, Handoff, TurnTrace
+from appliance.db.models import Article, Brand, Chunk, Conversation, Handoff, TurnTrace
 from appliance.services import Services
 
 PERSONA = Persona(agent_name="Juniper", tone="Warm and brief.", greeting="Hi, I'm Juniper!")
@@ -66,11 +66,17 @@ def brand(services: Services, tmp_path: Path) -> Brand:
     return knowledge_brand(services, tmp_path)
 
 
-def turn(services: Services, brand: Brand, text: str) -> tuple[TurnResult, TurnTrace]:
-    conversation, _ = services.conversations.start(brand, {}, "web")
+def say(services: Services, brand: Brand, conversation: Conversation,
+        text: str) -> tuple[TurnResult, TurnTrace]:
     result = list(services.conversations.reply(brand, conversation.public_id, text))[-1]
     assert isinstance(result, TurnResult)
     return result, TurnTrace.get(TurnTrace.agent_message == result.message.id)
+
+
+def turn(services: Services, brand: Brand, text: str) -> tuple[TurnResult, TurnTrace]:
+    """One message in a new conversation."""
+    conversation, _ = services.conversations.start(brand, {}, "web")
+    return say(services, brand, conversation, text)
 
 
 def cited_passages(trace: TurnTrace, citations: list[dict[str, Any]]) -> list[str]:
@@ -205,14 +211,11 @@ def test_it_streams_citations_in_the_final_message(
 def test_asking_the_same_question_a_third_time_hands_off(services: Services,
                                                          brand: Brand) -> None:
     conversation, _ = services.conversations.start(brand, {}, "web")
-    traces = []
-    for text in ["How much does express shipping cost?", "What is the price of express shipping?",
-                 "How much is express shipping?"]:
-        result = list(services.conversations.reply(brand, conversation.public_id, text))[-1]
-        assert isinstance(result, TurnResult)
-        traces.append(TurnTrace.get(TurnTrace.agent_message == result.message.id))
+    turns = [say(services, brand, conversation, text) for text in [
+        "How much does express shipping cost?", "What is the price of express shipping?",
+        "How much is express shipping?"]]
 
-    first, second, third = traces
+    (_, first), (_, second), (result, third) = turns
     assert first.decision["action"] in ("answer_from_knowledge", "extractive_answer")
     assert second.decision["action"] in ("answer_from_knowledge", "extractive_answer")
     assert first.knowledge["used"][0] == second.knowledge["used"][0]

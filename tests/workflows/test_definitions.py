@@ -116,3 +116,25 @@ def test_it_imports_all_or_nothing_and_exports_what_it_imported(
     (out / "workflows" / "broken.yaml").unlink()
     assert services.workflows.import_dir(brand, out, "tester") == ["store_hours"]
     assert services.workflows.import_dir(brand, out, "tester") == []
+
+
+def test_the_test_chats_draft_set_is_rebuilt_only_when_the_draft_or_the_running_set_changes(
+        services: Services, seeded: dict[str, Any]) -> None:
+    brand = services.brands.get("lumen-goods")
+    flows = services.workflows
+    draft = flows.save_draft(brand, HOURS, "tester")
+    first = flows.with_draft(brand, draft)
+    assert first.workflows["store_hours"].limits["close"] == "5pm"
+    assert "store_hours" not in flows.running(brand).workflows
+    assert flows.with_draft(brand, WorkflowVersion.get_by_id(draft.id)) is first
+
+    edited = flows.save_draft(brand, HOURS.replace("5pm", "6pm"), "tester")
+    second = flows.with_draft(brand, edited)
+    assert second is not first
+    assert second.workflows["store_hours"].limits["close"] == "6pm"
+    assert "cancel_order" in second.workflows
+
+    flows.set_enabled(brand, "cancel_order", False, "tester")  # the running set changes
+    third = flows.with_draft(brand, edited)
+    assert third is not second
+    assert "cancel_order" not in third.workflows and "store_hours" in third.workflows
