@@ -37,11 +37,12 @@ def create_app(
         app.config.update(test_config)
     app.extensions[EXTENSION_KEY] = services
 
-    from appliance.web import errors, meta
+    from appliance.web import errors, markup, meta
     from appliance.web.api import bp as api_bp
 
     csrf = CSRFProtect(app)
     errors.init_app(app)
+    markup.init_app(app)
     _database_per_request(app, services)
     app.register_blueprint(meta.bp)
     app.register_blueprint(api_bp)

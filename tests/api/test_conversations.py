@@ -132,7 +132,7 @@ def test_it_replies_with_the_model_latency_and_usage(
     body = response.get_json()
     assert set(body) == {"message", "conversation", "usage"}
     message = body["message"]
-    assert set(message) == {"id", "role", "text", "model", "latency_ms", "fallback",
+    assert set(message) == {"id", "role", "text", "html", "model", "latency_ms", "fallback",
                             "confidence", "citations"}
     assert message["citations"] == []  # no published knowledge: nothing to cite
     assert message["id"].startswith("msg_")

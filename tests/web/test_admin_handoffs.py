@@ -202,7 +202,7 @@ def test_it_stores_the_assigned_agents_reply_as_a_human_message(
     page = html(agent.get(console(handoff)))
     assert '<li class="turn turn-human">' in page
     assert "ana <span class=\"muted\">(human agent)</span>" in page
-    assert "Hi, I&#39;m Ana. I can help with that." in page
+    assert '<div class="turn-text markup"><p>Hi, I\'m Ana. I can help with that.</p></div>' in page
 
 
 def test_it_keeps_an_empty_reply_out_and_says_why(

@@ -20,6 +20,7 @@ from appliance.web.api import bp, schemas
 from appliance.web.api.auth import current_principal, widget_token
 from appliance.web.api.openapi import openapi_document
 from appliance.web.errors import request_id
+from appliance.web.markup import message_html
 
 log = logging.getLogger(__name__)
 Body = TypeVar("Body", bound=BaseModel)
@@ -49,7 +50,9 @@ def _created(conversation: Conversation, greeting: Message, token: str | None) -
         id=conversation.public_id, brand=conversation.brand.slug, status=conversation.status,
         channel=conversation.channel, customer=conversation.customer,
         created_at=_iso(conversation.created_at) or "",
-        greeting=schemas.Greeting(id=greeting.public_id, text=greeting.text), token=token,
+        greeting=schemas.Greeting(id=greeting.public_id, text=greeting.text,
+                                  html=str(message_html(greeting.text, greeting.role))),
+        token=token,
     )
     response = jsonify(body.model_dump(exclude_none=True))
     response.status_code = 201
@@ -157,7 +160,8 @@ def conversation_events(conversation_id: str) -> Response:
 
 def _message_out(m: Message) -> schemas.MessageOut:
     return schemas.MessageOut.model_validate({
-        "id": m.public_id, "role": m.role, "text": m.text, "model": m.model,
+        "id": m.public_id, "role": m.role, "text": m.text,
+        "html": str(message_html(m.text, m.role)), "model": m.model,
         "created_at": _iso(m.created_at) or "", "citations": m.citations or [],
         "author": m.author,
     })
@@ -207,7 +211,8 @@ def _reply_body(result: TurnResult) -> dict[str, Any]:
     message = result.message
     return schemas.MessageReply(
         message=schemas.AgentMessage(
-            id=message.public_id, role="agent", text=message.text, model=message.model or "",
+            id=message.public_id, role="agent", text=message.text,
+            html=str(message_html(message.text, message.role)), model=message.model or "",
             latency_ms=result.latency_ms["total"], fallback=result.fallback,
             confidence="degraded" if result.fallback else "normal",
             citations=message.citations or [],

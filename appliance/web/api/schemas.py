@@ -26,9 +26,18 @@ class PostMessage(Strict):
     text: str = Field(description="The customer's message.")
 
 
+#: The `html` field beside every message's `text` (see appliance/web/markup.py).
+HTML_DESCRIPTION = (
+    "The text as sanitized HTML, ready to insert into a page: Markdown rendered for the "
+    "agent, human agents and the system (p, strong, em, ul, ol, li, a, code, pre, "
+    "blockquote, headings, br, hr; links absolute, opening in a new tab), the customer's "
+    "text escaped with its line breaks kept. Raw HTML in the text is shown, never run.")
+
+
 class Greeting(BaseModel):
     id: str
     text: str
+    html: str = Field(description=HTML_DESCRIPTION)
 
 
 class ConversationCreated(BaseModel):
@@ -56,6 +65,7 @@ class MessageOut(BaseModel):
     role: Literal["customer", "agent", "human", "system"] = Field(
         description="`human`: written by one of the brand's human agents after a handoff.")
     text: str
+    html: str = Field(description=HTML_DESCRIPTION)
     model: str | None = None
     author: str | None = Field(default=None, description="The human agent, for `human`.")
     created_at: str
@@ -77,7 +87,9 @@ class EscalationStats(BaseModel):
 class AgentMessage(BaseModel):
     id: str
     role: Literal["agent"]
-    text: str
+    text: str = Field(description="The reply as written (Markdown); authoritative over the "
+                      "streamed `delta` pieces.")
+    html: str = Field(description=HTML_DESCRIPTION)
     model: str
     latency_ms: float
     fallback: bool = Field(description="True when a fallback model or the canned reply answered.")

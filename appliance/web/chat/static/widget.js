@@ -19,6 +19,10 @@
  * authoritative, or an `error` event. EventSource cannot POST, so the stream is read from
  * fetch()'s ReadableStream.
  *
+ * Replies are Markdown. The streamed pieces show as plain text; once the final message
+ * arrives its `html` (rendered and sanitized by the appliance, see docs/api.md) replaces them,
+ * so lists and bold show as such. The widget never turns text into HTML itself.
+ *
  * The container exposes its state for pages and tests: data-state (opening, ready, streaming,
  * ended, error) and, once a conversation is open, data-conversation-id.
  */
@@ -234,19 +238,38 @@
     }
   };
 
-  Widget.prototype.addMessage = function (role, text) {
+  /** A new bubble showing `message` ({role, text, html}; see show()). */
+  Widget.prototype.addMessage = function (message) {
+    var role = message.role;
     var who = { customer: "You", agent: this.config.agentName, human: "Support team" }[role];
     var item = el("div", { class: "sbw-msg sbw-" + role }, [
       el("span", { class: "sbw-who" }, who || ""),
-      el("p", { class: "sbw-text" }, text),
+      el("div", { class: "sbw-text" }),
     ]);
     this.log.appendChild(item);
-    this.scroll();
+    this.show(item, message);
     return item;
   };
 
+  /** Plain text, e.g. a reply while it streams. */
   Widget.prototype.setText = function (item, text) {
-    item.querySelector(".sbw-text").textContent = text;
+    var node = item.querySelector(".sbw-text");
+    node.classList.remove("sbw-markup");
+    node.textContent = text;
+    this.scroll();
+  };
+
+  /** A message as the API's sanitized `html` where it has one, else as its plain text. */
+  Widget.prototype.show = function (item, message) {
+    if (typeof message.html !== "string") {
+      this.setText(item, message.text || "");
+      return;
+    }
+    var node = item.querySelector(".sbw-text");
+    node.classList.add("sbw-markup");
+    // Safe: the appliance renders Markdown with raw HTML off and sanitizes the result
+    // against an allow-list (appliance/web/markup.py); the text itself is never parsed here.
+    node.innerHTML = message.html;
     this.scroll();
   };
 
@@ -345,7 +368,7 @@
       }
       this.opened(saved.id, saved.token);
       body.messages.forEach(function (message) {
-        this.setSources(this.addMessage(message.role, message.text), message.citations);
+        this.setSources(this.addMessage(message), message.citations);
       }, this);
       return true;
     } catch (ignored) {
@@ -371,7 +394,7 @@
           throw new WidgetError(errorMessage(body, response.status), response.status);
         }
         this.opened(body.id, body.token);
-        this.addMessage("agent", body.greeting.text);
+        this.addMessage({ role: "agent", text: body.greeting.text, html: body.greeting.html });
       }
       this.status.textContent = "";
       this.setState("ready");
@@ -402,8 +425,8 @@
   /** Send the customer's text and stream the agent's reply into a new bubble. */
   Widget.prototype.reply = async function (text) {
     var hadFocus = document.activeElement === this.input;
-    var mine = this.addMessage("customer", text);
-    var answer = this.addMessage("agent", "");
+    var mine = this.addMessage({ role: "customer", text: text });
+    var answer = this.addMessage({ role: "agent", text: "" });
     answer.classList.add("sbw-pending");
     this.input.value = "";
     this.setState("streaming");
@@ -412,7 +435,7 @@
     try {
       var result = await this.stream(text, answer);
       answer.classList.remove("sbw-pending");
-      this.setText(answer, result.message.text);
+      this.show(answer, result.message);
       this.setSources(answer, result.message.citations);
       answer.dataset.messageId = result.message.id;
       if (result.conversation && result.conversation.status === "closed") {
