@@ -167,6 +167,12 @@ class Policy(BaseModel):
         default=0.5, ge=0.0, le=1.0,
         description="Lowest retrieval score (cosine) that counts as relevant knowledge.",
     )
+    knowledge_min_relevance: float = Field(
+        default=0.45, ge=0.0, le=1.0,
+        description="Lowest cosine between the question and a sentence or list item of a "
+                    "retrieved passage for it to be put in the prompt or quoted; with none "
+                    "this relevant the agent says it does not know.",
+    )
     knowledge_stale_days: int = Field(
         default=365, ge=1, description="A source document older than this is flagged stale."
     )

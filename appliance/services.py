@@ -22,6 +22,7 @@ from appliance.llm.breaker import BreakerPolicy
 from appliance.llm.factory import build_model
 from appliance.llm.manifest import Manifest, load_manifest
 from appliance.llm.router import ModelRouter
+from appliance.readiness import WarmUp
 from appliance.signals import build_embedder
 from appliance.signals.base import Embedder
 from appliance.signals.service import SignalService
@@ -49,6 +50,22 @@ class Services:
     conversations: ConversationService
     webhooks: WebhookService
     handoffs: HandoffService
+    warm: WarmUp
+
+    def warm_up(self) -> None:
+        """Load and run once, for every brand, what its turns use (see appliance.readiness);
+        blocks until done."""
+        opened = self.db.connect(reuse_if_open=True)  # connections are per thread
+        try:
+            for brand in self.brands.all():
+                self.conversations.warm_up(brand)
+        finally:
+            if opened:
+                self.db.close()
+
+    def start_warm_up(self) -> None:
+        """Warm up on a thread of its own; turns and /readyz wait for it (a web worker)."""
+        self.warm.start(self.warm_up)
 
     def close(self) -> None:
         self.router.close()
@@ -85,6 +102,7 @@ def build_services(settings: Settings) -> Services:
                               max_attempts=settings.webhook_max_attempts,
                               console_url=settings.webhook_console_url)
     handoffs = HandoffService(db, webhooks)
+    warm = WarmUp()
     limits = AgentLimits(
         max_message_chars=settings.max_message_chars,
         max_reply_tokens=settings.llm_max_reply_tokens,
@@ -102,7 +120,8 @@ def build_services(settings: Settings) -> Services:
         users=UserService(db),
         workflows=workflows,
         conversations=ConversationService(db, router, limits, knowledge, signals, workflows,
-                                          handoffs),
+                                          handoffs, warm),
         webhooks=webhooks,
         handoffs=handoffs,
+        warm=warm,
     )

@@ -159,10 +159,12 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     proc = subprocess.Popen([*run, "serve", "--bind", f"127.0.0.1:{port}"], env=env,
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    # Ready once the worker has warmed up (models, indexes, classifiers loaded): generous,
+    # since a loaded machine is slow to load them, and this bounds a start-up, not a test.
+    deadline = time.monotonic() + 300
     while True:
         try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
                 break
         except httpx.TransportError:
             pass

@@ -10,6 +10,7 @@ mid-turn leaves the conversation as it was.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import logging
 import re
@@ -22,8 +23,9 @@ from typing import Any
 import peewee
 
 from appliance.agent.draft import TURN_MARKERS, Check, SentenceGate
-from appliance.agent.grounding import extractive_answer, ungrounded_facts, unsupported
+from appliance.agent.grounding import ungrounded_facts, unsupported
 from appliance.agent.persona import clean_reply, system_prompt
+from appliance.agent.quoting import Chosen, Quoter, facts
 from appliance.agent.supervisor import (
     ANSWER,
     CLARIFY,
@@ -41,14 +43,17 @@ from appliance.agent.supervisor import (
 )
 from appliance.brands import Persona, persona_of, policy_of
 from appliance.db.models import Brand, Conversation, Message, TurnTrace, utcnow
-from appliance.errors import Conflict, InvalidRequest, ModelError, NotFound, PayloadTooLarge
+from appliance.errors import Conflict, ModelError, NotFound, PayloadTooLarge
 from appliance.handoff.service import HandoffService
 from appliance.knowledge.index import IndexUnavailable
+from appliance.knowledge.normalize import approx_tokens
 from appliance.knowledge.service import Hit, KnowledgeService
 from appliance.llm.base import ChatMessage, ChatModel, GenerationParams, TextDelta
 from appliance.llm.router import ModelRouter, RoutedCompletion
+from appliance.readiness import WarmUp
 from appliance.signals.base import Vectors
 from appliance.signals.service import Signals, SignalService
+from appliance.text import validated_text
 from appliance.workflows.engine import DONE, HANDOFF, KNOWLEDGE, Engine, TurnOutcome
 from appliance.workflows.extract import asks_for_information
 from appliance.workflows.llm_extract import LlmExtractor
@@ -79,6 +84,10 @@ RESUME_LEAD = "Now, back to your request:"
 EXTRACTIVE_LEAD = "Here is what our help center says:"
 #: Chunks retrieved per turn, and how many of the relevant ones go into the prompt.
 RETRIEVE_K, PROMPT_K = 5, 3
+#: The prompt's budget (tokens) for the passages' relevant sentences, and for earlier
+#: messages. Every prompt token costs time to first token (~4 ms each for the 135M model on
+#: two cores); the question and a few relevant sentences carry the answer.
+KNOWLEDGE_TOKENS, HISTORY_TOKENS = 160, 96
 _SMALL_TALK = re.compile(
     r"^(hi|hello|hey|hiya|good (morning|afternoon|evening)|thanks?|thank you|thx|bye|goodbye|"
     r"ok|okay|cool|great|cheers|how are you|who are you|what is your name)\b",
@@ -119,6 +128,8 @@ class Grounding:
     version_id: int | None = None
     version_number: int | None = None
     retrieved: list[Hit] = field(default_factory=list)
+    #: The hits' sentences and list items relevant to the message, most relevant first.
+    units: list[Chosen] = field(default_factory=list)
 
     def trace(self, action: str) -> dict[str, Any] | None:
         if self.version_id is None:
@@ -172,16 +183,18 @@ class ConversationService:
 
     def __init__(
         self, db: peewee.Database, router: ModelRouter, limits: AgentLimits,
-        knowledge: KnowledgeService | None = None, signals: SignalService | None = None,
-        workflows: WorkflowService | None = None, handoffs: HandoffService | None = None,
+        knowledge: KnowledgeService, signals: SignalService, workflows: WorkflowService,
+        handoffs: HandoffService, warm: WarmUp,
     ) -> None:
         self._db = db
+        self._warm = warm
         self._router = router
         self._limits = limits
         self._knowledge = knowledge
         self._signals = signals
         self._workflows = workflows
         self._handoffs = handoffs
+        self._quoter = Quoter(knowledge.embedder)
         # Workflow slots configured with `extractor: llm` are read by the extraction route.
         self._llm_extract = LlmExtractor(router) if "extraction" in router.tasks else None
 
@@ -259,12 +272,37 @@ class ConversationService:
         InvalidRequest or PayloadTooLarge for bad text, NotFound for an unknown conversation
         and Conflict for a closed one.
         """
+        text = validated_text(text, max_chars=self._limits.max_message_chars,
+                              too_long=PayloadTooLarge)
+        # A worker still warming up finishes first: the turn then runs at full speed, and
+        # the wait is not counted as the turn's.
+        self._warm.wait()
         started = time.perf_counter()
-        text = self._validated_text(text)
         conversation = self.get(brand, public_id)
         if conversation.status == CLOSED:
             raise Conflict("conversation is closed", code="conversation_closed")
         return self._turn(brand, conversation, text, started, workflows)
+
+    def warm_up(self, brand: Brand) -> None:
+        """Load and run once what a turn of `brand` uses, persisting nothing: the embedder,
+        the brand's classifiers, its knowledge index and the passages' sentence ranking, its
+        workflows' matcher, and the reply model on the brand's fixed prompt (its evaluated
+        prefix then serves the first turn)."""
+        latency: dict[str, float] = {}
+        text = "How do I change my address?"
+        vector = self._embed(text, latency)
+        signals = self._read_signals(brand, text, vector, latency)
+        self._ground(brand, vector, False, latency)
+        running = self._workflows.running(brand)
+        if running.workflows:
+            running.match(text, vector, signals.intent, not signals.unclear)
+        system = system_prompt(brand.name, persona_of(brand))
+        try:
+            self._router.complete(
+                "reply", lambda model: [ChatMessage("system", system), ChatMessage("user", text)],
+                GenerationParams(max_tokens=1, timeout_s=self._limits.timeout_s))
+        except ModelError:
+            log.warning("no reply model answered while warming up %s", brand.slug)
 
     def _turn(
         self, brand: Brand, conversation: Conversation, text: str, started: float,
@@ -346,11 +384,11 @@ class ConversationService:
             reviewed = review(decision, fallback=reply.fallback,
                               canned=reply.model_id == CANNED_MODEL,
                               ungrounded=bool(reply.ungrounded), policy=policy.supervision)
-            if reply.ungrounded:
-                # Quote customer-facing material when any is relevant, the best-scoring first.
-                best = next((h for h in grounding.hits if h.customer_facing),
-                            grounding.hits[0])
-                reply.text = f"{EXTRACTIVE_LEAD} {extractive_answer(text, best.text)}"
+            quoted = self._quoter.quote(grounding.units) if reply.ungrounded else None
+            if quoted is not None:
+                # Whole sentences or a list, customer-facing material first.
+                best, quote = quoted
+                reply.text = f"{EXTRACTIVE_LEAD}\n\n{quote}"
                 reply.citations = [best.citation()]
                 yield TextDelta(reply.text)
             elif reply.model_id == CANNED_MODEL:
@@ -387,8 +425,6 @@ class ConversationService:
         signals: Signals, override: BrandWorkflows | None,
     ) -> _Flow | None:
         """The conversation's workflow engine, when the brand has workflows to run."""
-        if self._workflows is None:
-            return None
         running = override or self._workflows.running(brand)
         if not running.workflows:
             return None
@@ -400,7 +436,8 @@ class ConversationService:
             brand, toolset, policy.tools_base_url, conversation.id,
             lambda: (state.get("run") or {}).get("workflow")))
         engine = Engine(state, caller, conversation_id=conversation.public_id,
-                        identity=running.identity, llm_extract=self._llm_extract)
+                        identity=running.identity, llm_extract=self._llm_extract,
+                        workflows=running.workflows)
         current = (state.get("run") or {}).get("workflow")
         workflow = running.workflows.get(current) if current else None
         if current and workflow is None:
@@ -460,16 +497,14 @@ class ConversationService:
         if hours is not None and not hours.is_open(utcnow()):
             return policy.after_hours_message.replace("{hours}", hours.describe())
         text = policy.handoff_message
-        minutes = self._handoffs.expected_wait_minutes(brand) if self._handoffs else None
+        minutes = self._handoffs.expected_wait_minutes(brand)
         if minutes is not None:
             text += (f" A colleague usually joins within about {minutes} minute"
                      f"{'s' if minutes != 1 else ''}.")
         return text
 
-    def _embed(self, text: str, latency: dict[str, float]) -> Vectors | None:
+    def _embed(self, text: str, latency: dict[str, float]) -> Vectors:
         """The message's one embedding, shared by the classifiers and retrieval."""
-        if self._knowledge is None:
-            return None
         started = time.perf_counter()
         vector = self._knowledge.embedder.embed_one(text)
         latency["embed"] = _ms(started, time.perf_counter())
@@ -478,12 +513,13 @@ class ConversationService:
     def _read_signals(
         self, brand: Brand, text: str, vector: Vectors | None, latency: dict[str, float]
     ) -> Signals:
-        if self._signals is None:
-            return Signals()
         started = time.perf_counter()
         signals = self._signals.read(brand.slug, text, vector)
         latency["signals"] = _ms(started, time.perf_counter())
-        return signals
+        if signals.intent is None:
+            return signals
+        return dataclasses.replace(
+            signals, unclear=not understood(signals, policy_of(brand).supervision))
 
     def _past(self, conversation: Conversation) -> list[PastTurn]:
         """The supervisor's memory: each earlier turn's signals, decided action and the best
@@ -493,12 +529,14 @@ class ConversationService:
                 for trace in self.traces(conversation)]
 
     def _ground(
-        self, brand: Brand, vector: Vectors | None, small_talk: bool, latency: dict[str, float]
+        self, brand: Brand, vector: Vectors, small_talk: bool, latency: dict[str, float]
     ) -> Grounding:
         """Retrieve from the brand's published knowledge, unless there is none or the
-        message is small talk."""
-        if self._knowledge is None or vector is None or small_talk:
-            return Grounding("chat", "small_talk" if self._knowledge else "no_knowledge")
+        message is small talk; then pick the passages' sentences that bear on the message.
+        Passages above the retrieval threshold with no such sentence ground nothing: an
+        answer built on them would be about something else."""
+        if small_talk:
+            return Grounding("chat", "small_talk")
         started = time.perf_counter()
         try:
             version, hits = self._knowledge.search_vector(brand, vector, k=RETRIEVE_K)
@@ -510,11 +548,20 @@ class ConversationService:
         latency["retrieval"] = _ms(started, time.perf_counter())
         if version is None:
             return Grounding("chat", "no_knowledge")
-        threshold = policy_of(brand).knowledge_min_score
-        relevant = [hit for hit in hits if hit.score >= threshold][:PROMPT_K]
-        return Grounding("grounded" if relevant else "no_answer",
-                         "knowledge" if relevant else "knowledge_below_threshold",
-                         relevant, version.id, version.number, hits)
+        policy = policy_of(brand)
+        relevant = [hit for hit in hits if hit.score >= policy.knowledge_min_score][:PROMPT_K]
+        if not relevant:
+            return Grounding("no_answer", "knowledge_below_threshold", [], version.id,
+                             version.number, hits)
+        started = time.perf_counter()
+        units = self._quoter.rank(vector, relevant, policy.knowledge_min_relevance)
+        latency["relevance"] = _ms(started, time.perf_counter())
+        if not units:
+            return Grounding("no_answer", "no_relevant_sentence", [], version.id,
+                             version.number, hits)
+        used = {chosen.hit.chunk_id for chosen in units}
+        return Grounding("grounded", "knowledge", [h for h in relevant if h.chunk_id in used],
+                         version.id, version.number, hits, units)
 
     def _generate(
         self, brand: Brand, persona: Persona, history: Sequence[Message], text: str,
@@ -522,17 +569,22 @@ class ConversationService:
     ) -> Iterator[TextDelta]:
         """Stream the routed model's reply through the sentence gate into `reply`."""
         system = system_prompt(brand.name, persona, [
-            (hit.title, hit.heading, hit.text) for hit in grounding.hits
+            (hit.title, sentences)
+            for hit, sentences in facts(grounding.units, KNOWLEDGE_TOKENS, approx_tokens)
         ] if decision.action == ANSWER else None)
+        gate = SentenceGate(check)
         params = GenerationParams(
             max_tokens=self._limits.max_reply_tokens, timeout_s=self._limits.timeout_s,
             stop=TURN_MARKERS,
+            # A draft that failed a check is replaced whatever follows, and one that ended (a
+            # turn marker, a loop) has nothing more to give.
+            stop_when=lambda: gate.failed or gate.ended,
         )
 
         def messages_for(model: ChatModel) -> Sequence[ChatMessage]:
-            return bounded_prompt(model, system, history, text, params.max_tokens)
+            return bounded_prompt(model, system, history, text, params.max_tokens,
+                                  HISTORY_TOKENS)
 
-        gate = SentenceGate(check)
         routed: RoutedCompletion | None = None
         try:
             for event in self._router.stream(decision.task, messages_for, params):
@@ -556,18 +608,6 @@ class ConversationService:
                        "completion_tokens": routed.completion.completion_tokens}
         if routed.failed:
             reply.decision["failed"] = [[a.model_id, a.error_code] for a in routed.failed]
-
-    def _validated_text(self, text: str) -> str:
-        # NUL is not text (and PostgreSQL cannot store it); everything else is kept.
-        text = text.replace("\x00", "").strip()
-        if not text:
-            raise InvalidRequest("text: must not be empty", param="text", code="empty_message")
-        if len(text) > self._limits.max_message_chars:
-            raise PayloadTooLarge(
-                f"text: longer than {self._limits.max_message_chars} characters",
-                param="text", code="message_too_long",
-            )
-        return text
 
     def _persist(
         self, conversation: Conversation, text: str, reply: Reply, latency: dict[str, float],
@@ -647,13 +687,16 @@ class _ToolCaller:
 
 
 def bounded_prompt(
-    model: ChatModel, system: str, history: Sequence[Message], text: str, reply_tokens: int
+    model: ChatModel, system: str, history: Sequence[Message], text: str, reply_tokens: int,
+    history_tokens: int,
 ) -> list[ChatMessage]:
-    """System prompt, then as much recent history as fits the model's context, then `text`."""
+    """System prompt, then the most recent history that fits both `history_tokens` and the
+    model's context, then `text`."""
     # Chat templates add a few tokens per message; keep a margin for them.
     overhead_per_message = 8
     budget = model.spec.context_tokens - reply_tokens
     budget -= model.count_tokens(system) + model.count_tokens(text) + 2 * overhead_per_message
+    budget = min(budget, history_tokens)
     kept: list[ChatMessage] = []
     for message in reversed(history[-MAX_HISTORY_MESSAGES:]):
         role = _ROLE_TO_CHAT.get(message.role)

@@ -1,6 +1,6 @@
 """Keeping replies honest: facts in a draft must be in the retrieved knowledge, and a draft that
-states one that is not, or that says little the knowledge supports, is replaced by an
-extractive answer from the best passage.
+states one that is not, or that says little the knowledge supports, is replaced by a quote of
+the passages' relevant sentences (appliance/agent/quoting.py).
 
 A "fact" here is what a small model most often invents: a number with its unit (a duration, an
 amount, a percentage, a count) or a bare number. Each must appear in the retrieved text.
@@ -15,7 +15,6 @@ from appliance.knowledge.consolidate import quantities
 
 _NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?![\w.]*\d)")
 _WORD = re.compile(r"[a-z0-9]+")
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _STOPWORDS = frozenset({
     "a", "an", "the", "is", "are", "was", "were", "be", "to", "of", "in", "on", "for", "and",
     "or", "my", "your", "i", "you", "we", "it", "do", "does", "can", "how", "what", "when",
@@ -63,15 +62,3 @@ def unsupported(sentence: str, knowledge: Sequence[str]) -> bool:
 def _content_words(text: str) -> set[str]:
     """Content words, crudely stemmed ("refunds" and "refund" match)."""
     return {w.rstrip("s") for w in _WORD.findall(text.casefold()) if w not in _STOPWORDS}
-
-
-def extractive_answer(question: str, passage: str, *, max_sentences: int = 3) -> str:
-    """The sentences of `passage` that best match `question`, in their original order."""
-    sentences = [s.strip() for s in _SENTENCE.split(passage.replace("\n", " ")) if s.strip()]
-    if len(sentences) <= max_sentences:
-        return " ".join(sentences)
-    wanted = _content_words(question)
-    scores = [len(wanted & _content_words(sentence)) for sentence in sentences]
-    ranked = sorted((i for i in range(len(sentences)) if scores[i]), key=lambda i: -scores[i])
-    keep = sorted(ranked[:max_sentences]) or list(range(max_sentences))
-    return " ".join(sentences[i] for i in keep)

@@ -18,32 +18,29 @@ _SELF_NAME = re.compile(r"\b((?i:my name is|my name's)|I'm|I am)\s+([A-Z][a-z]+)
 
 def system_prompt(
     brand_name: str, persona: Persona,
-    knowledge: Sequence[tuple[str, str, str]] | None = None,
+    knowledge: Sequence[tuple[str, Sequence[str]]] | None = None,
 ) -> str:
-    """The system prompt in the brand's voice; with `knowledge` ((title, heading, text)
-    passages) the model is told to answer from them alone."""
+    """The system prompt in the brand's voice. With `knowledge` ((title, sentences) per
+    passage) the model is told to answer from those sentences alone.
+
+    What is fixed for the brand comes first and the turn's knowledge last, so the model's
+    evaluated prefix is reused from one turn to the next."""
     lines = [
-        f"You are {persona.agent_name}, the customer-service assistant of {brand_name}. "
-        f"Your name is {persona.agent_name}.",
-        f"Voice and tone: {persona.tone}",
-        "Answer the customer's last message briefly, in two or three sentences.",
+        f"You are {persona.agent_name}, the assistant of {brand_name}. Tone: {persona.tone}",
     ]
-    if knowledge:
-        lines.append("Answer only with facts from the knowledge below. If it does not answer "
-                     "the question, say you don't know and offer to connect a colleague.")
-        for number, (title, heading, text) in enumerate(knowledge, start=1):
-            label = f"{title} - {heading}" if heading and heading != title else title
-            lines.append(f"[{number}] {label}\n{text}")
-    else:
-        lines.append(
-            "If you do not know something about the customer's account or the company's "
-            "policies, say so and offer to connect them with a colleague. Never invent facts, "
-            "prices, fees or dates."
-        )
+    if persona.never_say:
+        lines.append("Never say: " + "; ".join(persona.never_say) + ".")
     if persona.language != "en":
         lines.append(f"Reply in the language with code {persona.language}.")
-    if persona.never_say:
-        lines.append("Never use these phrases: " + "; ".join(persona.never_say) + ".")
+    if knowledge:
+        lines.append("Answer in one or two sentences, only with these facts. If they do not "
+                     "answer, say you don't know and offer a colleague.")
+        for title, sentences in knowledge:
+            lines.append(f"{title}:")
+            lines.extend(f"- {sentence}" for sentence in sentences)
+    else:
+        lines.append("Reply briefly. Never invent facts, prices, fees or dates; if you do not "
+                     "know, say so and offer a colleague.")
     return "\n".join(lines)
 
 

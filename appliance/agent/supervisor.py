@@ -146,7 +146,8 @@ def decide(facts: TurnFacts, policy: Supervision) -> Decision:
     # Out of scope or unsure, and nothing in the brand's knowledge: not understood.
     if signals.intent is not None and not understood(signals, policy):
         streak = _not_understood_streak(facts.past)
-        evidence = {"intent": signals.intent, "confidence": round(signals.intent_confidence, 4),
+        # The best guess stays unnamed: below the threshold it is not what the customer wants.
+        evidence = {"intent": "unclear", "confidence": round(signals.intent_confidence, 4),
                     "out_of_scope": signals.out_of_scope,
                     "threshold": policy.intent_min_confidence,
                     "scope_override": policy.scope_override_confidence, "streak": streak + 1}

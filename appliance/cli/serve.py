@@ -50,7 +50,10 @@ def serve(ctx: CliContext, bind: str | None, workers: int | None) -> None:
                 self.cfg.set(key, value)
 
         def load(self) -> Any:
-            return create_app(services=build_services(settings))
+            services = build_services(settings)
+            # Models, indexes and classifiers load now, not on a customer's first message.
+            services.start_warm_up()
+            return create_app(services=services)
 
     Application().run()
 

@@ -8,7 +8,7 @@ Packet, version 1:
     {"version": 1,
      "reason": rule that fired, "reason_text": the same in words, "evidence": its signals,
      "customer": {"id", "verified", "name", "email"},
-     "intent": {"name", "confidence"},
+     "intent": {"name" (null when unclear), "unclear", "confidence"},
      "workflow": {"name", "status", "step", "slots", "asked"} | null,
      "actions": [{"tool", "status", "code", "at"}],      # calls into the brand's systems
      "knowledge": [{"title", "location"}],                # what the agent cited
@@ -81,7 +81,8 @@ def build_packet(conversation: Conversation, messages: Sequence[Message],
         "reason_text": reason_text(reason),
         "evidence": dict(evidence or {}),
         "customer": customer,
-        "intent": {"name": last.intent if "intent" in last.models else None,
+        # An unclear reading is never named: a guess at zero confidence is not what they want.
+        "intent": {"name": last.intent_read, "unclear": last.unclear,
                    "confidence": round(last.intent_confidence, 4)
                    if "intent" in last.models else None},
         "workflow": _workflow(state),
@@ -142,6 +143,8 @@ def render_summary(packet: Mapping[str, Any]) -> str:
             sentences.append(f"The agent last asked: \"{workflow['asked']}\"")
     elif packet["intent"].get("name"):
         sentences.append(f"{who} asked about {packet['intent']['name'].replace('_', ' ')}.")
+    elif packet["intent"].get("unclear"):
+        sentences.append(f"{who}'s request was unclear to the agent.")
     else:
         sentences.append(f"{who} has not said clearly what they need.")
     sentences.append(f"Handed off because {packet['reason_text']}.")

@@ -32,6 +32,7 @@ from appliance.db.models import (
 from appliance.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from appliance.handoff.packet import build_packet
 from appliance.handoff.webhooks import WebhookService
+from appliance.text import validated_text
 
 WAITING, ASSIGNED, RETURNED, RESOLVED = "waiting", "assigned", "returned", "resolved"
 #: Outcomes a human agent can close a handoff with.
@@ -126,12 +127,7 @@ class HandoffService:
 
     def reply(self, handoff: Handoff, user: AdminUser, text: str) -> Message:
         """A human agent's message to the customer, in the conversation the channel reads."""
-        text = text.replace("\x00", "").strip()
-        if not text:
-            raise InvalidRequest("text: must not be empty", param="text", code="empty_message")
-        if len(text) > MAX_REPLY_CHARS:
-            raise InvalidRequest(f"text: longer than {MAX_REPLY_CHARS} characters",
-                                 param="text", code="message_too_long")
+        text = validated_text(text, max_chars=MAX_REPLY_CHARS, too_long=InvalidRequest)
         with self._db.atomic():
             current = self._assigned(handoff, user)
             if Conversation.get_by_id(current.conversation_id).status == "closed":

@@ -15,7 +15,7 @@ Contract:
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -69,6 +69,10 @@ class GenerationParams:
     #: grammar, vLLM with guided decoding), so the text parses as JSON of that shape. The
     #: caller still validates what the values mean. Left out of the hash: a dict is not hashable.
     json_schema: Mapping[str, Any] | None = field(default=None, hash=False)
+    #: Asked after each piece of text: True ends the generation there, as if the model had
+    #: stopped (finish_reason "stopped"), with the usage so far. A caller that has seen
+    #: enough (a draft that failed its checks) stops paying for tokens nobody will read.
+    stop_when: Callable[[], bool] | None = field(default=None, hash=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,10 @@ class LlamaCppModel(ChatModel):
                 if text:
                     parts.append(text)
                     yield TextDelta(text)
+                    if params.stop_when is not None and params.stop_when():
+                        finish = "stopped"
+                        chunks.close()
+                        break
                 if choice.get("finish_reason"):
                     finish = choice["finish_reason"]
                 if time.monotonic() > deadline:

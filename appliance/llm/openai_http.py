@@ -28,7 +28,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -209,12 +209,15 @@ class OpenAIHttpModel(ChatModel):
             ) as response,
         ):
             self._raise_for_status(response)
-            yield from self._events(response, messages, deadline)
+            yield from self._events(response, messages, deadline, params.stop_when)
 
     def _events(
-        self, response: httpx.Response, messages: Sequence[ChatMessage], deadline: _Deadline
+        self, response: httpx.Response, messages: Sequence[ChatMessage], deadline: _Deadline,
+        stop_when: Callable[[], bool] | None = None,
     ) -> Iterator[TextDelta | Completion]:
-        """Parse SSE `data:` lines up to `[DONE]`; other SSE lines (comments, pings) are skipped."""
+        """Parse SSE `data:` lines up to `[DONE]`; other SSE lines (comments, pings) are skipped.
+        When `stop_when` says so after a piece of text, the reply ends there: leaving the
+        stream closes the connection, which makes the server abort the request."""
         parts: list[str] = []
         finish = "stop"
         usage: tuple[int, int] | None = None
@@ -242,6 +245,10 @@ class OpenAIHttpModel(ChatModel):
                     parts.append(content)
                     deadline.got_text = True
                     yield TextDelta(content)
+                    if stop_when is not None and stop_when():
+                        yield Completion("".join(parts), self.spec.id,
+                                         self._estimate_prompt(messages), len(parts), "stopped")
+                        return
                 if choice.get("finish_reason"):
                     finish = str(choice["finish_reason"])
         # llama.cpp's server does this when generation fails after the 200 went out (e.g. a

@@ -31,6 +31,25 @@ HUMAN_REQUEST, SENTIMENT, INTENT = "human_request", "sentiment", "intent"
 HUMAN_LABEL = "human"
 #: How much each sentiment label contributes to frustration (0 = calm, 1 = furious).
 FRUSTRATION_WEIGHTS: Mapping[str, float] = {"negative": 0.5, "angry": 1.0}
+#: The share of the sentiment model's probability that its negative labels must hold
+#: together before a message counts as frustrated at all (see `frustration`).
+FRUSTRATION_EVIDENCE = 0.5
+
+
+def frustration(probabilities: Mapping[str, float]) -> float:
+    """0 calm .. 1 furious, from the sentiment model's label probabilities.
+
+    P(angry) + 0.5 * P(negative), but only when the negative labels together hold at least
+    FRUSTRATION_EVIDENCE of the probability, that is when the model's reading of the message
+    is negative on balance; otherwise 0. A message the model cannot place spreads its
+    probability over every label, and the weighted sum of that spread is not evidence of
+    anything: three such messages in a row would otherwise read as rising frustration.
+    """
+    negative = sum(probabilities.get(label, 0.0) for label in FRUSTRATION_WEIGHTS)
+    if negative < FRUSTRATION_EVIDENCE:
+        return 0.0
+    return min(1.0, sum(weight * probabilities.get(label, 0.0)
+                        for label, weight in FRUSTRATION_WEIGHTS.items()))
 
 
 @dataclass(frozen=True)
@@ -45,13 +64,23 @@ class Signals:
     #: Runner-up intents, best first: [[label, probability], ...].
     intent_top: tuple[tuple[str, float], ...] = ()
     sentiment: str | None = None
-    #: P(negative) * 0.5 + P(angry): 0 calm .. 1 furious.
+    #: 0 calm .. 1 furious: P(angry) + 0.5 * P(negative) when the sentiment model reads the
+    #: message as negative on balance, else 0 (see `frustration`).
     frustration: float = 0.0
     #: Probability that the customer asks for a human.
     human_request: float = 0.0
     #: Model version per signal that was read; a signal missing here had no model.
     models: dict[str, str] = field(default_factory=dict)
     latency_ms: float = 0.0
+    #: The intent fell below the brand's confidence threshold (or out of its scope): the
+    #: reading is "unclear" and the best guess is never presented as what the customer wants.
+    unclear: bool = False
+
+    @property
+    def intent_read(self) -> str | None:
+        """The intent as the agent understood it: None when there is no intent model or the
+        reading was unclear."""
+        return None if self.unclear or "intent" not in self.models else self.intent
 
     def trace(self) -> dict[str, Any]:
         data = asdict(self)
@@ -169,9 +198,7 @@ class SignalService:
         if sentiment is not None:
             probabilities = _by_label(sentiment, text, vector)
             values["sentiment"] = max(probabilities, key=probabilities.__getitem__)
-            values["frustration"] = min(1.0, sum(
-                weight * probabilities.get(label, 0.0)
-                for label, weight in FRUSTRATION_WEIGHTS.items()))
+            values["frustration"] = frustration(probabilities)
             values["models"][SENTIMENT] = sentiment.version
         human = self._classifier(self._generic.get(HUMAN_REQUEST))
         if human is not None:

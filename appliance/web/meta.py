@@ -25,10 +25,12 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    """Ready for traffic: the database answers and its schema is current. 503 otherwise.
+    """Ready for traffic: the database answers, its schema is current and this worker has
+    warmed up (appliance.readiness). 503 otherwise.
 
     Model health is reported but does not fail readiness: with every model down the agent
-    still answers with the brand's canned message.
+    still answers with the brand's canned message (a warm-up that failed is reported the
+    same way: the parts load on first use).
     """
     services = services_of_app()
     checks: dict[str, Any] = {}
@@ -38,10 +40,15 @@ def readyz() -> tuple[Response, int]:
                               "detail": "schema current" if not missing else "migrations pending"}
     except Exception:  # any database failure means not ready
         checks["database"] = {"ok": False, "detail": "database unreachable"}
-    primary = services.router.primary("reply")
-    health = primary.check_health()
-    checks["reply_model"] = {"ok": health.ok, "model": primary.spec.id, "detail": health.detail}
-    ready = checks["database"]["ok"]
+    warm = services.warm
+    checks["warm_up"] = {"ok": warm.ready, "detail": warm.state, "seconds": warm.seconds}
+    if warm.ready:
+        # While warming up the model is busy loading: asking it now would wait for that.
+        primary = services.router.primary("reply")
+        health = primary.check_health()
+        checks["reply_model"] = {"ok": health.ok, "model": primary.spec.id,
+                                 "detail": health.detail}
+    ready = checks["database"]["ok"] and warm.ready
     return jsonify({"status": "ready" if ready else "not_ready", "checks": checks}), (
         200 if ready else 503
     )

@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+from stats import summary
 
 REPO = Path(__file__).resolve().parents[2]
 QUESTIONS = (
@@ -48,17 +49,6 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return round(ordered[index], 2)
-
-
-def _summary(values: list[float]) -> dict[str, float]:
-    return {"p50": _pct(values, 50), "p95": _pct(values, 95),
-            "mean": round(statistics.fmean(values), 2)}
 
 
 def run_turns(turns: int, brand: str, reply_tokens: int) -> dict[str, Any]:
@@ -108,10 +98,10 @@ def run_turns(turns: int, brand: str, reply_tokens: int) -> dict[str, Any]:
         "reply_tokens_max": reply_tokens,
         "completion_tokens_mean": round(
             statistics.fmean(t["completion_tokens"] for t in traces), 1),
-        "turn_ms": _summary(client_ms),
-        "llm_ms": _summary([t["llm"] for t in traces]),
-        "overhead_ms": _summary([t["overhead"] for t in traces]),
-        "http_ms": _summary([c - s for c, s in zip(client_ms, server_total, strict=True)]),
+        "turn_ms": summary(client_ms),
+        "llm_ms": summary([t["llm"] for t in traces]),
+        "overhead_ms": summary([t["overhead"] for t in traces]),
+        "http_ms": summary([c - s for c, s in zip(client_ms, server_total, strict=True)]),
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.agent.grounding import extractive_answer, ungrounded_facts, unsupported
+from appliance.agent.grounding import ungrounded_facts, unsupported
 
 KNOWLEDGE = [
     "Items can be returned within 30 days of delivery. Refunds reach your card within 5 "
@@ -80,46 +80,3 @@ def test_it_finds_pleasantries_and_invented_content_unsupported() -> None:
 def test_it_does_not_judge_a_sentence_with_too_few_content_words() -> None:
     assert not unsupported("Happy to help!", KNOWLEDGE)
     assert not unsupported("Certainly, gladly.", KNOWLEDGE)
-
-
-# --- the extractive answer --------------------------------------------------------------------
-
-PASSAGE = (
-    "Welcome to our help center. "
-    "Refunds go back to the original payment method. "
-    "Our stores open at nine. "
-    "Gift cards never expire. "
-    "A refund for a card payment reaches the card within 5 business days of the refund. "
-    "Thanks for shopping with us."
-)
-
-
-def test_it_quotes_the_sentences_that_match_the_question_in_their_original_order() -> None:
-    answer = extractive_answer("How long until a refund reaches me?", PASSAGE)
-
-    # The later sentence matches best, yet the answer keeps the passage's order.
-    assert answer == ("Refunds go back to the original payment method. A refund for a card "
-                      "payment reaches the card within 5 business days of the refund.")
-
-
-def test_it_quotes_at_most_the_requested_number_of_sentences() -> None:
-    answer = extractive_answer("How long until my card refund reaches me?", PASSAGE,
-                               max_sentences=2)
-
-    # Three sentences match; the two best are kept, in the passage's order.
-    assert answer == ("Refunds go back to the original payment method. A refund for a card "
-                      "payment reaches the card within 5 business days of the refund.")
-
-
-def test_it_quotes_a_short_passage_whole() -> None:
-    passage = "Gift cards never expire.\nThey work on any order. Balances stay on the card."
-
-    assert extractive_answer("anything", passage) == (
-        "Gift cards never expire. They work on any order. Balances stay on the card.")
-
-
-def test_it_falls_back_to_the_passage_start_when_nothing_matches() -> None:
-    answer = extractive_answer("xylophone zebra", PASSAGE)
-
-    assert answer == ("Welcome to our help center. Refunds go back to the original payment "
-                      "method. Our stores open at nine.")

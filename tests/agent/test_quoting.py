@@ -1,8 +1,20 @@
-"""Which passage an extractive answer quotes: customer-facing material first."""
+"""What an extractive answer quotes: whole sentences or a list with its lead-in, relevant to the
+question, customer-facing material first; and what a grounded prompt carries."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
+from conftest import make_settings
+
+from appliance.agent.quoting import Quoter, facts, passage_units
+from appliance.brands import Policy
+from appliance.knowledge.normalize import approx_tokens
 from appliance.knowledge.service import Hit
+from appliance.llm.manifest import load_manifest
+from appliance.signals import build_embedder
+from appliance.signals.base import Embedder
 
 
 def _hit(kind: str, title: str, score: float) -> Hit:
@@ -17,3 +29,160 @@ def test_it_treats_wikis_chat_exports_and_internal_pages_as_agent_facing() -> No
     assert not _hit("jsonl", "Internal: Filing a dispute", 0.8).customer_facing
     assert _hit("faq_html", "Returns FAQ", 0.8).customer_facing
     assert _hit("jsonl", "How to dispute a transaction", 0.8).customer_facing
+
+
+# --- the units a passage is quoted in ----------------------------------------------------------
+
+RETURNS = """Returns and refunds
+
+Only orders that have been **delivered** can be returned. If your order is still *pending*, \
+you can cancel it instead (see [Cancelling an order](cancellations.md)).
+
+Contact us through chat or email and tell us:
+
+1. your order number (it starts with `#W`),
+2. which items from that order you are sending back, and
+3. where you would like the refund to go.
+
+Refunds to a credit card take 5 to 7 business days, e.g. for card payments. Gift card refunds \
+are immediate.
+
+How long refunds take
+- Refunds to a gift card are available immediately.
+- Refunds to a credit card or PayPal account take 5 to 7 business days to appear."""
+
+
+def test_it_splits_a_passage_into_whole_sentences_and_list_items() -> None:
+    units = passage_units(RETURNS)
+
+    texts = [unit.text for unit in units]
+    # Headings are no units; "e.g." ends no sentence; links to the source's own pages keep
+    # only their words; list markers go.
+    assert texts == [
+        "Only orders that have been **delivered** can be returned.",
+        "If your order is still *pending*, you can cancel it instead (see Cancelling an order).",
+        "Contact us through chat or email and tell us:",
+        "your order number (it starts with `#W`),",
+        "which items from that order you are sending back, and",
+        "where you would like the refund to go.",
+        "Refunds to a credit card take 5 to 7 business days, e.g. for card payments.",
+        "Gift card refunds are immediate.",
+        "Refunds to a gift card are available immediately.",
+        "Refunds to a credit card or PayPal account take 5 to 7 business days to appear.",
+    ]
+    lead, *items = units[2:6]
+    assert lead.leads and all(item.item for item in items)
+    assert {unit.group for unit in units[2:6]} == {lead.group}  # the list goes with its lead
+    assert units[6].group != lead.group
+
+
+def _passage(text: str, chunk_id: int = 1, kind: str = "markdown", title: str = "Returns") -> Hit:
+    return Hit(chunk_id=chunk_id, article_id=chunk_id, article_key=f"{chunk_id}/{title}",
+               title=title, heading="", text=text, score=0.7,
+               provenance=[{"kind": kind, "external_id": title, "location": title}])
+
+
+@pytest.fixture(scope="module")
+def embedder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedder]:
+    """The real embedder of the shipped model store, loaded once for the module."""
+    settings = make_settings(tmp_path_factory.mktemp("quoting"))
+    model = build_embedder(load_manifest(settings.model_store), settings)
+    yield model
+    model.close()
+
+
+@pytest.fixture(scope="module")
+def quoter(embedder: Embedder) -> Quoter:
+    return Quoter(embedder)
+
+
+def test_it_quotes_a_list_with_its_lead_in_never_from_the_middle(
+    quoter: Quoter, embedder: Embedder
+) -> None:
+    question = embedder.embed_one("What details do I need to give you to return something?")
+
+    quoted = quoter.quote(quoter.rank(question, [_passage(RETURNS)], 0.3))
+
+    assert quoted is not None
+    _, text = quoted
+    assert ("Contact us through chat or email and tell us:\n\n"
+            "- your order number (it starts with `#W`),\n"
+            "- which items from that order you are sending back, and\n"
+            "- where you would like the refund to go.") in text
+
+
+def test_it_quotes_a_list_whole_when_one_item_answers(
+    quoter: Quoter, embedder: Embedder
+) -> None:
+    question = embedder.embed_one("How long does a refund to my PayPal take?")
+
+    quoted = quoter.quote(quoter.rank(question, [_passage(RETURNS)], 0.3), max_units=1)
+
+    assert quoted is not None
+    assert quoted[1] == ("- Refunds to a gift card are available immediately.\n"
+                         "- Refunds to a credit card or PayPal account take 5 to 7 business "
+                         "days to appear.")
+
+
+def test_it_quotes_whole_sentences_in_passage_order(quoter: Quoter, embedder: Embedder) -> None:
+    question = embedder.embed_one("My order is still pending, can I send it back?")
+
+    quoted = quoter.quote(quoter.rank(question, [_passage(RETURNS)], 0.3), max_units=2)
+
+    assert quoted is not None
+    # Sentences of one paragraph stay one paragraph, in the passage's order.
+    assert quoted[1] == (
+        "Only orders that have been **delivered** can be returned. If your order is still "
+        "*pending*, you can cancel it instead (see Cancelling an order).")
+
+
+def test_it_quotes_nothing_when_no_sentence_bears_on_the_question(
+    quoter: Quoter, embedder: Embedder
+) -> None:
+    scams = _passage("Beware of callers who say they are from the bank. We will never ask you for "
+                 "your full PIN or a one-time code over the phone. Hang up and call the number "
+                 "on the back of your card.", title="Phone scams")
+    question = embedder.embed_one("How do I reset my online banking password?")
+
+    ranked = quoter.rank(question, [scams], Policy().knowledge_min_relevance)
+
+    assert ranked == []
+    assert quoter.quote(ranked) is None
+
+
+def test_it_prefers_customer_facing_passages_for_quotes(
+    quoter: Quoter, embedder: Embedder
+) -> None:
+    question = embedder.embed_one("How long does a refund to my PayPal take?")
+    wiki = _passage("Refunds to PayPal take 5 to 7 business days to appear.", chunk_id=2,
+                kind="confluence", title="Returns quick guide")
+
+    quoted = quoter.quote(quoter.rank(question, [wiki, _passage(RETURNS)], 0.3))
+
+    assert quoted is not None
+    assert quoted[0].title == "Returns"
+
+
+def test_it_fits_the_most_relevant_units_into_the_prompt_budget_in_passage_order(
+    quoter: Quoter, embedder: Embedder
+) -> None:
+    question = embedder.embed_one("How long does a refund to my credit card take?")
+    ranked = quoter.rank(question, [_passage(RETURNS)], 0.0)
+
+    chosen = facts(ranked, budget=40, count=approx_tokens)
+
+    [(hit, sentences)] = chosen
+    assert hit.title == "Returns"
+    assert sum(approx_tokens(s) + 2 for s in sentences) <= 40
+    assert "Refunds to a credit card take 5 to 7 business days, e.g. for card payments." in (
+        sentences)
+    texts = [unit.text for unit in passage_units(RETURNS)]
+    assert sentences == sorted(sentences, key=texts.index)
+
+
+def test_it_never_quotes_a_helpdesk_placeholder() -> None:
+    macro = ("Hi {{ticket.requester.first_name}},\n\nSorry your pay has not shown up yet. Direct "
+             "deposits can take up to 3 days.\n\n{{current_user.first_name}}")
+
+    assert [unit.text for unit in passage_units(macro)] == [
+        "Sorry your pay has not shown up yet.", "Direct deposits can take up to 3 days."]

@@ -15,6 +15,7 @@ from model_stores import write_store
 
 from appliance.agent.conversations import (
     CANNED_MODEL,
+    HISTORY_TOKENS,
     MAX_HISTORY_MESSAGES,
     TurnResult,
     bounded_prompt,
@@ -222,8 +223,9 @@ def test_it_bounds_history_to_the_models_context(
     assert sum(tiny_model.count_tokens(m.text) for m in everything) > \
         tiny_model.spec.context_tokens, "the history must not fit, or nothing is tested"
 
+    # A history budget larger than the context: the context is what bounds it.
     prompt = bounded_prompt(tiny_model, system, history, "And where is my parcel now?",
-                            reply_tokens)
+                            reply_tokens, history_tokens=10_000)
 
     assert _rendered_tokens(tiny_model, prompt) <= tiny_model.spec.context_tokens - reply_tokens
     assert prompt[0].role == "system" and prompt[0].content == system
@@ -233,10 +235,23 @@ def test_it_bounds_history_to_the_models_context(
     assert kept == [m.text for m in history[-len(kept):]], "the most recent history is kept"
 
 
-def test_it_keeps_a_short_history_whole_with_chat_roles(tiny_model: LlamaCppModel) -> None:
-    history = _history(6, words=5)
+def test_it_keeps_only_the_recent_history_that_fits_its_budget(tiny_model: LlamaCppModel) -> None:
+    history = _history(MAX_HISTORY_MESSAGES, words=3)
 
-    prompt = bounded_prompt(tiny_model, "Be brief.", history, "Thanks!", 24)
+    prompt = bounded_prompt(tiny_model, "Be brief.", history, "Thanks!", 24,
+                            history_tokens=HISTORY_TOKENS)
+
+    kept = [m.content for m in prompt[1:-1]]
+    assert 0 < len(kept) < len(history)
+    assert kept == [m.text for m in history[-len(kept):]], "the most recent history is kept"
+    assert sum(tiny_model.count_tokens(text) for text in kept) <= HISTORY_TOKENS
+
+
+def test_it_keeps_a_short_history_whole_with_chat_roles(tiny_model: LlamaCppModel) -> None:
+    history = _history(4, words=2)
+
+    prompt = bounded_prompt(tiny_model, "Be brief.", history, "Thanks!", 24,
+                            history_tokens=HISTORY_TOKENS)
 
     assert [(m.role, m.content) for m in prompt] == [
         ("system", "Be brief."),

@@ -101,6 +101,8 @@ CASES = [
     Case("unknown-field", lambda c: c.post_json({"text": "hi", "mood": "happy"}), 400,
          "invalid_request", "mood"),
     Case("empty-text", lambda c: c.post_json({"text": "   "}), 400, "empty_message", "text"),
+    Case("lone-surrogate", lambda c: c.post_raw('{"text": "hi \\ud800 there"}'), 400,
+         "invalid_text", "text"),
     Case("text-too-long", _too_long_text, 413, "message_too_long", "text"),
     Case("body-too-big", _too_big_body, 413, "payload_too_large"),
     Case("missing-key", lambda c: c.client.get(f"/v1/conversations/{c.conversation_id}"), 401,

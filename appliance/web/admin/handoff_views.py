@@ -84,6 +84,8 @@ class PacketView:
     verified: bool
     intent: str | None
     intent_confidence: float | None
+    #: The intent was below the brand's threshold: shown as unclear, never named.
+    intent_unclear: bool
     workflow: str | None
     workflow_status: str | None
     slots: tuple[tuple[str, str], ...]
@@ -160,6 +162,7 @@ def packet_view(handoff: Handoff) -> PacketView:
         verified=bool(customer.get("verified")),
         intent=_str(intent.get("name")),
         intent_confidence=_float(intent.get("confidence")),
+        intent_unclear=bool(intent.get("unclear")),
         workflow=_str(workflow.get("name")) or handoff.workflow,
         workflow_status=_str(workflow.get("status")),
         slots=tuple((_label(str(key)), _text(value))

@@ -123,7 +123,12 @@ def _signal_rows(data: object) -> tuple[SignalRow, ...] | None:
         return None
     signals = Signals.from_trace(data)
     models = signals.models
-    if INTENT in models and signals.intent is not None:
+    if INTENT in models and signals.unclear:
+        # Below the brand's threshold: shown as unclear, never by the label it guessed.
+        intent = SignalRow("intent", models[INTENT],
+                           f"unclear ({number(signals.intent_confidence)})", (),
+                           "out of scope" if signals.out_of_scope else None)
+    elif INTENT in models and signals.intent is not None:
         intent = SignalRow(
             "intent", models[INTENT], f"{signals.intent} ({number(signals.intent_confidence)})",
             tuple((label, number(p)) for label, p in signals.intent_top

@@ -1,0 +1,218 @@
+"""The parts of retrieved passages that bear on a question: whole sentences and list items.
+
+A passage is split into units a person would quote: the sentences of its paragraphs (pysbd
+finds the boundaries, so "e.g." or "$1.50" does not end one) and the items of its lists, each
+list kept with the sentence that leads into it ("Tell us:" then the items). Headings are not
+units. A unit's relevance is the cosine between its embedding and the question's (the same
+embedder the retrieval uses); units below the brand's `knowledge_min_relevance` are never
+chosen, the others are ranked by relevance plus their passage's retrieval score.
+
+The same choice serves twice: the few units that go into a grounded prompt, within a token
+budget, and the quote that replaces a draft the checks rejected.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pysbd
+
+from appliance.knowledge.service import Hit
+from appliance.signals.base import Embedder, Vectors
+
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+•]|\d{1,2}[.)])\s+(?P<text>\S.*)$")
+#: A Markdown link to a page of the source itself ("[Cancelling](cancellations.md)") means
+#: nothing in a chat: its words are kept, the target is not. Web links stay.
+_RELATIVE_LINK = re.compile(r"\[([^\]]+)\]\((?!https?://)[^)]*\)")
+_HEADING_MARK = re.compile(r"^#{1,6}\s+")
+_PLACEHOLDER = re.compile(r"\{\{[^}]*\}\}|\{%.*?%\}")
+#: A line this short that starts a paragraph without closing punctuation is a heading.
+_HEADING_MAX_WORDS = 10
+#: Units cached per chunk (text and embeddings); chunks are immutable, so entries never go stale.
+_CACHE_CHUNKS = 2048
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A sentence or list item of a passage."""
+
+    text: str
+    #: Units of one paragraph, or one list and its lead-in, share a group.
+    group: int
+    item: bool = False
+    #: The sentence ends with ":" and the list after it is its continuation.
+    leads: bool = False
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """A unit picked for a question, with where it came from."""
+
+    unit: Unit
+    hit: Hit
+    relevance: float
+    #: Position among all units of the hits (passage order, then unit order).
+    order: int
+
+
+def passage_units(text: str) -> list[Unit]:
+    """The quotable units of a passage, in order."""
+    segmenter = pysbd.Segmenter(language="en", clean=False)
+    lines = [line.strip() for line in text.splitlines()]
+    units: list[Unit] = []
+    group = 0
+    paragraph: list[str] = []
+
+    def close_paragraph() -> None:
+        nonlocal group
+        if paragraph:
+            for sentence in segmenter.segment(" ".join(paragraph)):
+                sentence = _tidy(sentence)
+                if sentence:
+                    units.append(Unit(sentence, group, leads=sentence.endswith(":")))
+            paragraph.clear()
+            group += 1
+
+    for index, line in enumerate(lines):
+        item = _LIST_ITEM.match(line)
+        if not line:
+            close_paragraph()
+        elif item:
+            close_paragraph()
+            starts_list = not units or not units[-1].item or units[-1].group != group
+            if starts_list and units and units[-1].leads:
+                group = units[-1].group  # the list continues its lead-in sentence
+            text_of_item = _tidy(item.group("text"))
+            if text_of_item:
+                units.append(Unit(text_of_item, group, item=True))
+            if index + 1 >= len(lines) or not _LIST_ITEM.match(lines[index + 1]):
+                group = max(group, units[-1].group if units else group) + 1
+        elif not paragraph and _is_heading(line, any(lines[index + 1:])):
+            pass
+        else:
+            paragraph.append(line)
+    close_paragraph()
+    return units
+
+
+def _is_heading(line: str, more_follows: bool) -> bool:
+    """A Markdown heading, or a short line that starts a paragraph, ends without punctuation
+    and has text after it."""
+    if _HEADING_MARK.match(line):
+        return True
+    return (more_follows and len(line.split()) <= _HEADING_MAX_WORDS
+            and not line.endswith((".", "!", "?", ":", ",", ";")))
+
+
+def _tidy(text: str) -> str:
+    """The unit as a customer may read it; empty when it holds a helpdesk placeholder
+    ("Hi {{ticket.requester.first_name}},"), which only the helpdesk fills in."""
+    if _PLACEHOLDER.search(text):
+        return ""
+    return _RELATIVE_LINK.sub(r"\1", text).strip()
+
+
+class Quoter:
+    """Ranks the units of retrieved passages by relevance to a question."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self._embedder = embedder
+        self._cache: OrderedDict[int, tuple[list[Unit], Vectors]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _units(self, hit: Hit) -> tuple[list[Unit], Vectors]:
+        with self._lock:
+            cached = self._cache.get(hit.chunk_id)
+            if cached is not None:
+                self._cache.move_to_end(hit.chunk_id)
+                return cached
+        units = passage_units(hit.text)
+        vectors = (self._embedder.embed([u.text for u in units]) if units
+                   else np.zeros((0, 1), dtype=np.float32))
+        with self._lock:
+            self._cache[hit.chunk_id] = (units, vectors)
+            while len(self._cache) > _CACHE_CHUNKS:
+                self._cache.popitem(last=False)
+        return units, vectors
+
+    def rank(self, question: Vectors, hits: Sequence[Hit], min_relevance: float
+             ) -> list[Chosen]:
+        """Every unit of `hits` whose relevance to the question (cosine to its embedding)
+        is at least `min_relevance`, best first."""
+        ranked: list[Chosen] = []
+        order = 0
+        for hit in hits:
+            units, vectors = self._units(hit)
+            if not units:
+                continue
+            for unit, score in zip(units, (vectors @ question).tolist(), strict=True):
+                if score >= min_relevance:
+                    ranked.append(Chosen(unit, hit, float(score), order))
+                order += 1
+        # A sentence alone says less than the passage around it: the passage's retrieval
+        # score counts as much as the sentence's own (measured on the Rho-Bank questions, a
+        # sentence of a passage that answers comes first more often so).
+        ranked.sort(key=lambda chosen: -(chosen.relevance + chosen.hit.score))
+        return ranked
+
+    def quote(self, ranked: Sequence[Chosen], *, max_units: int = 3, max_items: int = 8
+              ) -> tuple[Hit, str] | None:
+        """From units `rank` chose: the best passage's most relevant sentences, or a list
+        with its lead-in, as Markdown in passage order, preferring customer-facing passages;
+        None when nothing was relevant enough."""
+        if not ranked:
+            return None
+        facing = [c for c in ranked if c.hit.customer_facing]
+        best = (facing or ranked)[0].hit
+        units, _ = self._units(best)
+        mine = [c for c in ranked if c.hit.chunk_id == best.chunk_id][:max_units]
+        keep: set[int] = set()
+        for chosen in mine:
+            index = units.index(chosen.unit)
+            keep.add(index)
+            group = [i for i, u in enumerate(units) if u.group == chosen.unit.group]
+            if chosen.unit.item or chosen.unit.leads:
+                # A list is quoted whole, with its lead-in: never from its middle.
+                keep.update(i for i in group if units[i].leads)
+                keep.update([i for i in group if units[i].item][:max_items])
+        return best, _render([units[i] for i in sorted(keep)])
+
+
+def facts(ranked: Sequence[Chosen], budget: int, count: Callable[[str], int]
+          ) -> list[tuple[Hit, list[str]]]:
+    """The most relevant of the `ranked` units that fit `budget` tokens (`count` counts
+    them), grouped by passage and in passage order: the knowledge a grounded prompt carries."""
+    kept: list[Chosen] = []
+    spent = 0
+    for chosen in ranked:
+        cost = count(chosen.unit.text) + 2
+        if spent + cost <= budget:
+            kept.append(chosen)
+            spent += cost
+    by_hit: dict[int, list[Chosen]] = {}
+    for chosen in sorted(kept, key=lambda c: c.order):
+        by_hit.setdefault(chosen.hit.chunk_id, []).append(chosen)
+    return [(group[0].hit, [c.unit.text for c in group]) for group in by_hit.values()]
+
+
+def _render(units: Sequence[Unit]) -> str:
+    """Sentences joined into paragraphs, list items as a Markdown list."""
+    out: list[str] = []
+    previous: Unit | None = None
+    for unit in units:
+        if previous is None:
+            gap = ""
+        elif unit.item and previous.item:
+            gap = "\n"
+        elif previous.item or unit.item or previous.group != unit.group:
+            gap = "\n\n"
+        else:
+            gap = " "
+        out.append(gap + (f"- {unit.text}" if unit.item else unit.text))
+        previous = unit
+    return "".join(out)
