@@ -188,6 +188,13 @@ class Policy(BaseModel):
         default="I'm sorry, that's not something I can help with here. Would you like me to "
                 "connect you with a colleague?",
         max_length=500, description="Sent when a request is outside what the agent handles.")
+    workflow_offer_message: str = Field(
+        default="Would you like me to do that for you now ({workflow})? Just say yes.",
+        max_length=500,
+        description="Follows an answer from the knowledge to a question about something a "
+                    "workflow can do ('what is your return policy?'); {workflow} is the "
+                    "workflow's title. A yes starts the workflow.",
+    )
     self_help_message: str = Field(
         default="I can sort that out for you right away myself. Tell me what you need, or say "
                 "yes if you'd still rather talk to a colleague.",

@@ -26,6 +26,7 @@ from appliance.agent.draft import TURN_MARKERS, Check, SentenceGate
 from appliance.agent.grounding import ungrounded_facts, unsupported
 from appliance.agent.persona import clean_reply, system_prompt
 from appliance.agent.quoting import Chosen, Quoter, facts
+from appliance.agent.requests import asks_about_policy
 from appliance.agent.supervisor import (
     ANSWER,
     CLARIFY,
@@ -41,7 +42,7 @@ from appliance.agent.supervisor import (
     review,
     understood,
 )
-from appliance.brands import Persona, persona_of, policy_of
+from appliance.brands import Persona, Policy, persona_of, policy_of
 from appliance.db.models import Brand, Conversation, Message, TurnTrace, utcnow
 from appliance.errors import Conflict, ModelError, NotFound, PayloadTooLarge
 from appliance.handoff.service import HandoffService
@@ -55,7 +56,7 @@ from appliance.signals.base import Vectors
 from appliance.signals.service import Signals, SignalService
 from appliance.text import validated_text
 from appliance.workflows.engine import DONE, HANDOFF, KNOWLEDGE, Engine, TurnOutcome
-from appliance.workflows.extract import asks_for_information
+from appliance.workflows.extract import affirmation, asks_for_information
 from appliance.workflows.llm_extract import LlmExtractor
 from appliance.workflows.schema import Toolset, ToolSpec, Workflow
 from appliance.workflows.service import BrandWorkflows, Match, WorkflowService
@@ -73,10 +74,8 @@ _ROLE_TO_CHAT = {"customer": "user", "agent": "assistant", "human": "assistant"}
 
 TEMPLATE_MODEL = "template"
 WORKFLOW = "workflow"
-#: A question this close to a workflow's trigger example ("what's the status of my order?")
-#: asks for the workflow; a looser one ("how many days do I have to return an item?") asks
-#: the knowledge, when the knowledge has an answer.
-REQUEST_MATCH = 0.78
+#: The conversation state's key for the workflow offered after an answer; a yes starts it.
+OFFERED = "offered_workflow"
 NO_TOOLS = Toolset(base_url="http://127.0.0.1")
 #: Leads back into a workflow after answering a question asked in the middle of it.
 RESUME_LEAD = "Now, back to your request:"
@@ -84,6 +83,9 @@ RESUME_LEAD = "Now, back to your request:"
 EXTRACTIVE_LEAD = "Here is what our help center says:"
 #: Chunks retrieved per turn, and how many of the relevant ones go into the prompt.
 RETRIEVE_K, PROMPT_K = 5, 3
+#: How far below the brand's knowledge_min_score a passage after the best one may score and
+#: still contribute sentences.
+SUPPORT_MARGIN = 0.1
 #: The prompt's budget (tokens) for the passages' relevant sentences, and for earlier
 #: messages. Every prompt token costs time to first token (~4 ms each for the 135M model on
 #: two cores); the question and a few relevant sentences carry the answer.
@@ -334,11 +336,11 @@ class ConversationService:
             passage=grounding.hits[0].chunk_id if grounding.hits else None,
         )
         handoff = escalation(facts, policy.supervision)
-        resume: str | None = None
+        followup: Followup | None = None
         if handoff is None and flow is not None:
-            ran = self._run_flow(flow, text, grounding, small_talk)
-            if isinstance(ran, str):
-                resume = ran
+            ran = self._run_flow(flow, text, grounding, small_talk, policy)
+            if isinstance(ran, Followup):
+                followup = ran
             elif ran is not None:
                 decision, outcome, state = ran
                 reply = Reply(decision=decision.trace(), citations=[], text=outcome.text,
@@ -403,10 +405,10 @@ class ConversationService:
                 handoff_text = self._handoff_text(brand)
                 reply.text = f"{reply.text} {handoff_text}"
                 yield TextDelta(f" {handoff_text}")
-            if resume and not reviewed.escalates:
-                reply.text = f"{reply.text} {RESUME_LEAD} {resume}"
-                yield TextDelta(f" {RESUME_LEAD} {resume}")
-                reply.decision["resumes_workflow"] = True
+            if followup is not None and not reviewed.escalates:
+                reply.text = f"{reply.text}\n\n{followup.text}"
+                yield TextDelta(f"\n\n{followup.text}")
+                reply.decision[followup.kind] = followup.workflow
             # The reviewed decision, keeping what generation added (models that failed, error).
             reply.decision = {**reply.decision, **reviewed.trace()}
             if reply.ungrounded:
@@ -447,15 +449,17 @@ class ConversationService:
         return _Flow(running, engine, state, workflow, match)
 
     def _run_flow(
-        self, flow: _Flow, text: str, grounding: Grounding, small_talk: bool,
-    ) -> tuple[Decision, TurnOutcome, dict[str, Any]] | str | None:
+        self, flow: _Flow, text: str, grounding: Grounding, small_talk: bool, policy: Policy,
+    ) -> tuple[Decision, TurnOutcome, dict[str, Any]] | Followup | None:
         """Run the turn in a workflow when one is running or the message starts one.
 
-        Returns (decision, what the engine did, the new state); or the question to come
-        back to when the message is a question asked in the middle of a workflow (the
-        knowledge answers it, then the agent asks again); or None when no workflow is
+        Returns (decision, what the engine did, the new state); or what follows the
+        knowledge's answer: the workflow's question again when the message is a question
+        asked in the middle of it, or the offer to start a workflow when the message asks
+        about what one does ("what is your return policy?"); or None when no workflow is
         concerned."""
         engine, match, workflow = flow.engine, flow.match, flow.workflow
+        offered = flow.state.pop(OFFERED, None)
         engine.remember(text)
         refused = engine.refuse_other_customer(text)
         if refused is not None:
@@ -466,14 +470,24 @@ class ConversationService:
                     and not asks_for_information(text)):
                 workflow = None  # a new request: the old one is dropped
             elif grounding.mode == "grounded" and not small_talk:
-                return engine.pending_prompt()
-        if workflow is None:
+                pending = engine.pending_prompt()
+                return Followup(f"{RESUME_LEAD} {pending}", "resumes_workflow",
+                                workflow.name) if pending else None
+        if workflow is None and offered in flow.running.workflows and affirmation(text):
+            workflow = flow.running.workflows[offered]  # they accepted the offer
+            engine.start(workflow, flow.running.versions.get(workflow.name))
+        elif workflow is None:
             if match is None or (flow.running.workflows[match.workflow].provides_identity and (
                     engine.customer_id)):
                 return None
-            if (grounding.mode == "grounded" and asks_for_information(text)
-                    and match.score < REQUEST_MATCH):
-                return None  # a question about the policy: the knowledge answers it
+            if grounding.mode == "grounded" and asks_about_policy(text):
+                # A question about what the workflow does: the knowledge answers, and the
+                # agent offers to do it.
+                target = flow.running.workflows[match.workflow]
+                flow.state[OFFERED] = target.name
+                offer = policy.workflow_offer_message.replace(
+                    "{workflow}", target.title[:1].lower() + target.title[1:])
+                return Followup(offer, "offers_workflow", target.name)
             workflow = flow.running.workflows[match.workflow]
             engine.start(workflow, flow.running.versions.get(workflow.name))
         outcome = engine.turn(workflow, text)
@@ -549,10 +563,15 @@ class ConversationService:
         if version is None:
             return Grounding("chat", "no_knowledge")
         policy = policy_of(brand)
-        relevant = [hit for hit in hits if hit.score >= policy.knowledge_min_score][:PROMPT_K]
-        if not relevant:
+        if not hits or hits[0].score < policy.knowledge_min_score:
             return Grounding("no_answer", "knowledge_below_threshold", [], version.id,
                              version.number, hits)
+        # The best passage decides whether the knowledge answers at all; the next ones may
+        # score a little lower and still hold the sentence that answers ("what is your return
+        # policy?": the return window is in the section after the one that scored best).
+        # Each sentence must still be relevant on its own.
+        floor = policy.knowledge_min_score - SUPPORT_MARGIN
+        relevant = [hit for hit in hits[:PROMPT_K] if hit.score >= floor]
         started = time.perf_counter()
         units = self._quoter.rank(vector, relevant, policy.knowledge_min_relevance)
         latency["relevance"] = _ms(started, time.perf_counter())
@@ -648,6 +667,17 @@ class ConversationService:
                 self._handoffs.open(conversation, escalation,
                                     trace.decision.get("evidence") or {})
         return agent_message
+
+
+@dataclass(frozen=True)
+class Followup:
+    """What follows the knowledge's answer in a turn a workflow is concerned with."""
+
+    text: str
+    #: Recorded on the turn's decision with the workflow's name: resumes_workflow (its
+    #: question again after a digression) or offers_workflow (to do what was asked about).
+    kind: str
+    workflow: str
 
 
 @dataclass

@@ -5,7 +5,7 @@ finds the boundaries, so "e.g." or "$1.50" does not end one) and the items of it
 list kept with the sentence that leads into it ("Tell us:" then the items). Headings are not
 units. A unit's relevance is the cosine between its embedding and the question's (the same
 embedder the retrieval uses); units below the brand's `knowledge_min_relevance` are never
-chosen, the others are ranked by relevance plus their passage's retrieval score.
+chosen.
 
 The same choice serves twice: the few units that go into a grounded prompt, within a token
 budget, and the quote that replaces a draft the checks rejected.
@@ -143,7 +143,7 @@ class Quoter:
     def rank(self, question: Vectors, hits: Sequence[Hit], min_relevance: float
              ) -> list[Chosen]:
         """Every unit of `hits` whose relevance to the question (cosine to its embedding)
-        is at least `min_relevance`, best first."""
+        is at least `min_relevance`, most relevant first."""
         ranked: list[Chosen] = []
         order = 0
         for hit in hits:
@@ -154,10 +154,7 @@ class Quoter:
                 if score >= min_relevance:
                     ranked.append(Chosen(unit, hit, float(score), order))
                 order += 1
-        # A sentence alone says less than the passage around it: the passage's retrieval
-        # score counts as much as the sentence's own (measured on the Rho-Bank questions, a
-        # sentence of a passage that answers comes first more often so).
-        ranked.sort(key=lambda chosen: -(chosen.relevance + chosen.hit.score))
+        ranked.sort(key=lambda chosen: (-chosen.relevance, -chosen.hit.score))
         return ranked
 
     def quote(self, ranked: Sequence[Chosen], *, max_units: int = 3, max_items: int = 8

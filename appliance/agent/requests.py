@@ -1,0 +1,36 @@
+"""Telling a question about how things work from a request to act.
+
+"What is your return policy?", "how long do refunds take?" and "can I exchange for a different
+product?" ask for the brand's knowledge; "I want to return my headphones" and "can you cancel my
+order?" ask the agent to act, which a workflow does. The difference is in the form: a question
+with nothing of the customer's own in it (no "my", no order number or email) is about the policy.
+"""
+
+from __future__ import annotations
+
+import re
+
+_GREETING = re.compile(r"^((hi|hello|hey|hiya|good (morning|afternoon|evening))\b[\s,.!]*)+",
+                       re.IGNORECASE)
+_QUESTION = re.compile(
+    r"^(how|what|what's|whats|when|why|which|where|who|is|are|do|does|did|can|could|may|will|"
+    r"would|should|am|if)\b", re.IGNORECASE)
+#: Something of the customer's own: then the question is a request about it.
+_OWN = re.compile(r"\b(my|mine|our|ours)\b|[#]?\b[a-z]\d{5,}\b|\S+@\S+\.\w+|\b\d{4,}\b",
+                  re.IGNORECASE)
+_WANTS = re.compile(r"\b(i (want|need|wish)|i'd like|i would like|please|help me)\b",
+                    re.IGNORECASE)
+#: Asking to learn something, whatever the sentence's form ("I want to check the fees").
+_LEARN = re.compile(
+    r"\b(check(ing)?|know|information|info|learn|find out|understand|explain|polic(y|ies)|"
+    r"options?|fees?|charges?|methods?|how long|how much|how many|how soon)\b", re.IGNORECASE)
+
+
+def asks_about_policy(text: str) -> bool:
+    """True for a question about how something works, not a request to act on the customer's
+    own order or account."""
+    bare = _GREETING.sub("", text.strip())
+    if _OWN.search(bare):
+        return False
+    learns = bool(_LEARN.search(bare))
+    return learns or (bool(_QUESTION.match(bare)) and not _WANTS.search(bare))
