@@ -37,6 +37,8 @@ REPO = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("APPLIANCE_TEST_POSTGRES_URL", "")
 #: Replies in tests are short: the behaviour under test is the pipeline, not prose.
 TEST_REPLY_TOKENS = 24
+#: The model budget of a turn in tests (seconds): far beyond any reply's time.
+NO_TIME_LIMIT_S = 3600.0
 EMPTY_CONFIG = REPO / "tests" / "empty-config.toml"
 
 
@@ -73,6 +75,9 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "data_dir": str(tmp_path / "data"),
         "llm_max_reply_tokens": TEST_REPLY_TOKENS,
         "llm_threads": 2,
+        # A reply is never cut short by time in tests: a loaded machine gives the same
+        # verdict as a quiet one. Time budgets are tested with servers that hang.
+        "llm_timeout_s": NO_TIME_LIMIT_S,
         # Tests write knowledge sources into their own tmp dir and add them in the admin.
         "knowledge_import_dirs": str(tmp_path),
     }
@@ -146,6 +151,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         **os.environ,
         "APPLIANCE_DATA_DIR": str(data_dir),
         "APPLIANCE_LLM_MAX_REPLY_TOKENS": str(TEST_REPLY_TOKENS),
+        "APPLIANCE_LLM_TIMEOUT_S": str(NO_TIME_LIMIT_S),
         "APPLIANCE_WEB_WORKERS": "1",
         "APPLIANCE_CONFIG": str(EMPTY_CONFIG),
     }

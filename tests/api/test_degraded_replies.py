@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import socket
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,9 @@ from appliance.config import Settings
 A = "lumen-goods"
 TINY = "smollm2-135m-instruct"
 FIRST = "first-http"
-#: The whole turn's model budget; the first model's own manifest timeout is far shorter.
-BUDGET_S, FIRST_TIMEOUT_S = 30.0, 1.0
+#: The first model's own manifest timeout: the hanging server never answers, so the tiny model
+#: answers after it, however slow the machine (the turn's budget is the tests' NO_TIME_LIMIT_S).
+FIRST_TIMEOUT_S = 1.0
 Auth = Callable[[str], dict[str, str]]
 SseParser = Callable[[str], list[tuple[str, dict[str, Any]]]]
 
@@ -48,8 +48,7 @@ def settings(settings: Settings, tmp_path: Path, first_url: str) -> Settings:
         "timeout_s": FIRST_TIMEOUT_S, "license": "test", "source": "a server that is down",
     }
     store = write_store(tmp_path / "model_store", reply=[TINY], extra=(first,))
-    return dataclasses.replace(settings, model_store=store, reply_models=(FIRST, TINY),
-                               llm_timeout_s=BUDGET_S)
+    return dataclasses.replace(settings, model_store=store, reply_models=(FIRST, TINY))
 
 
 def _say(client: FlaskClient, conversation_id: str, headers: dict[str, str], text: str,
@@ -63,9 +62,7 @@ def test_it_marks_a_reply_from_the_fallback_model_as_degraded(
 ) -> None:
     conversation_id = open_conversation(A)
 
-    started = time.monotonic()
     response = _say(client, conversation_id, auth(A), "Hi! How do I sign up for your newsletter?")
-    elapsed = time.monotonic() - started
 
     assert response.status_code == 200, response.get_data(as_text=True)
     message = response.get_json()["message"]
@@ -73,7 +70,6 @@ def test_it_marks_a_reply_from_the_fallback_model_as_degraded(
     assert message["text"].strip()
     assert message["fallback"] is True
     assert message["confidence"] == "degraded"
-    assert elapsed < BUDGET_S + 5.0  # the turn's own work besides the models: a few ms
 
 
 @pytest.mark.parametrize("first_url", ["hanging"], indirect=True)

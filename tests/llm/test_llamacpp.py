@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -71,12 +70,11 @@ def test_it_gives_up_waiting_for_a_busy_model_at_the_first_token_deadline(
     # long as it may wait for its first token; then the router can try another model.
     first = tiny_model.stream(hello, PARAMS)
     next(first)  # generating, holding the model
-    started = time.monotonic()
 
+    # "busy": the first-token deadline ended the wait, not the whole call's timeout.
     with pytest.raises(ModelTimeout, match="busy"):
         tiny_model.complete(hello, replace(PARAMS, first_token_timeout_s=0.2))
 
-    assert time.monotonic() - started < PARAMS.timeout_s
     assert isinstance(list(first)[-1], Completion)
 
 
