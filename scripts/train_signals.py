@@ -24,7 +24,7 @@ import sys
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,9 @@ class Datasets:
     #: CLINC150 `train`: (text, intent); `oos_train_plus`: texts.
     clinc_train: list[Row]
     clinc_oos: list[str]
+    #: CLINC150 `val` and `oos_val`, which no model trains on (evaluation only).
+    clinc_val: list[Row]
+    clinc_oos_val: list[str]
     #: CLINC150 intent -> domain.
     clinc_domain: dict[str, str]
 
@@ -83,6 +86,8 @@ class Datasets:
             banking77=banking77,
             clinc_train=[(str(text).strip(), str(intent)) for text, intent in clinc["train"]],
             clinc_oos=[str(text).strip() for text, _ in clinc["oos_train_plus"]],
+            clinc_val=[(str(text).strip(), str(intent)) for text, intent in clinc["val"]],
+            clinc_oos_val=[str(text).strip() for text, _ in clinc["oos_val"]],
             clinc_domain={intent: domain for domain, intents in domains.items()
                           for intent in intents},
         )
@@ -143,9 +148,17 @@ def human_request_rows(ds: Datasets) -> list[Row]:
 # --- sentiment --------------------------------------------------------------------------------
 
 #: Dissatisfaction a few Bitext rows state outright ("I'm not happy with ur service, ...",
-#: "you are not being helpful, ..."): those rows are `negative`.
+#: "you are not being helpful, ..."): part of the held-back angry set, never trained on.
 _BITEXT_NEGATIVE = re.compile(
     r"not happy|unhappy|unsatisfied|dissatisfied|not satisfied|not (being )?helpful", re.I)
+#: Anger or complaint a Banking77 customer states in so many words ("I am so angry right
+#: now!", "your company is awful", "these charges are ridiculous", "!!")...
+_BANKING77_ANGRY = re.compile(
+    r"\b(angry|furious|livid|hate|sick of|fed up|what the hell|wtf|ridiculous\w*|outrageous|"
+    r"unacceptable|stupid|useless|awful|terrible|horrible|disgust\w*|upset\w*|frustrat\w*|"
+    r"disappoint\w*|unhappy|not happy|damn)\b|!!", re.I)
+#: ...unless the customer blames themselves ("I made a terrible mistake", "I stupidly sent").
+_SELF_BLAME = re.compile(r"\b(mistake|goofed|stupidly|typo|confused)\b", re.I)
 #: Emotion that disqualifies a dataset request as a `neutral` example (Banking77 has many
 #: "I'm still waiting!" rows that read as negative).
 _NOT_NEUTRAL = re.compile(
@@ -154,29 +167,94 @@ _NOT_NEUTRAL = re.compile(
     r"furious|unhappy|rubbish|ugh|forever|ages|again|please help|help me|urgent\w*|"
     r"thank\w*|great|love|happy|glad|appreciate\w*|awesome|excellent|wonderful|helpful)\b",
     re.I)
-#: CLINC domains whose requests are not neutral service requests (thanks, greetings, jokes,
-#: yes/no/maybe).
+#: Displeasure that disqualifies an off-topic CLINC150 row as `neutral`. Narrower than
+#: _NOT_NEUTRAL on purpose: "tell me a joke", "what's a great pasta place" and "I love this
+#: song" are calm, and they are exactly the messages the model must learn to read as calm.
+_NOT_CALM = re.compile(
+    r"!|\b(annoy\w*|upset|frustrat\w*|disappoint\w*|terrible|horrible|awful|angry|"
+    r"unacceptable|worst|hate|stupid|useless|ridiculous|fed up|wtf|damn\w*|scam\w*|furious|"
+    r"unhappy|rubbish|ugh)\b", re.I)
+#: CLINC domains whose requests are not service requests (thanks, greetings, jokes, yes/no):
+#: not in the service-request pool, but in the off-topic one.
 _CLINC_NOT_NEUTRAL = {"small_talk", "meta"}
+#: The CLINC intent whose rows are thanks: `positive`, not `neutral`.
+_CLINC_THANKS = "thank_you"
 _NEUTRAL_PER_DATASET = 120
+#: Off-topic CLINC150 rows per intent (150 intents, every domain) and out-of-scope rows
+#: (`oos_train_plus`) taken as calm examples: the model must have seen jokes, trivia,
+#: small talk and unrelated requests to read them as calm rather than as the nearest
+#: emotion it knows ("your service is a joke" was the only "joke" it had seen).
+_OFF_TOPIC_PER_INTENT = 8
+_OFF_TOPIC_OOS = 250
+#: Project-written angry and negative rows each joined to a calm dataset request, per label:
+#: customers put the complaint and the request in one message ("I hate this company! Can you
+#: delete my account?"), where the request's words would otherwise outweigh the complaint.
+_COMPLAINT_WITH_REQUEST = 250
+
+
+def held_back_angry(ds: Datasets) -> list[str]:
+    """Angry or complaining messages from the public datasets, never trained on: the
+    evaluation set of frustration recall (scripts/bench/signals.py). Bitext rows that state
+    dissatisfaction, and Banking77 rows that state anger or a complaint in so many words."""
+    bitext = (t for t, _, flags in ds.bitext if "W" not in flags and _BITEXT_NEGATIVE.search(t))
+    banking = (t for t, _ in ds.banking77
+               if _BANKING77_ANGRY.search(t) and not _SELF_BLAME.search(t))
+    return sorted({*bitext, *banking})
+
+
+def calm_off_topic(ds: Datasets) -> list[str]:
+    """Calm off-topic messages never trained on: every CLINC150 `val` row without displeasure
+    (thanks included) and `oos_val`. The evaluation set of false frustration."""
+    texts = [*(t for t, _ in ds.clinc_val), *ds.clinc_oos_val]
+    return sorted({t for t in texts if not _NOT_CALM.search(t)})
 
 
 def sentiment_rows(ds: Datasets) -> list[Row]:
-    """Project data, a sample of calm dataset requests as `neutral`, and Bitext rows that state
-    dissatisfaction as `negative`. Bitext rows flagged W (swearing) are left out: they mix calm
-    requests with a swear word, and the project data defines where profanity sits."""
-    bitext = [(t, i) for t, i, flags in ds.bitext if "W" not in flags]
-    negative = sorted(t for t, _ in bitext if _BITEXT_NEGATIVE.search(t))
+    """Project data; a sample of calm dataset requests and of off-topic CLINC150 rows as
+    `neutral` (its thanks as `positive`). Bitext rows flagged W (swearing) are left out: they
+    mix calm requests with a swear word, and the project data defines where profanity sits.
+    The held-back angry messages are in no pool."""
+    held = set(held_back_angry(ds))
+    bitext = [(t, i) for t, i, flags in ds.bitext if "W" not in flags and t not in held]
+    banking77 = [t for t, _ in ds.banking77 if t not in held]
     calm = [
         *_sample((t for t, _ in bitext if not _BITEXT_NEGATIVE.search(t)
                   and not _NOT_NEUTRAL.search(t)), _NEUTRAL_PER_DATASET, "sentiment:bitext"),
-        *_sample((t for t, _ in ds.banking77 if not _NOT_NEUTRAL.search(t)),
+        *_sample((t for t in banking77 if not _NOT_NEUTRAL.search(t)),
                  _NEUTRAL_PER_DATASET, "sentiment:banking77"),
         *_sample((t for t, i in ds.clinc_train
                   if ds.clinc_domain.get(i) not in _CLINC_NOT_NEUTRAL
                   and not _NOT_NEUTRAL.search(t)), _NEUTRAL_PER_DATASET, "sentiment:clinc"),
     ]
-    return _merge(_own("sentiment.csv"), ((t, "negative") for t in negative),
-                  ((t, "neutral") for t in calm))
+    by_intent: dict[str, list[str]] = defaultdict(list)
+    for text, intent in ds.clinc_train:
+        if not _NOT_CALM.search(text):
+            by_intent[intent].append(text)
+    thanks = _sample(by_intent.pop(_CLINC_THANKS, []), _OFF_TOPIC_PER_INTENT,
+                     "sentiment:off:thanks")
+    off_topic = [text for intent in sorted(by_intent) for text in
+                 _sample(by_intent[intent], _OFF_TOPIC_PER_INTENT, f"sentiment:off:{intent}")]
+    off_topic += _sample((t for t in ds.clinc_oos if not _NOT_CALM.search(t)), _OFF_TOPIC_OOS,
+                         "sentiment:off:oos")
+    own = _own("sentiment.csv")
+    return _merge(own, ((t, "neutral") for t in calm), ((t, "positive") for t in thanks),
+                  ((t, "neutral") for t in off_topic), _with_requests(own, calm))
+
+
+def _with_requests(own: Sequence[Row], requests: Sequence[str]) -> list[Row]:
+    """_COMPLAINT_WITH_REQUEST angry and negative rows each, joined to a request (before or
+    after it, alternately), keeping the complaint's label."""
+    rng = random.Random(f"{SEED}:sentiment:with-requests")
+    pool = sorted(requests)
+    rows = []
+    for label in ("angry", "negative"):
+        complaints = _sample((t for t, lab in own if lab == label), _COMPLAINT_WITH_REQUEST,
+                             f"sentiment:with-requests:{label}")
+        for i, complaint in enumerate(complaints):
+            complaint = complaint if complaint[-1] in ".!?" else f"{complaint}."
+            request = rng.choice(pool)
+            rows.append((f"{complaint} {request}" if i % 2 else f"{request} {complaint}", label))
+    return rows
 
 
 # --- intent models: brand intents plus an `oos` class from CLINC150 ---------------------------
@@ -281,11 +359,15 @@ class ModelPlan:
     #: Manifest options of the entry.
     signal: str
     brand: str | None = None
+    options: training.TrainOptions = field(default_factory=training.TrainOptions)
 
 
 MODELS = (
     ModelPlan("human-request", human_request_rows, None, "human", "human_request"),
-    ModelPlan("sentiment", sentiment_rows, None, "angry", "sentiment"),
+    # Neighbours in the embedding share a topic more than a mood: cross-validation chooses
+    # whether they vote at all.
+    ModelPlan("sentiment", sentiment_rows, None, "angry", "sentiment",
+              options=training.TrainOptions(knn_weights=(0.0, 0.25, 0.5))),
     ModelPlan("intent-lumen-goods", lumen_goods_rows, OOS, OOS, "intent", "lumen-goods"),
     ModelPlan("intent-rho-bank", rho_bank_rows, OOS, OOS, "intent", "rho-bank"),
 )
@@ -357,7 +439,7 @@ def fit_and_save(rows: Sequence[Row], plan: ModelPlan, embedder: Embedder,
     texts = [t for t, _ in rows]
     artefact = training.train(
         texts, [label for _, label in rows], oos_label=plan.oos_label, embedder=embedder,
-        vectors=vectors.of(texts), name=plan.name,
+        vectors=vectors.of(texts), name=plan.name, options=plan.options,
         progress=lambda message: print(f"  {plan.name}: {message}", file=sys.stderr))
     training.save(artefact, out_dir)
     return TextClassifier.load(out_dir, embedder=embedder)
