@@ -24,37 +24,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from appliance.db.models import Conversation, Message, ToolCall, TurnTrace
+from appliance.reasons import about
 from appliance.signals.service import Signals
 
 PACKET_VERSION = 1
-_REASONS = {
-    "human_request": "the customer asked for a person",
-    "accepted_human_offer": "the customer accepted the offer of a person",
-    "frustration_high": "the customer is very frustrated",
-    "frustration_rising": "the customer's frustration kept rising",
-    "unclear_repeated": "the agent could not understand the request after asking twice",
-    "repeated_question": "the customer kept asking a question the agent had answered",
-    "slot_not_understood": "the agent asked for the same detail three times without an answer",
-    "tool_failure": "the brand's system failed to answer",
-    "no_model_answered": "no model could answer",
-    "degraded_answer": "a fallback model answered a consequential question",
-    "policy_limit": "the request is outside what the policy lets the agent do",
-    "identity_not_found": "the customer could not be verified",
-    "workflow_loop": "the workflow could not make progress",
-}
-_NEXT_STEPS = {
-    "tool_failure": "Check the order system, then finish the request the workflow started.",
-    "slot_not_understood": "Ask for the missing detail in other words, or look it up.",
-    "frustration_high": "Acknowledge the frustration first, then resolve the request.",
-    "frustration_rising": "Acknowledge the frustration first, then resolve the request.",
-    "policy_limit": "Decide whether an exception to the policy applies.",
-    "repeated_question": "The answer from the knowledge did not help: find out what is missing.",
-    "identity_not_found": "Verify the customer's identity another way.",
-}
-
-
 def reason_text(reason: str) -> str:
-    return _REASONS.get(reason, reason.replace("_", " "))
+    return about(reason).text
 
 
 def build_packet(conversation: Conversation, messages: Sequence[Message],
@@ -91,8 +66,7 @@ def build_packet(conversation: Conversation, messages: Sequence[Message],
         "knowledge": _cited(messages),
         "sentiment": {"label": last.sentiment,
                       "trajectory": [round(s.frustration, 3) for s in signals]},
-        "suggested_next_step": _NEXT_STEPS.get(
-            reason, "Read the summary, then pick up the customer's request where it stopped."),
+        "suggested_next_step": about(reason).next_step,
         "transcript": {"conversation_id": conversation.public_id, "messages": len(messages),
                        "customer_turns": sum(m.role == "customer" for m in messages)},
     }
