@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 
 from appliance.agent.conversations import PENDING_HUMAN, TEMPLATE_MODEL, TurnResult
 from appliance.brands import Persona, Policy
-from appliance.db.models import Brand, Conversation, TurnTrace
+from appliance.db.models import Brand, Conversation, Handoff, TurnTrace
 from appliance.services import Services
 
 PERSONA = Persona(agent_name="Juniper", tone="Warm and brief.", greeting="Hi, I'm Juniper!")
@@ -185,3 +185,32 @@ def test_not_understanding_three_times_in_a_row_hands_off(
     assert [t.decision["rule"] for t in traces] == [
         "out_of_scope", "unclear_again", "unclear_repeated"]
     assert traces[-1].decision["action"] == "escalate"
+
+
+def test_an_unclear_intent_is_never_named_in_the_handoff(
+    services: Services, seeded: dict[str, object]
+) -> None:
+    traces = demo_turn(services, "rho-bank", [
+        "can you tell me a joke about cats", "what is the boiling point of mercury",
+        "who won the world cup in 1998"])
+
+    last = traces[-1]
+    assert last.decision["rule"] == "unclear_repeated"
+    assert last.signals["unclear"] is True
+    guessed = str(last.signals["intent"])
+    assert last.decision["evidence"]["intent"] == "unclear"
+    handoff = Handoff.get(Handoff.conversation == last.conversation_id)
+    assert handoff.packet["intent"]["name"] is None
+    assert handoff.packet["intent"]["unclear"] is True
+    assert "unclear" in handoff.packet["summary"]
+    assert guessed not in handoff.packet["summary"]
+    assert guessed.replace("_", " ") not in handoff.packet["summary"]
+
+
+def test_calm_off_topic_messages_are_not_handed_off_as_frustrated(
+    services: Services, seeded: dict[str, object]
+) -> None:
+    (trace,) = demo_turn(services, "rho-bank", ["can you tell me a joke about cats"])
+
+    assert trace.decision["rule"] not in ("frustration_high", "frustration_rising")
+    assert trace.signals["frustration"] < Policy().supervision.frustration_threshold
