@@ -3,7 +3,8 @@
 Each case starts from a fresh copy of the brand's test system (`POST <tools base>/reset`,
 which the demo backend serves), runs its customer turns through the same turn pipeline as
 the API, then checks the writes the agent made (from the tool-call log), the system's state
-afterwards, what the agent said and how the workflow ended.
+afterwards, what the agent said and how the workflow ended. `run_task` plays a τ-bench task
+with the scripted customer (customer.py) and checks the system's exact end state.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import httpx
 
 from appliance.agent.conversations import PENDING_HUMAN, TurnResult
 from appliance.brands import policy_of
-from appliance.db.models import Brand
+from appliance.db.models import Brand, Conversation
 from appliance.errors import ConfigError
 from appliance.evals.cases import EvalCase, EvalSuite
+from appliance.evals.customer import ScriptedCustomer, Task, gold_state, state_of
 from appliance.services import Services
 from appliance.workflows.tools import OK
 
@@ -74,12 +76,8 @@ def _run_case(services: Services, brand: Brand, system: httpx.Client, writes: se
     conversation, _ = services.conversations.start(
         brand, {"eval": workflow, "case": case.name}, EVAL_CHANNEL)
     for text in case.turns:
-        result.transcript.append(("customer", text))
-        reply = ""
-        for event in services.conversations.reply(brand, conversation.public_id, text):
-            if isinstance(event, TurnResult):
-                reply, conversation = str(event.message.text), event.conversation
-        result.transcript.append(("agent", reply))
+        reply, conversation = say(services, brand, conversation, text)
+        result.transcript += [("customer", text), ("agent", reply)]
     expect = case.expect
     calls = reversed(services.workflows.tool_calls(brand, conversation.id))
     made = [(call.tool, call.arguments) for call in calls
@@ -103,6 +101,58 @@ def _run_case(services: Services, brand: Brand, system: httpx.Client, writes: se
         ended = outcome_of(conversation.status, conversation.state or {})
         if ended != expect.outcome:
             result.problems.append(f"outcome: expected {expect.outcome}, got {ended}")
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def say(services: Services, brand: Brand, conversation: Conversation,
+        text: str) -> tuple[str, Conversation]:
+    """One customer turn through the API's turn pipeline: the agent's reply and the
+    conversation as it is afterwards."""
+    reply = ""
+    for event in services.conversations.reply(brand, conversation.public_id, text):
+        if isinstance(event, TurnResult):
+            reply, conversation = str(event.message.text), event.conversation
+    return reply, conversation
+
+
+@dataclass
+class TaskResult:
+    """A τ-bench task played by the scripted customer: whether the order system ended
+    exactly as the gold writes leave it."""
+
+    index: int
+    passed: bool
+    writes: int
+    transcript: list[tuple[str, str]] = field(default_factory=list)
+    status: str = ""
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"task": self.index, "passed": self.passed, "writes": self.writes,
+                "status": self.status, "seconds": round(self.seconds, 3),
+                "transcript": [list(turn) for turn in self.transcript]}
+
+
+def run_task(services: Services, brand: Brand, system: httpx.Client, task: Task,
+             max_turns: int = 24) -> TaskResult:
+    """Play `task` with the scripted customer against the brand's agent and its order
+    system (reset first), and compare the end state with the gold writes'."""
+    started = time.perf_counter()
+    expected = gold_state(system, task)  # leaves the system reset
+    customer = ScriptedCustomer.for_task(task, system)
+    conversation, _ = services.conversations.start(brand, {"tau_task": task.index},
+                                                   EVAL_CHANNEL)
+    result = TaskResult(task.index, False, len(task.writes))
+    text: str | None = customer.opening()
+    while text is not None and len(result.transcript) < 2 * max_turns:
+        reply, conversation = say(services, brand, conversation, text)
+        result.transcript += [("customer", text), ("agent", reply)]
+        if conversation.status == PENDING_HUMAN:
+            break
+        text = customer.answer(reply)
+    result.status = outcome_of(conversation.status, conversation.state or {})
+    result.passed = state_of(system, task.user_id) == expected
     result.seconds = time.perf_counter() - started
     return result
 

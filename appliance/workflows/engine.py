@@ -40,8 +40,8 @@ MAX_ASKS = 3
 #: Customer messages kept to read details given before they were asked for.
 REMEMBERED_MESSAGES = 6
 #: What the engine did with a turn.
-WAITING, DONE, HANDOFF, KNOWLEDGE, STOPPED, REFUSED = (
-    "waiting", "done", "hand_off", "knowledge", "stopped", "refused")
+WAITING, DONE, HANDOFF, KNOWLEDGE, STOPPED, REFUSED, SWITCHED = (
+    "waiting", "done", "hand_off", "knowledge", "stopped", "refused", "switched")
 STOPPED_MESSAGE = ("No problem, I've left everything as it was. Is there anything else I can "
                    "help with?")
 DECLINED_MESSAGE = "Okay, I haven't changed anything. Is there anything else I can help with?"
@@ -52,6 +52,11 @@ NOT_OWNER_MESSAGE = ("I can only help with the account you verified in this conv
 OTHER_CUSTOMER_MESSAGE = ("I can only help one customer per conversation, and I've already "
                           "verified your account, so I can't look into another one.")
 ANYTHING_ELSE = "Is there anything else I can help with?"
+#: Said before a reply that would otherwise repeat the last one word for word.
+REPHRASED = ("Sorry, I didn't catch that.", "Let me put it another way.")
+NO_PROGRESS_MESSAGE = "I'm sorry, I'm not getting this right."
+#: After the identity workflow ran on its own (the customer said who they are, nothing more).
+HOW_CAN_I_HELP = "How can I help you today?"
 
 
 #: Slot types replaced only when they are what the agent asked for: a later message naming
@@ -144,9 +149,12 @@ class Engine:
     """Runs a conversation's workflows. One instance per turn: it holds the turn's state."""
 
     def __init__(self, state: dict[str, Any], tools: ToolCaller, *, conversation_id: str,
-                 identity: Workflow | None, llm_extract: LlmExtract | None = None) -> None:
+                 identity: Workflow | None, llm_extract: LlmExtract | None = None,
+                 workflows: Mapping[str, Workflow] | None = None) -> None:
         self.state = state
         self._tools = tools
+        #: The brand's workflows, for a `switch` step to hand over to.
+        self._workflows = workflows or {}
         #: For slots with `extractor: llm`, when the patterns find nothing in their answer.
         self._llm_extract = llm_extract
         self._conversation_id = conversation_id
@@ -218,8 +226,35 @@ class Engine:
             outcome.messages.append(run["prompt"])
         return outcome
 
-    def turn(self, workflow: Workflow, text: str) -> TurnOutcome:
-        """Handle one customer message in the running workflow."""
+    def turn(self, workflow: Workflow, text: str, *, switched: bool = False) -> TurnOutcome:
+        """Handle one customer message in the running workflow. `switched`: another workflow
+        handed this one the message (at most once a turn)."""
+        outcome = self._turn(workflow, text, switched=switched)
+        return outcome if switched else self._without_loops(outcome)
+
+    def _without_loops(self, outcome: TurnOutcome) -> TurnOutcome:
+        """The agent never asks the same thing twice in a row the same way: a customer whose
+        message changed nothing is asked differently, and one still stuck at the same
+        confirmation goes to a human (`no_progress`; a slot's question hands off as
+        `slot_not_understood` after MAX_ASKS)."""
+        run = self.state.get("run")
+        if outcome.status != WAITING or run is None:
+            return outcome
+        # The same question again, the customer's message having changed nothing.
+        asked = run.get("prompt")
+        last = run.get("last_asked") or {}
+        same = last.get("prompt") == asked and not outcome.filled
+        count = last.get("count", 0) + 1 if same else 1
+        run["last_asked"] = {"prompt": asked, "count": count}
+        if count == 1:
+            return outcome
+        if count > 2 and outcome.step.get("kind") != "ask":
+            outcome.messages = [NO_PROGRESS_MESSAGE]
+            return self._finish(outcome, HANDOFF, None, [], reason="no_progress")
+        outcome.messages.insert(0, REPHRASED[min(count - 2, len(REPHRASED) - 1)])
+        return outcome
+
+    def _turn(self, workflow: Workflow, text: str, *, switched: bool) -> TurnOutcome:
         run = self.state["run"]
         outcome = TurnOutcome(WAITING, workflow.name)
         awaiting = run.pop("awaiting", None)
@@ -230,9 +265,11 @@ class Engine:
             return self._finish(outcome, STOPPED, "abandoned", [STOPPED_MESSAGE])
         phases = self._phases(workflow)
         for phase in phases:
-            # A bare yes or no at a confirmation corrects nothing.
-            reviewing = bool(awaiting) and affirmation(text) is None
+            # A yes at a confirmation corrects nothing; a no may ("no, not the watch").
+            reviewing = bool(awaiting) and affirmation(text) is not True
             outcome.filled += self._fill(phase, text, asked, reviewing=reviewing)
+        if self.state.pop("stale_profile", False):
+            self._refresh_profile(outcome)
         answer = affirmation(text) if awaiting else None
         if awaiting and answer is False and not outcome.filled:
             return self._finish(outcome, STOPPED, "abandoned", [DECLINED_MESSAGE])
@@ -244,10 +281,15 @@ class Engine:
         except _Stop as stop:
             if stop.status == WAITING:
                 return outcome
+            if stop.status == SWITCHED and not switched:
+                return self._switch(workflow, str(stop.reason), text, outcome)
+            if stop.status == SWITCHED:
+                stop = _Stop(HANDOFF, "workflow_loop")
             return self._finish(outcome, stop.status, stop.outcome,
                                 [] if stop.status != DONE else [ANYTHING_ELSE],
                                 reason=stop.reason)
-        return self._finish(outcome, DONE, workflow.outcome, [ANYTHING_ELSE])
+        return self._finish(outcome, DONE, workflow.outcome,
+                            [HOW_CAN_I_HELP if workflow.provides_identity else ANYTHING_ELSE])
 
     # -- the walk ---------------------------------------------------------------------------
 
@@ -281,7 +323,8 @@ class Engine:
             if current not in (None, "", []) and name not in asked and (
                     slot.type in _ANSWER_ONLY) and not (reviewing and slot.type in _CHOICES):
                 continue  # only replace these when they are what was asked
-            value = extract(slot, text, self._values(phase), asked=name in asked)
+            value = extract(slot, text, self._values(phase), asked=name in asked,
+                            current=current)
             if (value is None and slot.extractor == "llm" and name in asked
                     and self._llm_extract is not None):
                 value = self._llm_extract(slot, text, self._values(phase))
@@ -355,6 +398,10 @@ class Engine:
                     if step.message:
                         outcome.messages.append(render(step.message, values))
                     raise _Stop(HANDOFF, step.hand_off)
+                case "switch":
+                    if step.message:
+                        outcome.messages.append(render(step.message, values))
+                    raise _Stop(SWITCHED, step.switch)
                 case "end":
                     if step.message:
                         outcome.messages.append(render(step.message, values))
@@ -417,7 +464,7 @@ class Engine:
             self._rejected.setdefault(slot, []).append(phase.slots.pop(slot, None))
         raise _Restart
 
-    def _call(self, phase: _Phase, step: Step, name: str, arguments: dict[str, Any],
+    def _call(self, phase: _Phase, name: str, arguments: dict[str, Any],
               outcome: TurnOutcome, idempotency_key: str | None = None) -> ToolResult:
         spec = self._tools.spec(name)
         if spec is None or name not in phase.workflow.tools:
@@ -458,7 +505,7 @@ class Engine:
             return
         results = []
         for arguments in calls:
-            result = self._call(phase, step, step.lookup, arguments, outcome)
+            result = self._call(phase, step.lookup, arguments, outcome)
             if result.status == OK:
                 results.append(result.data)
                 continue
@@ -482,11 +529,14 @@ class Engine:
         if done.get(key) == digest:
             return
         idempotency_key = f"{self._conversation_id}:{key}:{digest}"
-        result = self._call(phase, step, step.write, arguments, outcome, idempotency_key)
+        result = self._call(phase, step.write, arguments, outcome, idempotency_key)
         if result.status == OK:
             done[key] = digest
             if step.save_as:
                 phase.vars[step.save_as] = result.data
+            # A write may change the profile (a refund back on a gift card): read it again
+            # before the next turn relies on it.
+            self.state["stale_profile"] = True
             return
         if result.status == REJECTED:
             message = render(step.message or "I couldn't do that: {{ error }}.",
@@ -503,15 +553,48 @@ class Engine:
             raise _Stop(HANDOFF, "identity_not_found")
         assert step.profile
         arguments = argument(step.args, values)
-        result = self._call(phase, step, step.profile, arguments, outcome)
+        result = self._call(phase, step.profile, arguments, outcome)
         if result.status != OK:
             outcome.messages.append(TOOL_FAILED_MESSAGE)
             raise _Stop(HANDOFF, "tool_failure")
         self.state["customer_id"] = customer_id
+        self.state["profile"] = {"tool": step.profile, "args": arguments}
         self.state.setdefault("values", {})["customer"] = result.data
         if step.message:
             outcome.messages.append(render(step.message, {**values,
                                                           "customer": result.data}))
+
+    def _switch(self, workflow: Workflow, name: str, text: str,
+                outcome: TurnOutcome) -> TurnOutcome:
+        """Hand the request to workflow `name` (an exchange asked of an order that has not
+        shipped goes to the item change): it starts with the slots the two share and the
+        request's messages, and takes this message."""
+        target = self._workflows.get(name)
+        if target is None:
+            return self._finish(outcome, HANDOFF, None, [], reason="workflow_not_found")
+        run = self.state["run"]
+        self.state.setdefault("history", []).append(
+            {"workflow": workflow.name, "status": SWITCHED, "outcome": None, "reason": name,
+             "slots": run.get("slots", {})})
+        self.state["run"] = {
+            "workflow": name, "version": None, "vars": {}, "texts": run.get("texts", []),
+            "identity": run.get("identity", {}),
+            "slots": {slot: value for slot, value in run.get("slots", {}).items()
+                      if slot in target.slots}}
+        after = self.turn(target, text, switched=True)
+        after.messages[:0] = outcome.messages
+        after.tools[:0] = outcome.tools
+        return after
+
+    def _refresh_profile(self, outcome: TurnOutcome) -> None:
+        """Load the verified customer's profile again, with the call that verified them."""
+        profile = self.state.get("profile")
+        if not profile or not self.customer_id or self._identity is None:
+            return
+        phase = _Phase(self._identity, {})
+        result = self._call(phase, profile["tool"], profile["args"], outcome)
+        if result.status == OK:
+            self.state.setdefault("values", {})["customer"] = result.data
 
     def _finish(self, outcome: TurnOutcome, status: str, result: str | None,
                 messages: list[str], reason: str | None = None) -> TurnOutcome:

@@ -58,6 +58,19 @@ def _price_in(item_id: Any, products: Any) -> float:
     return float(variant.get("price", 0.0)) if variant else 0.0
 
 
+def _pick(items: Any, item_ids: Any) -> list[Any]:
+    """The items for `item_ids`, one per id and in their order: `order['items'] | pick(items)`
+    lists an item the order holds twice once when one id is chosen, twice when two are."""
+    remaining = list(items or ())
+    picked = []
+    for item_id in item_ids or ():
+        index = next((i for i, item in enumerate(remaining)
+                      if isinstance(item, Mapping) and item.get("item_id") == item_id), None)
+        if index is not None:
+            picked.append(remaining.pop(index))
+    return picked
+
+
 @functools.cache
 def _environment(strict: bool) -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(
@@ -65,7 +78,7 @@ def _environment(strict: bool) -> ImmutableSandboxedEnvironment:
         trim_blocks=True, lstrip_blocks=True,
     )
     env.filters.update(money=_money, options=_options, address=_address, variant=_variant,
-                       price_in=_price_in)
+                       price_in=_price_in, pick=_pick)
     return env
 
 

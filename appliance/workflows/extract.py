@@ -101,9 +101,11 @@ def wants_to_stop(text: str) -> bool:
     return bool(_STOP.match(text.strip()))
 
 
-def extract(slot: Slot, text: str, values: Mapping[str, Any], *, asked: bool) -> Any:
+def extract(slot: Slot, text: str, values: Mapping[str, Any], *, asked: bool,
+            current: Any = None) -> Any:
     """The slot's value in `text`, or None. `asked` is true when the agent's last question
-    was for this slot, which allows bare answers ("Jane Doe", "no longer needed")."""
+    was for this slot, which allows bare answers ("Jane Doe", "no longer needed"). `current`
+    is the slot's value so far: a list slot's correction ("also the keyboard") changes it."""
     match slot.type:
         case "email":
             found = EMAIL.search(text)
@@ -124,7 +126,7 @@ def extract(slot: Slot, text: str, values: Mapping[str, Any], *, asked: bool) ->
         case "choice":
             return _choice(slot, text, values, asked=asked)
         case "choices":
-            return _choices(slot, text, values, asked=asked)
+            return _choices(slot, text, values, asked=asked, current=current)
         case "variants":
             return _variants(slot, text, values)
         case "address":
@@ -263,6 +265,8 @@ def _options(slot: Slot, values: Mapping[str, Any]) -> list[Any]:
 
 
 def _choice(slot: Slot, text: str, values: Mapping[str, Any], *, asked: bool) -> Any:
+    """The one option the message names best ("the visa ending 9182", "the original", "my
+    card" when only one option is a card)."""
     options = _options(slot, values)
     if not options:
         return None
@@ -272,63 +276,227 @@ def _choice(slot: Slot, text: str, values: Mapping[str, Any], *, asked: bool) ->
             return default
     scores = _scores(slot, text, options)
     best = max(scores)
-    if best <= 0 or scores.count(best) > 1:
-        if asked and len(options) == 1 and affirmation(text):
-            return _key(slot, options[0])
-        return None
-    return _key(slot, options[scores.index(best)])
+    if best > 0 and scores.count(best) == 1:
+        return _key(slot, options[scores.index(best)])
+    if best <= 0:
+        # A word only one option has ("my card" beside a PayPal account).
+        phrases = [(index, phrase.replace("_", " ").lower()) for index, option in
+                   enumerate(options) for phrase in _option_text(option, slot.match_on)]
+        where = _mentions([phrase for _, phrase in phrases], text)
+        found = {index for (index, _), at in zip(phrases, where, strict=True) if at is not None}
+        if len(found) == 1:
+            return _key(slot, options[found.pop()])
+    if asked and len(options) == 1 and affirmation(text):
+        return _key(slot, options[0])
+    return None
 
 
-def _choices(slot: Slot, text: str, values: Mapping[str, Any], *, asked: bool) -> Any:
+def _choices(slot: Slot, text: str, values: Mapping[str, Any], *, asked: bool,
+             current: Sequence[Any] | None = None) -> Any:
+    """The options the message names, every one of them ("the headphones and the smart
+    watch", "both water bottles"), or all of them ("both", "everything"), or all but some
+    ("everything except the vacuum"). With the slot's `current` value (a customer reviewing
+    a confirmation), "also the keyboard" adds to it and "not the watch" takes from it."""
     options = _options(slot, values)
     if not options:
         return None
-    if _EVERYTHING.search(text):
-        return [_key(slot, option) for option in options]
-    scores = _scores(slot, text, options)
-    best = max(scores)
-    if best <= 0:
-        if asked and len(options) == 1 and affirmation(text):
-            return [_key(slot, options[0])]
+    everything = [_key(slot, option) for option in options]
+    excluding = _EXCLUDING.search(text)
+    if excluding is not None:
+        clause = _CLAUSE_END.split(text[excluding.end():], maxsplit=1)[0]
+        removed = _named(slot, clause, options)
+        head = text[:excluding.start()]
+        base = (everything if _EVERYTHING.search(text[:excluding.end()])
+                else _named(slot, head, options) or list(current or ()))
+        if removed and base:
+            return [key for key in base if key not in removed] or None
+    named = _named(slot, text, options)
+    if named is None:
+        if _EVERYTHING.search(text) or (asked and len(options) == 1 and affirmation(text)):
+            return everything
         return None
-    # Every option named as well as the best one (two identical items are both kept); an
-    # option named only by a shared word ("the blue one" beside a better match) is not.
-    named = [_key(slot, option) for option, score in zip(options, scores, strict=True)
-             if score >= best or (score >= 2 and score >= best / 2)]
-    return named or None
+    if current and _ADDING.search(text):
+        return [*current, *(key for key in named if key not in current)]
+    return named
+
+
+#: "everything except the vacuum", "but not the watch", "remove the mat": what follows (to the
+#: end of the clause) is taken out.
+_EXCLUDING = re.compile(
+    r"\b(?:except(?: for)?|but not|all but|everything but|other than|apart from|excluding|"
+    r"without|not (?:the|my|that|this|those|these|a|an|any)|remove|drop|take (?:off|out)|"
+    r"leave out|minus)\b", re.IGNORECASE)
+#: What an item is to become ("for one with capacity 750ml and color black"), up to the next
+#: item ("and the bookshelf") or sentence.
+_TARGET = re.compile(r"\b(?:for|to|into)\s+(?:one|ones|the one|a|an)\b.*?"
+                     r"(?=(?:,|\band\b)\s+the\b|[.;!?]|$)", re.IGNORECASE)
+#: Where a message goes from one item to the next.
+_SEPARATOR = re.compile(r"[,;]|\band\b|\bplus\b|\bwhile\b", re.IGNORECASE)
+_CLAUSE_END = re.compile(r"[.;!?]|\bbut\b|\binstead\b", re.IGNORECASE)
+#: "also the keyboard", "add the mat", "the lamp too": added to the items already chosen.
+_ADDING = re.compile(r"\b(?:also|add|plus|as well|too)\b", re.IGNORECASE)
+#: Words of a product's name that do not name it on their own ("the smart one").
+_MODIFIERS = frozenset((
+    "smart", "electric", "digital", "portable", "wireless", "indoor", "security", "light",
+    "led", "air", "water", "office", "action", "running", "gaming", "hiking", "cycling", "set",
+    "kit", "machine", "the", "and"))
+
+
+def _stem(word: str) -> str:
+    """A word without its plural ending, so "headphones" names "Headphones" and "boots"
+    names "Hiking Boots"."""
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+
+
+def _named(slot: Slot, text: str, options: Sequence[Any]) -> list[Any] | None:
+    """The options a clause names. An option is named by its name (the first `match_on`
+    attribute: in full, or by a word no other option's name shares, "the watch") or by its
+    key; among options of the same name, those whose other attributes the message names best
+    are meant ("the skateboard (plastic, 28 inch)"). With no name named, the options whose
+    attributes it names best ("the blue one"). None when it names none."""
+    name_of = (slot.match_on[0] if slot.match_on else slot.key) or ""
+    names = [" ".join(_option_text(option, (name_of,))).lower() for option in options]
+    found = _mentions(names, text)
+    # Told apart by how the customer describes what they have, not what they want instead.
+    details = _scores(slot, _TARGET.sub(" ", text), options)
+    lowered = text.lower()
+    hits: dict[str, list[int]] = {}
+    for index, (option, name) in enumerate(zip(options, names, strict=True)):
+        if found[index] is not None or str(_key(slot, option)).lower() in lowered:
+            hits.setdefault(name, []).append(index)
+    if not hits:
+        best = max(details)
+        if best <= 0:
+            return None
+        # An option named only by a shared word ("the blue one" beside a better match) is not.
+        return [_key(slot, option) for option, score in zip(options, details, strict=True)
+                if score >= best or (score >= 2 and score >= best / 2)]
+    chosen: list[int] = []
+    for name, indices in hits.items():
+        best = max(details[index] for index in indices)
+        # Several options of one name: those described best.
+        described = [index for index in indices if details[index] >= best]
+        identical = len({str(_key(slot, options[index])) for index in described}) == 1
+        if identical and not _plural(name, text):
+            described = described[:1]  # "the water bottle" of two alike is one of them
+        chosen += described
+    return [_key(slot, options[index]) for index in sorted(chosen)]
+
+
+def _plural(name: str, text: str) -> bool:
+    """Whether the text speaks of several of the named thing: "both", "all", "two", or the
+    name's last word in the plural ("the water bottles")."""
+    last = (words(name) or [""])[-1]
+    said = words(text)
+    return bool({"both", "all", "two", "three"} & set(said)) or (
+        not last.endswith("s") and f"{last}s" in said)
+
+
+def _mentions(names: Sequence[str], text: str) -> list[int | None]:
+    """For each name, the position (in words) where the text names it: in full, or by a word
+    that no other of the names shares ("the watch" beside a Smart Thermostat); else None."""
+    stems = [_stem(word) for word in words(text)]
+    shared = _shared_words(set(names))
+    found: list[int | None] = []
+    for name in names:
+        name_words = [_stem(word) for word in words(name)]
+        n = len(name_words)
+        whole = next((i for i in range(len(stems) - n + 1) if n and stems[i:i + n] == name_words),
+                     None)
+        # The name's last word ("the watch"), or a longer one before it ("the vacuum"); not
+        # a short one that other words begin with ("pet hair removal" is no Pet Bed).
+        distinctive = {word for position, word in enumerate(name_words)
+                       if word not in shared and word not in _MODIFIERS
+                       and len(word) >= (3 if position == n - 1 else 5)}
+        partial = next((i for i, stem in enumerate(stems) if stem in distinctive), None)
+        found.append(whole if whole is not None else partial)
+    return found
+
+
+def _shared_words(names: set[str]) -> set[str]:
+    """Words that appear in more than one of the names ("smart" in Smart Watch and Smart
+    Thermostat): they do not tell the options apart."""
+    seen: dict[str, int] = {}
+    for name in names:
+        for word in {_stem(word) for word in words(name)}:
+            seen[word] = seen.get(word, 0) + 1
+    return {word for word, count in seen.items() if count > 1}
 
 
 def _variants(slot: Slot, text: str, values: Mapping[str, Any]) -> list[str] | None:
     """For each chosen item, the one available variant of the same product that the message
-    describes best (option values named that differ from the item's own)."""
+    describes best (option values named that differ from the item's own). When the message
+    names each item, each is read from its own part ("the headphones to the black ones and the
+    watch to the silver one")."""
     items = evaluate(slot.items or "[]", values) or []
     products = {p.get("product_id"): p for p in evaluate(slot.products or "[]", values) or []
                 if isinstance(p, Mapping)}
-    text_words = words(text)
     chosen: list[str] = []
-    for item in items:
+    for item, part in zip(items, _parts(items, text), strict=True):
         product = products.get(item.get("product_id"))
         if product is None:
             return None
-        own = {k: str(v).lower() for k, v in (item.get("options") or {}).items()}
-        best: tuple[float, str] | None = None
-        tie = False
-        for variant in (product.get("variants") or {}).values():
-            if not variant.get("available") or variant.get("item_id") == item.get("item_id"):
-                continue
-            score, differs = 0.0, False
-            for name, value in (variant.get("options") or {}).items():
-                if _phrase_in(str(value), text_words):
-                    different = own.get(name) != str(value).lower()
-                    differs = differs or different
-                    score += 2 if different else 0.5
-            if not differs:
-                continue  # naming the item as it is ("the blue t-shirt") is not a new option
-            if best is None or score > best[0]:
-                best, tie = (score, variant["item_id"]), False
-            elif score == best[0]:
-                tie = True
-        if best is None or tie:
+        variant = _variant_named(item, product, part)
+        if variant is None:
             return None
-        chosen.append(best[1])
+        chosen.append(variant)
     return chosen or None
+
+
+def _parts(items: Sequence[Mapping[str, Any]], text: str) -> list[list[str]]:
+    """The words of the message about each item: the clauses that name it and those that
+    follow until another item is named ("the 5 ft white bookshelf, and a white rechargeable
+    toothbrush"). The whole message for each when it does not name each item."""
+    whole = words(text)
+    if len(items) < 2:
+        return [whole] * len(items)
+    names = [str(item.get("name", "")).lower() for item in items]
+    parts: list[list[str]] = [[] for _ in items]
+    owners: list[int] = []
+    for clause in _SEPARATOR.split(text):
+        named = [index for index, position in enumerate(_mentions(names, clause))
+                 if position is not None]
+        owners = named or owners
+        for index in owners:
+            parts[index] += words(clause)
+    return parts if all(parts) else [whole] * len(items)
+
+
+def _values_named(values: Sequence[str], text_words: Sequence[str]) -> set[str]:
+    """The option values the words name, lowercased; a value named only as part of a longer
+    one ("Wi-Fi" in "Wi-Fi + Cellular") is not."""
+    found = {value.lower() for value in values if _phrase_in(value, text_words)}
+    return {value for value in found
+            if not any(other != value and _phrase_in(value, words(other)) for other in found)}
+
+
+def _variant_named(item: Mapping[str, Any], product: Mapping[str, Any],
+                   text_words: Sequence[str]) -> str | None:
+    """The available variant of the item's product (not the item itself) whose option values
+    the words name best, when one is clearly best; of those that name as much, the one that
+    keeps more of the item's other options ("for one with brightness high")."""
+    own = {k: str(v).lower() for k, v in (item.get("options") or {}).items()}
+    variants = list((product.get("variants") or {}).values())
+    named = _values_named([*own.values(), *(str(value) for variant in variants
+                                            for value in (variant.get("options") or {}).values())],
+                          text_words)
+    best: tuple[float, str] | None = None
+    tie = False
+    for variant in variants:
+        if not variant.get("available") or variant.get("item_id") == item.get("item_id"):
+            continue
+        score, differs = 0.0, False
+        for name, value in (variant.get("options") or {}).items():
+            kept = own.get(name) == str(value).lower()
+            if str(value).lower() in named:
+                differs = differs or not kept
+                score += 0.5 if kept else 2
+            elif kept:
+                score += 0.1  # what the customer does not mention stays as it is
+        if not differs:
+            continue  # naming the item as it is ("the blue t-shirt") is not a new option
+        if best is None or score > best[0]:
+            best, tie = (score, variant["item_id"]), False
+        elif score == best[0]:
+            tie = True
+    return None if best is None or tie else best[1]

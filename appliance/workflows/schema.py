@@ -29,7 +29,7 @@ LLM_SLOT_TYPES = ("email", "order_id", "zip", "number", "enum", "choice", "addre
 #: What a finished workflow counts as (the outcome issue bills on these).
 OUTCOMES = ("resolved", "saved", "upsold", "informed", "escalated", "abandoned")
 STEP_KINDS = ("ask", "lookup", "check", "confirm", "write", "say", "identify", "answer",
-              "hand_off", "end")
+              "hand_off", "end", "switch")
 FAILURE_ACTIONS = ("reask", "end", "hand_off")
 
 
@@ -38,11 +38,24 @@ class _Strict(BaseModel):
 
 
 class Triggers(_Strict):
-    """When the workflow starts: intents of the brand's intent model, and example utterances
-    (the brand's workflow matcher is rebuilt from them on publish)."""
+    """When the workflow starts: intents of the brand's intent model, example utterances
+    (the brand's workflow matcher is rebuilt from them on publish), and phrases: regular
+    expressions (case-insensitive) that start it wherever a request has them ("\\bexchange\\b"),
+    however much else the message says."""
 
     intents: tuple[str, ...] = ()
     examples: tuple[str, ...] = Field(default=(), max_length=500)
+    phrases: tuple[str, ...] = Field(default=(), max_length=100)
+
+    @field_validator("phrases")
+    @classmethod
+    def _compiles(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for phrase in value:
+            try:
+                re.compile(phrase)
+            except re.error as exc:
+                raise ValueError(f"phrase {phrase!r} is not a regular expression: {exc}") from exc
+        return value
 
 
 class Slot(_Strict):
@@ -107,6 +120,8 @@ class Step(_Strict):
     answer: Literal["knowledge"] | None = None
     hand_off: str | None = None
     end: str | None = None
+    #: Another workflow of the brand that takes over, with the slots it shares.
+    switch: str | None = Field(default=None, pattern=NAME_RE)
 
     when: str | None = None
     prompt: str | None = None

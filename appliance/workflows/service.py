@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from appliance.db.models import Brand, ToolCall, Toolset, Workflow, WorkflowVers
 from appliance.errors import Conflict, InvalidRequest, NotFound
 from appliance.signals.base import Embedder
 from appliance.workflows import schema
-from appliance.workflows.extract import without_identifiers
+from appliance.workflows.extract import asks_for_information, extract, without_identifiers
 from appliance.workflows.tools import ToolCallRecord, ToolRunner
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ MATCH_MARGIN = 0.03
 class Match:
     workflow: str
     score: float
-    via: str  # example | intent
+    via: str  # phrase | example | intent | identity
 
 
 @dataclass
@@ -58,10 +59,17 @@ class BrandWorkflows:
 
     def match(self, text: str, vector: np.ndarray | None, intent: str | None,
               intent_understood: bool) -> Match | None:
-        """The workflow a message starts: the one with the closest trigger example, when
-        close enough and clearly closer than any other workflow's; else a workflow that
-        lists the message's (understood) intent. Emails and ids are taken out of the
-        message first ("cancel #W123, I'm jo@x.com" asks what "cancel" asks)."""
+        """The workflow a message starts: in a request (not a question about how things
+        work), the workflow whose trigger phrase comes first in it; else the one with the
+        closest trigger example, when close enough and clearly closer than any other
+        workflow's; else a workflow that lists the message's (understood) intent; else,
+        for a message that only says who the customer is ("I'm Yusuf Rossi, zip 19122"),
+        the identity workflow. Emails and ids are taken out of the message first ("cancel
+        #W123, I'm jo@x.com" asks what "cancel" asks)."""
+        if not asks_for_information(text):
+            said = self._phrase(text)
+            if said is not None:
+                return said
         bare = without_identifiers(text)
         if bare != text and self.embed is not None and bare:
             vector = self.embed(bare)
@@ -80,7 +88,26 @@ class BrandWorkflows:
                        if intent in workflow.triggers.intents]
             if len(listing) == 1:  # an intent two workflows list decides nothing
                 return Match(listing[0], 1.0, "intent")
+        if self.identity is not None and identifies(self.identity, text):
+            return Match(self.identity.name, 1.0, "identity")
         return None
+
+    def _phrase(self, text: str) -> Match | None:
+        """The workflow whose trigger phrase the message has first, if any."""
+        found = [(hit.start(), name) for name, workflow in self.workflows.items()
+                 for phrase in workflow.triggers.phrases
+                 if (hit := re.search(phrase, text, re.IGNORECASE)) is not None]
+        return Match(min(found)[1], 1.0, "phrase") if found else None
+
+
+def identifies(identity: schema.Workflow, text: str) -> bool:
+    """Whether the message gives everything one of the identity workflow's ways to verify a
+    customer needs (an email; or a name and a zip code), without being asked."""
+    ask = next((step for step in identity.steps if step.kind == "ask"), None)
+    if ask is None:
+        return False
+    return any(all(extract(identity.slots[slot], text, {}, asked=False) is not None
+                   for slot in group) for group in (ask.asks, *ask.alternatives))
 
 
 class WorkflowService:

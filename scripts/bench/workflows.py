@@ -58,6 +58,16 @@ def start_backend(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     raise SystemExit("the retail backend did not start")
 
 
+def stop_backend(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the order system; kill it if it does not stop in time (a busy machine)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=18090)
@@ -86,8 +96,7 @@ def main() -> None:
         calls = list(ToolCall.select().where(ToolCall.conversation.in_(conversations)))
         services.close()
     finally:
-        backend.terminate()
-        backend.wait(timeout=10)
+        stop_backend(backend)
 
     by_workflow: dict[str, list[bool]] = defaultdict(list)
     for result in results:

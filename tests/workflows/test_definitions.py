@@ -138,3 +138,8 @@ def test_the_test_chats_draft_set_is_rebuilt_only_when_the_draft_or_the_running_
     third = flows.with_draft(brand, edited)
     assert third is not second
     assert "cancel_order" not in third.workflows and "store_hours" in third.workflows
+
+
+def test_a_trigger_phrase_must_be_a_regular_expression() -> None:
+    broken = HOURS.replace("  examples:", "  phrases: ['(open']\n  examples:")
+    assert "is not a regular expression" in errors_of(broken)[0]["message"]
