@@ -4,9 +4,9 @@ classifiers have loaded and run once, and customers' turns wait for that."""
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import httpx
-from conftest import LiveServer
 from flask.testing import FlaskClient
 
 from appliance.readiness import FAILED, LAZY, WARM, WarmUp
@@ -49,7 +49,7 @@ def test_a_failed_warm_up_leaves_the_parts_to_load_on_first_use() -> None:
     assert (warm.ready, warm.state) == (True, FAILED)
 
 
-def test_the_served_worker_warms_up_before_it_is_ready(live_server: LiveServer) -> None:
+def test_the_served_worker_warms_up_before_it_is_ready(live_server: Any) -> None:
     body = httpx.get(f"{live_server.url}/readyz", timeout=30).json()
 
     assert body["status"] == "ready"

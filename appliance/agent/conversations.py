@@ -16,13 +16,13 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import peewee
 
-from appliance.agent.draft import TURN_MARKERS, Check, SentenceGate
+from appliance.agent.draft import TURN_MARKERS, SentenceGate
 from appliance.agent.grounding import ungrounded_facts, unsupported
 from appliance.agent.persona import clean_reply, system_prompt
 from appliance.agent.quoting import Chosen, Quoter, facts
@@ -310,117 +310,118 @@ class ConversationService:
         self, brand: Brand, conversation: Conversation, text: str, started: float,
         workflows: BrandWorkflows | None = None,
     ) -> Iterator[TextDelta | TurnResult]:
-        persona, policy = persona_of(brand), policy_of(brand)
-        history = self.messages(conversation)
-        latency: dict[str, float] = {}
+        """The stages of a turn over one context: read the message (signals, knowledge, the
+        workflows concerned), route it (a human, a workflow, a template or the model),
+        generate and review the reply, persist it all at once."""
+        turn = _Turn(brand, conversation, text, started, persona_of(brand), policy_of(brand),
+                     self.messages(conversation))
         if conversation.status == PENDING_HUMAN:
             # A human takes it from here: keep the message, acknowledge it, run no model.
-            reply = Reply(decision=Decision("awaiting_human", "pending_human", "").trace(),
-                          citations=[], text=policy.awaiting_human_message,
-                          model_id=TEMPLATE_MODEL)
-            yield TextDelta(reply.text)
-            latency["llm"] = latency["ttft"] = 0.0
-            message = self._persist(conversation, text, reply, latency, None, None, started)
-            yield TurnResult(message, conversation, False, latency, reply.usage)
-            return
-        small_talk = is_small_talk(text)
-        vector = self._embed(text, latency)
-        signals = self._read_signals(brand, text, vector, latency)
-        grounding = self._ground(brand, vector, small_talk, latency)
-        flow = self._flow(brand, conversation, text, vector, signals, workflows)
+            turn.reply = Reply(decision=Decision("awaiting_human", "pending_human", "").trace(),
+                               citations=[], text=turn.policy.awaiting_human_message,
+                               model_id=TEMPLATE_MODEL)
+            yield TextDelta(turn.reply.text)
+        else:
+            self._read(turn, workflows)
+            yield from self._respond(turn)
+        yield self._persist(turn)
+
+    def _read(self, turn: _Turn, workflows: BrandWorkflows | None) -> None:
+        """Signals: the message's one embedding, its classifiers, the brand's knowledge and
+        the workflow it continues or starts."""
+        turn.read, turn.small_talk = True, is_small_talk(turn.text)
+        vector = self._embed(turn.text, turn.latency)
+        turn.signals = self._read_signals(turn.brand, turn.text, vector, turn.latency)
+        turn.grounding = self._ground(turn.brand, vector, turn.small_talk, turn.latency)
+        turn.flow = self._flow(turn.brand, turn.conversation, turn.text, vector, turn.signals,
+                               workflows)
+        if turn.flow is not None:
+            turn.state = turn.flow.state
+
+    def _respond(self, turn: _Turn) -> Iterator[TextDelta]:
+        """Route the turn, then reply: a workflow's or a template's words, or the model's
+        draft, checked as it streams and reviewed once drafted."""
+        grounding, policy = turn.grounding, turn.policy
         facts = TurnFacts(
-            text=text, signals=signals, small_talk=small_talk, grounding=grounding.mode,
-            grounding_rule=grounding.rule, past=self._past(conversation),
-            context_chars=sum(len(m.text) for m in history) + len(text),
-            answering=flow is not None and flow.answers(text),
+            text=turn.text, signals=turn.signals, small_talk=turn.small_talk,
+            grounding=grounding.mode, grounding_rule=grounding.rule,
+            past=self._past(turn.conversation),
+            context_chars=sum(len(m.text) for m in turn.history) + len(turn.text),
+            answering=turn.flow is not None and turn.flow.answers(turn.text),
             passage=grounding.hits[0].chunk_id if grounding.hits else None,
         )
-        handoff = escalation(facts, policy.supervision)
+        decision = escalation(facts, policy.supervision)
         followup: Followup | None = None
-        if handoff is None and flow is not None:
-            ran = self._run_flow(flow, text, grounding, small_talk, policy)
+        if decision is None and turn.flow is not None:
+            ran = self._run_flow(turn.flow, turn.text, grounding, turn.small_talk, policy)
             if isinstance(ran, Followup):
                 followup = ran
             elif ran is not None:
-                decision, outcome, state = ran
-                reply = Reply(decision=decision.trace(), citations=[], text=outcome.text,
-                              model_id=TEMPLATE_MODEL)
+                decision, outcome, turn.state = ran
+                turn.reply = Reply(decision=decision.trace(), citations=[], text=outcome.text,
+                                   model_id=TEMPLATE_MODEL)
+                turn.knowledge_used = False
                 if decision.escalates:
-                    reply.text = f"{reply.text} {self._handoff_text(brand)}".strip()
-                yield TextDelta(reply.text)
-                latency["prepare"] = _ms(started, time.perf_counter())
-                latency["llm"] = latency["ttft"] = 0.0
-                message = self._persist(
-                    conversation, text, reply, latency, None, signals, started,
-                    escalation=decision.rule if decision.escalates else None, state=state)
-                yield TurnResult(message, conversation, False, latency, reply.usage)
+                    turn.reply.text = (
+                        f"{turn.reply.text} {self._handoff_text(turn.brand)}".strip())
+                    turn.escalation = decision.rule
+                yield TextDelta(turn.reply.text)
                 return
-        decision = handoff or decide(facts, policy.supervision)
-        knowledge = [hit.text for hit in grounding.hits] if decision.action == ANSWER else []
-        prepared = time.perf_counter()
-        latency["prepare"] = _ms(started, prepared)
-        reply = Reply(decision=decision.trace(), citations=[
-            hit.citation() for hit in _unique_articles(grounding.hits)
-        ] if knowledge else [])
-
-        handoff_text = self._handoff_text(brand) if decision.escalates else ""
-        templates = {ESCALATE: handoff_text, SELF_HELP: policy.self_help_message,
-                     CLARIFY: policy.clarify_message,
-                     OUT_OF_SCOPE: policy.out_of_scope_message, NO_ANSWER: policy.no_answer_message}
+        decision = decision or decide(facts, policy.supervision)
+        turn.prepared = time.perf_counter()
+        answering = decision.action == ANSWER
+        turn.reply = reply = Reply(decision=decision.trace(), citations=[
+            hit.citation() for hit in _unique_articles(grounding.hits)] if answering else [])
+        templates = {ESCALATE: self._handoff_text(turn.brand) if decision.escalates else "",
+                     SELF_HELP: policy.self_help_message, CLARIFY: policy.clarify_message,
+                     OUT_OF_SCOPE: policy.out_of_scope_message,
+                     NO_ANSWER: policy.no_answer_message}
         if decision.action in templates:
             reply.text, reply.model_id = templates[decision.action], TEMPLATE_MODEL
             yield TextDelta(reply.text)
         else:
-            def check(sentence: str) -> str | None:
-                cleaned = clean_reply(sentence, persona)
-                if not knowledge:
-                    return cleaned
-                missing = ungrounded_facts(cleaned, knowledge)
-                if missing or unsupported(cleaned, knowledge):
-                    reply.ungrounded = missing or [cleaned]
-                    return None
-                return cleaned
-
-            yield from self._generate(brand, persona, history, text, grounding, decision,
-                                      check, reply)
-            reviewed = review(decision, fallback=reply.fallback,
-                              canned=reply.model_id == CANNED_MODEL,
-                              ungrounded=bool(reply.ungrounded), policy=policy.supervision)
-            quoted = self._quoter.quote(grounding.units) if reply.ungrounded else None
-            if quoted is not None:
-                # Whole sentences or a list, customer-facing material first.
-                best, quote = quoted
-                reply.text = f"{EXTRACTIVE_LEAD}\n\n{quote}"
-                reply.citations = [best.citation()]
-                yield TextDelta(reply.text)
-            elif reply.model_id == CANNED_MODEL:
-                reply.text = f"{policy.unavailable_message} {self._handoff_text(brand)}"
-                reply.citations = []
-                yield TextDelta(reply.text)
-            elif not reply.text:
-                reply.text = EMPTY_REPLY
-                yield TextDelta(reply.text)
-            elif reviewed.escalates:
-                # The answer stands, and a human checks what the fallback model said.
-                handoff_text = self._handoff_text(brand)
-                reply.text = f"{reply.text} {handoff_text}"
-                yield TextDelta(f" {handoff_text}")
-            if followup is not None and not reviewed.escalates:
+            yield from self._generate(turn, decision, answering)
+            decision = yield from self._review(turn, decision)
+            if followup is not None and not decision.escalates:
                 reply.text = f"{reply.text}\n\n{followup.text}"
                 yield TextDelta(f"\n\n{followup.text}")
                 reply.decision[followup.kind] = followup.workflow
-            # The reviewed decision, keeping what generation added (models that failed, error).
-            reply.decision = {**reply.decision, **reviewed.trace()}
-            if reply.ungrounded:
-                reply.decision["ungrounded"] = reply.ungrounded
-            decision = reviewed
-        latency["llm"] = _ms(prepared, reply.generated_at or prepared)
-        latency["ttft"] = _ms(prepared, reply.first_token_at or reply.generated_at or prepared)
-        trace = grounding.trace(decision.action)
-        message = self._persist(conversation, text, reply, latency, trace, signals, started,
-                                escalation=decision.rule if decision.escalates else None,
-                                state=flow.state if flow is not None else None)
-        yield TurnResult(message, conversation, reply.fallback, latency, reply.usage)
+        turn.action = decision.action
+        if decision.escalates:
+            turn.escalation = decision.rule
+
+    def _review(self, turn: _Turn, decision: Decision) -> Generator[TextDelta, None, Decision]:
+        """The supervisor's review of the draft, and what replaces or follows it: a quote
+        for a draft the knowledge does not support, the canned reply when no model answered,
+        the handoff message when the review hands off."""
+        reply, policy = turn.reply, turn.policy
+        reviewed = review(decision, fallback=reply.fallback,
+                          canned=reply.model_id == CANNED_MODEL,
+                          ungrounded=bool(reply.ungrounded), policy=policy.supervision)
+        quoted = self._quoter.quote(turn.grounding.units) if reply.ungrounded else None
+        if quoted is not None:
+            # Whole sentences or a list, customer-facing material first.
+            best, quote = quoted
+            reply.text = f"{EXTRACTIVE_LEAD}\n\n{quote}"
+            reply.citations = [best.citation()]
+            yield TextDelta(reply.text)
+        elif reply.model_id == CANNED_MODEL:
+            reply.text = f"{policy.unavailable_message} {self._handoff_text(turn.brand)}"
+            reply.citations = []
+            yield TextDelta(reply.text)
+        elif not reply.text:
+            reply.text = EMPTY_REPLY
+            yield TextDelta(reply.text)
+        elif reviewed.escalates:
+            # The answer stands, and a human checks what the fallback model said.
+            handoff_text = self._handoff_text(turn.brand)
+            reply.text = f"{reply.text} {handoff_text}"
+            yield TextDelta(f" {handoff_text}")
+        # The reviewed decision, keeping what generation added (models that failed, error).
+        reply.decision = {**reply.decision, **reviewed.trace()}
+        if reply.ungrounded:
+            reply.decision["ungrounded"] = reply.ungrounded
+        return reviewed
 
     def _flow(
         self, brand: Brand, conversation: Conversation, text: str, vector: Vectors | None,
@@ -582,15 +583,27 @@ class ConversationService:
         return Grounding("grounded", "knowledge", [h for h in relevant if h.chunk_id in used],
                          version.id, version.number, hits, units)
 
-    def _generate(
-        self, brand: Brand, persona: Persona, history: Sequence[Message], text: str,
-        grounding: Grounding, decision: Decision, check: Check, reply: Reply,
-    ) -> Iterator[TextDelta]:
-        """Stream the routed model's reply through the sentence gate into `reply`."""
-        system = system_prompt(brand.name, persona, [
+    def _generate(self, turn: _Turn, decision: Decision, answering: bool
+                  ) -> Iterator[TextDelta]:
+        """Stream the routed model's reply through the sentence gate into the turn's reply:
+        each sentence is checked (persona; with knowledge, grounding) before it is released."""
+        reply, persona = turn.reply, turn.persona
+        knowledge = [hit.text for hit in turn.grounding.hits] if answering else []
+
+        def check(sentence: str) -> str | None:
+            cleaned = clean_reply(sentence, persona)
+            if not knowledge:
+                return cleaned
+            missing = ungrounded_facts(cleaned, knowledge)
+            if missing or unsupported(cleaned, knowledge):
+                reply.ungrounded = missing or [cleaned]
+                return None
+            return cleaned
+
+        system = system_prompt(turn.brand.name, persona, [
             (hit.title, sentences)
-            for hit, sentences in facts(grounding.units, KNOWLEDGE_TOKENS, approx_tokens)
-        ] if decision.action == ANSWER else None)
+            for hit, sentences in facts(turn.grounding.units, KNOWLEDGE_TOKENS, approx_tokens)
+        ] if answering else None)
         gate = SentenceGate(check)
         params = GenerationParams(
             max_tokens=self._limits.max_reply_tokens, timeout_s=self._limits.timeout_s,
@@ -601,7 +614,7 @@ class ConversationService:
         )
 
         def messages_for(model: ChatModel) -> Sequence[ChatMessage]:
-            return bounded_prompt(model, system, history, text, params.max_tokens,
+            return bounded_prompt(model, system, turn.history, turn.text, params.max_tokens,
                                   HISTORY_TOKENS)
 
         routed: RoutedCompletion | None = None
@@ -628,22 +641,26 @@ class ConversationService:
         if routed.failed:
             reply.decision["failed"] = [[a.model_id, a.error_code] for a in routed.failed]
 
-    def _persist(
-        self, conversation: Conversation, text: str, reply: Reply, latency: dict[str, float],
-        knowledge: dict[str, Any] | None, signals: Signals | None, started: float,
-        escalation: str | None = None, state: dict[str, Any] | None = None,
-    ) -> Message:
+    def _persist(self, turn: _Turn) -> TurnResult:
+        """The customer's message, the reply, the turn's trace and the conversation's new
+        state and status, in one transaction (a crash leaves the conversation as it was)."""
+        reply, latency, conversation = turn.reply, turn.latency, turn.conversation
+        prepared = turn.prepared or time.perf_counter()
+        latency["prepare"] = _ms(turn.started, prepared)
+        latency["llm"] = _ms(prepared, reply.generated_at or prepared)
+        latency["ttft"] = _ms(prepared, reply.first_token_at or reply.generated_at or prepared)
+        knowledge = turn.grounding.trace(turn.action) if turn.knowledge_used else None
         persist_started = time.perf_counter()
         with self._db.atomic():
             customer_message = Message.create(
-                public_id=new_id("msg"), conversation=conversation, role="customer", text=text
-            )
+                public_id=new_id("msg"), conversation=conversation, role="customer",
+                text=turn.text)
             agent_message = Message.create(
                 public_id=new_id("msg"), conversation=conversation, role="agent",
                 text=reply.text, model=reply.model_id, citations=reply.citations or None,
             )
             latency["persist"] = _ms(persist_started, time.perf_counter())
-            latency["total"] = _ms(started, time.perf_counter())
+            latency["total"] = _ms(turn.started, time.perf_counter())
             latency["overhead"] = round(latency["total"] - latency["llm"], 3)
             trace = TurnTrace.create(
                 conversation=conversation, customer_message=customer_message,
@@ -651,22 +668,55 @@ class ConversationService:
                 prompt_tokens=reply.usage["prompt_tokens"],
                 completion_tokens=reply.usage["completion_tokens"], latency_ms=latency,
                 decision=reply.decision, knowledge=knowledge,
-                signals=signals.trace() if signals is not None else None,
+                signals=turn.signals.trace() if turn.read else None,
             )
             conversation.updated_at = utcnow()
             changes: dict[Any, Any] = {Conversation.updated_at: conversation.updated_at}
-            if state is not None:
-                conversation.state = state
-                changes[Conversation.state] = state
-            if escalation is not None:
-                conversation.status, conversation.status_reason = PENDING_HUMAN, escalation
+            if turn.state is not None:
+                conversation.state = turn.state
+                changes[Conversation.state] = turn.state
+            if turn.escalation is not None:
+                conversation.status = PENDING_HUMAN
+                conversation.status_reason = turn.escalation
                 changes.update({Conversation.status: PENDING_HUMAN,
-                                Conversation.status_reason: escalation})
+                                Conversation.status_reason: turn.escalation})
             Conversation.update(changes).where(Conversation.id == conversation.id).execute()
-            if escalation is not None and self._handoffs is not None:
-                self._handoffs.open(conversation, escalation,
+            if turn.escalation is not None:
+                self._handoffs.open(conversation, turn.escalation,
                                     trace.decision.get("evidence") or {})
-        return agent_message
+        return TurnResult(agent_message, conversation, reply.fallback, latency, reply.usage)
+
+
+@dataclass
+class _Turn:
+    """One turn's context, as the stages fill it in."""
+
+    brand: Brand
+    conversation: Conversation
+    text: str
+    #: perf_counter() when the turn began.
+    started: float
+    persona: Persona
+    policy: Policy
+    history: list[Message]
+    latency: dict[str, float] = field(default_factory=dict)
+    small_talk: bool = False
+    #: Whether the message was read (signals, knowledge): not while a human has the turn.
+    read: bool = False
+    signals: Signals = field(default_factory=Signals)
+    grounding: Grounding = field(default_factory=lambda: Grounding("chat", "pending_human"))
+    flow: _Flow | None = None
+    #: When the reply started to be made (the end of reading and routing).
+    prepared: float | None = None
+    reply: Reply = field(default_factory=lambda: Reply(decision={}, citations=[]))
+    #: The decided action, for the knowledge trace.
+    action: str = ""
+    #: Whether the knowledge's trace is recorded (not for a workflow's own reply).
+    knowledge_used: bool = True
+    #: The conversation's workflow state after the turn (None: unchanged).
+    state: dict[str, Any] | None = None
+    #: The rule that hands the conversation to a human, if one does.
+    escalation: str | None = None
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,13 @@ question, customer-facing material first; and what a grounded prompt carries."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from conftest import make_settings
 
 from appliance.agent.quoting import Quoter, facts, passage_units
 from appliance.brands import Policy
+from appliance.config import load_settings
 from appliance.knowledge.normalize import approx_tokens
 from appliance.knowledge.service import Hit
 from appliance.llm.manifest import load_manifest
@@ -85,7 +86,9 @@ def _passage(text: str, chunk_id: int = 1, kind: str = "markdown", title: str = 
 @pytest.fixture(scope="module")
 def embedder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedder]:
     """The real embedder of the shipped model store, loaded once for the module."""
-    settings = make_settings(tmp_path_factory.mktemp("quoting"))
+    settings = load_settings(
+        overrides={"data_dir": str(tmp_path_factory.mktemp("quoting"))},
+        env={"APPLIANCE_CONFIG": str(Path(__file__).parents[1] / "empty-config.toml")})
     model = build_embedder(load_manifest(settings.model_store), settings)
     yield model
     model.close()
