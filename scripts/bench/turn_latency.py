@@ -1,7 +1,9 @@
 """Turn latency through the HTTP API, and CPU decode speed against the memory-bandwidth bound.
 
 Starts `appliance serve` (real gunicorn, one worker) on a free loopback port with a fresh data
-dir and the demo brands, sends N customer turns to one demo brand, and reports p50/p95 of:
+dir and the demo brands, waits until it is ready (warmed up), sends N customer turns to one demo
+brand, and reports the first turn's time beside the others' (a customer's first message must be
+no slower than the tenth), and p50/p95 of:
 - the whole turn as the client sees it,
 - the LLM call (from each turn's trace),
 - everything else in the server (signals, prompt, persistence: trace total minus LLM),
@@ -69,15 +71,16 @@ def run_turns(turns: int, brand: str, reply_tokens: int) -> dict[str, Any]:
     try:
         with httpx.Client(base_url=url, timeout=120,
                           headers={"Authorization": f"Bearer {seeded['keys'][brand]}"}) as http:
-            for _ in range(600):
+            # Ready means warmed up: models, indexes and classifiers loaded before traffic.
+            for _ in range(3000):
                 try:
-                    if http.get("/healthz").status_code == 200:
+                    if http.get("/readyz").status_code == 200:
                         break
                 except httpx.TransportError:
-                    time.sleep(0.1)
+                    pass
+                time.sleep(0.1)
             conversation = http.post("/v1/conversations", json={}).json()["id"]
-            # One warm-up turn loads the model in the worker; it is not counted.
-            http.post(f"/v1/conversations/{conversation}/messages", json={"text": "Hello"})
+            # Every turn counts, the first included: it must be no slower than the others.
             for index in range(turns):
                 if index and index % len(QUESTIONS) == 0:
                     conversation = http.post("/v1/conversations", json={}).json()["id"]
@@ -98,6 +101,8 @@ def run_turns(turns: int, brand: str, reply_tokens: int) -> dict[str, Any]:
         "reply_tokens_max": reply_tokens,
         "completion_tokens_mean": round(
             statistics.fmean(t["completion_tokens"] for t in traces), 1),
+        "first_turn_ms": round(client_ms[0], 2),
+        "later_turns_ms": summary(client_ms[1:]),
         "turn_ms": summary(client_ms),
         "llm_ms": summary([t["llm"] for t in traces]),
         "overhead_ms": summary([t["overhead"] for t in traces]),
@@ -190,9 +195,10 @@ def main() -> None:
                    "fraction_of_bound": round(decode["decode_tokens_per_s"] / bound, 3)},
     }
     print(f"{'turn latency (ms)':<28}{'p50':>10}{'p95':>10}{'mean':>10}")
-    for name in ("turn_ms", "llm_ms", "overhead_ms", "http_ms"):
+    for name in ("turn_ms", "later_turns_ms", "llm_ms", "overhead_ms", "http_ms"):
         row = turns[name]
         print(f"{name:<28}{row['p50']:>10}{row['p95']:>10}{row['mean']:>10}")
+    print(f"{'first turn (ms)':<28}{turns['first_turn_ms']:>10}")
     d = result["decode"]
     print(f"\ndecode {d['decode_tokens_per_s']} tok/s; bound {d['bandwidth_bound_tokens_per_s']} "
           f"tok/s ({d['memory_bandwidth_gbs']} GB/s / {d['model_bytes']} B); "
