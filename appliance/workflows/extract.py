@@ -446,19 +446,32 @@ def _variants(slot: Slot, text: str, values: Mapping[str, Any]) -> list[str] | N
 def _parts(items: Sequence[Mapping[str, Any]], text: str) -> list[list[str]]:
     """The words of the message about each item: the clauses that name it and those that
     follow until another item is named ("the 5 ft white bookshelf, and a white rechargeable
-    toothbrush"). The whole message for each when it does not name each item."""
+    toothbrush"). Of several items of one name, a run of clauses is about the one whose own
+    options it describes ("the speaker (green, …) for one with …, and the speaker (black, …)
+    for one with …"). The whole message for each when it does not name each item."""
     whole = words(text)
     if len(items) < 2:
         return [whole] * len(items)
     names = [str(item.get("name", "")).lower() for item in items]
-    parts: list[list[str]] = [[] for _ in items]
-    owners: list[int] = []
+    runs: list[tuple[list[int], list[str]]] = []
     for clause in _SEPARATOR.split(text):
         named = [index for index, position in enumerate(_mentions(names, clause))
                  if position is not None]
-        owners = named or owners
-        for index in owners:
-            parts[index] += words(clause)
+        if named:
+            runs.append((named, [clause]))
+        elif runs:
+            runs[-1][1].append(clause)
+    parts: list[list[str]] = [[] for _ in items]
+    for named, clauses in runs:
+        said = words(_TARGET.sub(" ", " , ".join(clauses)))
+        described = [sum(_phrase_in(str(value), said)
+                         for value in (items[index].get("options") or {}).values())
+                     for index in named]
+        best = max(described)
+        if len({names[index] for index in named}) == 1 and described.count(best) == 1:
+            named = [named[described.index(best)]]
+        for index in named:
+            parts[index] += words(" ".join(clauses))
     return parts if all(parts) else [whole] * len(items)
 
 

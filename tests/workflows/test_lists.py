@@ -97,3 +97,18 @@ def test_two_items_of_one_name_are_told_apart_by_what_the_customer_has() -> None
     assert extract(slot, text, {"order": order}, asked=True) == ["3098764622"]
     assert extract(slot, "the skateboard (plastic, 28 inch)", {"order": order},
                    asked=True) == ["4545791457"]
+
+
+def test_two_items_of_one_name_each_get_the_option_said_after_their_description() -> None:
+    orders = json.loads((DATA / "orders.json").read_text())
+    products = json.loads((DATA / "products.json").read_text())
+    order = orders["#W3002300"]  # two Bluetooth Speakers: green and black
+    ids = ["9179378709", "7597543861"]
+    chosen = [item for item in order["items"] if item["item_id"] in ids]
+    values = {"order": order, "items": ids,
+              "products": [products[item["product_id"]] for item in chosen]}
+    slot = workflow("exchange_items").slots["new_items"]
+    text = ("the bluetooth speaker (green, 10 hours, no) for one with color red, battery life "
+            "20 hours and water resistance yes and the bluetooth speaker (black, 10 hours, no) "
+            "for one with color blue and battery life 20 hours")
+    assert extract(slot, text, values, asked=True) == ["7617930199", "2635605237"]
