@@ -1,5 +1,8 @@
 """In-process llama.cpp backend (CPU default).
 
+The model keeps the evaluated states of recent prompts in RAM (`prompt_cache_mb`), so each
+brand's fixed system prompt is evaluated once per process, not on every turn.
+
 The model loads lazily on first use, so each gunicorn worker loads its own copy after fork.
 One generation runs at a time per process (llama.cpp contexts are not thread-safe); others wait
 for the lock up to their deadline.
@@ -25,6 +28,9 @@ from appliance.llm.base import (
 )
 from appliance.llm.manifest import verify
 
+#: RAM for the states of recent prompts, per process (manifest option prompt_cache_mb; 0: none).
+PROMPT_CACHE_MB = 256
+
 
 class LlamaCppModel(ChatModel):
     def __init__(self, spec: ModelSpec, *, threads: int, verify_cache: Path | None = None) -> None:
@@ -44,6 +50,7 @@ class LlamaCppModel(ChatModel):
                     raise ModelUnavailable(f"model {self.spec.id}: {checked.status}")
                 try:
                     import llama_cpp
+                    from llama_cpp.llama_cache import LlamaRAMCache
                 except ImportError as exc:
                     raise ModelUnavailable("llama-cpp-python is not installed") from exc
                 try:
@@ -56,6 +63,12 @@ class LlamaCppModel(ChatModel):
                     )
                 except (ValueError, RuntimeError, OSError) as exc:
                     raise ModelUnavailable(f"model {self.spec.id} failed to load") from exc
+                # llama.cpp reuses the evaluated prefix of the previous prompt by itself; this
+                # keeps the states of recent prompts too, so a brand's fixed system prompt is
+                # not evaluated again after another brand's turn.
+                megabytes = int(self.spec.options.get("prompt_cache_mb", PROMPT_CACHE_MB))
+                if megabytes > 0:
+                    self._llm.set_cache(LlamaRAMCache(capacity_bytes=megabytes << 20))
             return self._llm
 
     def stream(

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import jsonschema
 import pytest
 
 from appliance.errors import ModelError, ModelTimeout, ModelUnavailable
 from appliance.llm.base import ChatMessage, Completion, GenerationParams, ModelSpec, TextDelta
-from appliance.llm.llamacpp import LlamaCppModel
+from appliance.llm.llamacpp import PROMPT_CACHE_MB, LlamaCppModel
 
 PARAMS = GenerationParams(max_tokens=16, temperature=0.0, timeout_s=30.0)
 
@@ -122,3 +123,33 @@ def test_it_constrains_the_reply_to_a_json_schema(
     with pytest.raises(ValueError):
         json.loads(plain.text)
     jsonschema.validate(json.loads(constrained.text), schema)
+
+
+def test_it_keeps_each_brands_evaluated_prompt_across_other_brands_turns(
+    tiny_spec: ModelSpec, verify_cache: Path
+) -> None:
+    model = LlamaCppModel(tiny_spec, threads=2, verify_cache=verify_cache)
+    brands = [f"You are the assistant of {name}. Tone: {tone}." for name, tone in
+              (("Rho-Bank", "calm and precise"), ("Lumen Goods", "warm and brief"))]
+    try:
+        for system in (*brands, brands[0]):
+            model.complete([ChatMessage("system", system), ChatMessage("user", "hi")],
+                           replace(PARAMS, max_tokens=2))
+        cache = model._model().cache
+        kept = [model._model().detokenize(list(key)).decode() for key in cache.cache_state]
+    finally:
+        model.close()
+
+    assert cache.capacity_bytes == PROMPT_CACHE_MB << 20
+    # Both brands' prompts are held: going back to the first one finds its evaluated state.
+    assert all(any(system in text for text in kept) for system in brands)
+
+
+def test_a_model_can_do_without_the_prompt_cache(tiny_spec: ModelSpec, verify_cache: Path) -> None:
+    model = LlamaCppModel(replace(tiny_spec, options={**tiny_spec.options, "prompt_cache_mb": 0}),
+                          threads=2, verify_cache=verify_cache)
+    try:
+        assert model.complete([ChatMessage("user", "hi")], replace(PARAMS, max_tokens=2)).text
+        assert model._model().cache is None
+    finally:
+        model.close()
