@@ -243,7 +243,11 @@ def sentiment_rows(ds: Datasets) -> list[Row]:
 
 def _with_requests(own: Sequence[Row], requests: Sequence[str]) -> list[Row]:
     """_COMPLAINT_WITH_REQUEST angry and negative rows each, joined to a request (before or
-    after it, alternately), keeping the complaint's label."""
+    after it, alternately), keeping the complaint's label; and, for each, the same request
+    joined to another request as `neutral`. The pair leaves the request's words no evidence
+    either way, and a long message with two requests is no sign of anger: only the complaint
+    is. Without the neutral half, "I want to cancel order #W… because I ordered it by
+    mistake." read as angry."""
     rng = random.Random(f"{SEED}:sentiment:with-requests")
     pool = sorted(requests)
     rows = []
@@ -251,9 +255,10 @@ def _with_requests(own: Sequence[Row], requests: Sequence[str]) -> list[Row]:
         complaints = _sample((t for t, lab in own if lab == label), _COMPLAINT_WITH_REQUEST,
                              f"sentiment:with-requests:{label}")
         for i, complaint in enumerate(complaints):
-            complaint = complaint if complaint[-1] in ".!?" else f"{complaint}."
-            request = rng.choice(pool)
-            rows.append((f"{complaint} {request}" if i % 2 else f"{request} {complaint}", label))
+            request, other = rng.choice(pool), rng.choice(pool)
+            for first, tag in ((complaint, label), (other, "neutral")):
+                first = first if first[-1] in ".!?" else f"{first}."
+                rows.append((f"{first} {request}" if i % 2 else f"{request} {first}", tag))
     return rows
 
 
@@ -474,7 +479,7 @@ def _print_mistakes(test: Sequence[Row], predicted: Sequence[str], name: str) ->
 def table(results: dict[str, Scores], plans: dict[str, ModelPlan]) -> str:
     """The held-out metrics as a text table."""
     head = (f"{'model':<20} {'rows':>6} {'labels':>6} {'accuracy':>8} {'macro_f1':>8} "
-            f"{'oos_rec':>7}  focus label: precision / recall / F1")
+            f"{'in_scope':>8} {'oos_rec':>7}  focus label: precision / recall / F1")
     lines = [head, "-" * len(head)]
     for name, s in results.items():
         focus = ""
@@ -482,10 +487,15 @@ def table(results: dict[str, Scores], plans: dict[str, ModelPlan]) -> str:
             p, r, f = s.focus
             focus = f"{plans[name].focus}: {p:.3f} / {r:.3f} / {f:.3f}"
         oos = s.report.get("oos_recall")
+        in_scope = s.report["in_scope_accuracy"] if oos is not None else None
         lines.append(f"{name:<20} {s.rows:>6} {s.labels:>6} {s.report['accuracy']:>8.3f} "
-                     f"{s.report['macro_f1']:>8.3f} {'-' if oos is None else f'{oos:.3f}':>7}"
+                     f"{s.report['macro_f1']:>8.3f} {_cell(in_scope):>8} {_cell(oos):>7}"
                      f"  {focus}")
     return "\n".join(lines)
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 #: Licences of the data each model was trained on (the models themselves are ours).

@@ -17,9 +17,15 @@
 Before the final fit, `folds`-fold cross-validation on the training data gives the metrics
 recorded in the artefact, the softmax temperature (fitted to the held-out scores, so that
 probabilities mean something), the neighbour weight, the scope model's training rows and the
-threshold: the one that rejects the most held-out out-of-scope rows while costing at most
-`reject_budget` of held-out in-scope accuracy. The final model's ONNX outputs are checked
-against scikit-learn and numpy on a sample before the artefact is returned.
+threshold. A second cross-validation leaves a group of in-scope labels out of each fold's
+training: its held-out rows of those labels are text of intents the model has never seen, and
+join the out-of-scope rows as the scope model's positives, so that the scope model learns what
+unfamiliar text looks like to the model, not only what the few out-of-scope examples look like.
+The threshold is chosen on cross-fitted scope probabilities (each fold's from a scope model
+fitted on the other folds): the one that rejects the most held-out out-of-scope and unfamiliar
+rows while costing at most `reject_budget` of held-out in-scope accuracy. Nothing outside the
+training rows plays a part. The final model's ONNX outputs are checked against scikit-learn
+and numpy on a sample before the artefact is returned.
 
 The same trainer serves every label set: a brand's intents (from its workflows' example
 utterances), the generic sentiment and human-request classifiers, binary or multi-class, with
@@ -112,6 +118,10 @@ class TrainOptions:
     knn_weights: tuple[float, ...] = (0.5,)
     #: Held-out in-scope accuracy the out-of-scope threshold may cost, at most.
     reject_budget: float = 0.01
+    #: Teach the scope model unfamiliar text beside the out-of-scope rows: in a second
+    #: cross-validation each fold also leaves a group of in-scope labels out of training, and
+    #: its rows of those labels become out-of-scope examples (needs 3 in-scope labels).
+    leave_labels_out: bool = True
     #: Held-out folds for metrics and calibration (at most the smallest label's row count).
     folds: int = 5
     seed: int = 0
@@ -165,9 +175,9 @@ def train(
     y = np.array([label_set.index(label) for label in labels], dtype=np.int64)
     oos = label_set.index(oos_label) if oos_label is not None else None
 
-    folds = _folds(y, options)
-    say(f"cross-validating ({folds} folds)")
-    held = _cross_validate(texts, vectors, y, len(label_set), oos, options)
+    splits = _splits(y, options)
+    say(f"cross-validating ({len(splits)} folds)")
+    held = _cross_validate(texts, vectors, y, len(label_set), oos, options, splits)
     temperature = _fit_temperature(held.scores, y)
     logits = held.scores / temperature
     knn_weight = _choose_knn_weight(logits, held.votes, y, options)
@@ -175,18 +185,27 @@ def train(
     scope, threshold, scope_held = None, None, None
     trade_off: list[dict[str, float]] = []
     if oos is not None:
-        scope_features = _scope_features(_softmax(logits), oos, held.neighbourhood)
-        scope = _Scope.fit(scope_features, y == oos)
-        scope_held = scope.probability(scope_features)
-        threshold, trade_off = _choose_threshold(probabilities, scope_held, y, oos,
-                                                 options.reject_budget)
-    predicted = _decide(probabilities, oos, scope_held, threshold)
+        rows = _ScopeRows.held_out(_scope_features(_softmax(logits), oos, held.neighbourhood),
+                                   y == oos, splits)
+        unfamiliar = _label_out_splits(y, oos, splits, options)
+        if unfamiliar:
+            say(f"cross-validating with labels left out ({len(unfamiliar)} folds)")
+            rows = rows.with_unfamiliar(_unfamiliar_features(
+                texts, vectors, y, len(label_set), oos, options, unfamiliar, temperature))
+        scope = _Scope.fit(rows.features, rows.is_oos)
+        scope_held = rows.cross_fitted()
+        threshold, trade_off = _choose_threshold(probabilities, scope_held[:len(y)], y, oos,
+                                                 options.reject_budget,
+                                                 scope_held[len(y):])
+    predicted = _decide(probabilities, oos,
+                        None if scope_held is None else scope_held[:len(y)], threshold)
     metrics: dict[str, Any] = {
-        "folds": folds,
+        "folds": len(splits),
         **score([label_set[i] for i in y], [label_set[i] for i in predicted], oos_label),
     }
     if trade_off:
         metrics["threshold_trade_off"] = trade_off
+        metrics["unfamiliar_rows"] = len(scope_held) - len(y) if scope_held is not None else 0
 
     say("fitting on all rows")
     parts = _Parts.fit(texts, vectors, y, len(label_set), oos, options, temperature,
@@ -606,18 +625,47 @@ class _HeldOut:
     neighbourhood: Floats | None  # the memory's scope features, with an oos label
 
 
-def _cross_validate(texts: list[str], vectors: Vectors | None, y: Ints, n_labels: int,
-                    oos: int | None, options: TrainOptions) -> _HeldOut:
+def _splits(y: Ints, options: TrainOptions) -> list[tuple[Ints, Ints]]:
+    """(train rows, held-out rows) of each fold: stratified when every label has a row in
+    each fold."""
     from sklearn.model_selection import KFold, StratifiedKFold
 
     folds = _folds(y, options)
     smallest = int(np.bincount(y)[np.bincount(y) > 0].min())
     splitter = (StratifiedKFold(folds, shuffle=True, random_state=options.seed)
                 if smallest >= folds else KFold(folds, shuffle=True, random_state=options.seed))
+    return [(np.asarray(a), np.asarray(b)) for a, b in splitter.split(np.zeros(len(y)), y)]
+
+
+def _label_out_splits(y: Ints, oos: int, splits: list[tuple[Ints, Ints]],
+                      options: TrainOptions) -> list[tuple[Ints, Ints]]:
+    """The folds of `splits`, each training without one group of in-scope labels and holding
+    out only its rows of that group: text of intents the model has never seen. Empty when
+    the option is off or there are fewer than 3 in-scope labels (a fold must keep 2)."""
+    labels = np.array(sorted(set(y.tolist()) - {oos}))
+    if not options.leave_labels_out or len(labels) < 3:
+        return []
+    groups = min(len(splits), len(labels))
+    group_of = dict(zip(np.random.default_rng(options.seed).permutation(labels).tolist(),
+                        np.arange(len(labels)) % groups, strict=True))
+    row_group = np.array([group_of.get(label, -1) for label in y.tolist()])
+    result = []
+    for k, (train_rows, test_rows) in enumerate(splits):
+        group = k % groups
+        result.append((train_rows[row_group[train_rows] != group],
+                       test_rows[row_group[test_rows] == group]))
+    return result
+
+
+def _cross_validate(texts: list[str], vectors: Vectors | None, y: Ints, n_labels: int,
+                    oos: int | None, options: TrainOptions,
+                    splits: list[tuple[Ints, Ints]]) -> _HeldOut:
+    """Each held-out row's outputs from parts trained on its fold's training rows (rows no
+    fold holds out stay zero)."""
     held = _HeldOut(np.zeros((len(y), n_labels)),
                     np.zeros((len(y), n_labels)) if vectors is not None else None,
                     np.zeros((len(y), 4)) if vectors is not None and oos is not None else None)
-    for train_rows, test_rows in splitter.split(np.zeros(len(y)), y):
+    for train_rows, test_rows in splits:
         part = [texts[i] for i in train_rows]
         test = [texts[i] for i in test_rows]
         part_vectors = vectors[train_rows] if vectors is not None else None
@@ -635,6 +683,54 @@ def _cross_validate(texts: list[str], vectors: Vectors | None, y: Ints, n_labels
                 held.neighbourhood[test_rows] = memory.neighbourhood(test_vectors, oos,
                                                                      n_labels)
     return held
+
+
+def _unfamiliar_features(texts: list[str], vectors: Vectors | None, y: Ints, n_labels: int,
+                         oos: int, options: TrainOptions, splits: list[tuple[Ints, Ints]],
+                         temperature: float) -> tuple[Floats, Ints]:
+    """(scope features, fold) of the rows that `_label_out_splits` holds out."""
+    held = _cross_validate(texts, vectors, y, n_labels, oos, options, splits)
+    rows = np.concatenate([test_rows for _, test_rows in splits])
+    fold = np.concatenate([np.full(len(test_rows), k) for k, (_, test_rows)
+                           in enumerate(splits)])
+    neighbourhood = held.neighbourhood[rows] if held.neighbourhood is not None else None
+    return _scope_features(_softmax(held.scores[rows] / temperature), oos, neighbourhood), fold
+
+
+@dataclass
+class _ScopeRows:
+    """The scope model's training rows: every row's held-out scope features, then the
+    unfamiliar rows (all out of scope), each with the fold that held it out."""
+
+    features: Floats
+    is_oos: npt.NDArray[np.bool_]
+    fold: Ints
+
+    @classmethod
+    def held_out(cls, features: Floats, is_oos: npt.NDArray[np.bool_],
+                 splits: list[tuple[Ints, Ints]]) -> _ScopeRows:
+        fold = np.zeros(len(features), dtype=np.int64)
+        for k, (_, test_rows) in enumerate(splits):
+            fold[test_rows] = k
+        return cls(features, is_oos, fold)
+
+    def with_unfamiliar(self, unfamiliar: tuple[Floats, Ints]) -> _ScopeRows:
+        features, fold = unfamiliar
+        return _ScopeRows(np.vstack([self.features, features]),
+                          np.concatenate([self.is_oos, np.ones(len(features), dtype=bool)]),
+                          np.concatenate([self.fold, fold]))
+
+    def cross_fitted(self) -> Floats:
+        """Each row's P(out of scope) from a scope model fitted on the other folds' rows, so
+        that the threshold is chosen on probabilities the scope model did not fit."""
+        result = np.zeros(len(self.features))
+        for k in np.unique(self.fold):
+            fit = self.fold != k
+            if len(np.unique(self.is_oos[fit])) < 2:
+                fit = np.ones(len(self.fold), dtype=bool)
+            result[self.fold == k] = _Scope.fit(self.features[fit], self.is_oos[fit]) \
+                .probability(self.features[self.fold == k])
+        return result
 
 
 def _fit_temperature(scores: Floats, y: Ints) -> float:
@@ -682,23 +778,29 @@ def _decide(probabilities: Floats, oos: int | None, scope: Floats | None,
 
 
 def _choose_threshold(probabilities: Floats, scope: Floats, y: Ints, oos: int,
-                      budget: float) -> tuple[float, list[dict[str, float]]]:
+                      budget: float, unfamiliar: Floats) -> tuple[float, list[dict[str, float]]]:
     """The threshold on P(out of scope) that rejects the most held-out out-of-scope rows
-    while held-out in-scope accuracy stays within `budget` of what it is without rejecting,
-    and the trade-off around it."""
+    (the unfamiliar rows' `unfamiliar` probabilities counted with them) while held-out
+    in-scope accuracy stays within `budget` of what it is without rejecting, and the
+    trade-off around it."""
     is_oos = y == oos
     best_in_scope = np.where(np.arange(probabilities.shape[1]) == oos, -1.0,
                              probabilities).argmax(axis=1)
     unrejected = float((best_in_scope == y)[~is_oos].mean())
+    rejectable = np.concatenate([scope[is_oos], unfamiliar])
     curve = []
     for threshold in np.round(np.arange(0.01, 1.0, 0.01), 2):
         predicted = _decide(probabilities, oos, scope, float(threshold))
-        curve.append({"threshold": float(threshold),
-                      "in_scope_accuracy": _round((predicted == y)[~is_oos].mean()),
-                      "oos_recall": _round((predicted == oos)[is_oos].mean())})
+        point = {"threshold": float(threshold),
+                 "in_scope_accuracy": _round((predicted == y)[~is_oos].mean()),
+                 "oos_recall": _round((predicted == oos)[is_oos].mean())}
+        if len(unfamiliar):
+            point["unfamiliar_recall"] = _round((unfamiliar >= threshold).mean())
+        point["rejected"] = _round((rejectable >= threshold).mean())
+        curve.append(point)
     allowed = [i for i, point in enumerate(curve)
                if point["in_scope_accuracy"] >= unrejected - budget] or [len(curve) - 1]
-    best = max(allowed, key=lambda i: (curve[i]["oos_recall"], curve[i]["in_scope_accuracy"]))
+    best = max(allowed, key=lambda i: (curve[i]["rejected"], curve[i]["in_scope_accuracy"]))
     shown = sorted({*range(max(0, best - 30), min(len(curve), best + 31), 10), best})
     return curve[best]["threshold"], [curve[i] for i in shown]
 
@@ -928,8 +1030,10 @@ def _meta(name: str, label_set: list[str], oos_label: str | None, threshold: flo
         "threshold": threshold,
         "threshold_on": "out_of_scope" if threshold is not None else None,
         "threshold_rule": (
-            f"the most out-of-scope rows rejected, out of fold, while in-scope accuracy out "
-            f"of fold stays within {options.reject_budget} of its value without rejection"
+            f"the most out-of-scope rows rejected, out of fold (with the rows of in-scope "
+            f"labels left out of training{'' if options.leave_labels_out else ': off'}; the "
+            f"scope model cross-fitted), while in-scope accuracy out of fold stays within "
+            f"{options.reject_budget} of its value without rejection"
             if threshold is not None else None),
         "features": {"text": text_features, "embedding": embedding},
         "head": {"kind": "LinearSVC one-vs-rest, softmax with a fitted temperature",

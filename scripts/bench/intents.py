@@ -5,9 +5,13 @@ Both use the shipped trainer and evaluator (appliance.signals.training) and the 
   cross-validation; each fold trains a model, saves it, loads it as a TextClassifier and
   evaluates it on the held-out fold one message at a time from raw text.
 - CLINC150: trains on `train` (150 intents x 100) plus `oos_train_plus` (250 out-of-scope),
-  evaluates on `val` plus `oos_val` (3,000 + 100); reports the rejection threshold the trainer
-  chose on held-out folds of the training data, and the in-scope / out-of-scope trade-off on
-  val at other thresholds.
+  evaluates on `val` plus `oos_val` (3,000 + 100), which play no part in any choice: the
+  trainer chooses its scope model and threshold by cross-validation inside the training rows.
+  Reports that threshold, and the in-scope / out-of-scope trade-off on val at other
+  thresholds.
+- CLINC150 with unseen kinds of out-of-scope text: the same, with two of the ten domains
+  (chosen with a fixed seed) left out of training; their val rows join `oos_val` as
+  out-of-scope. A scope model that only learnt what `oos_train_plus` looks like fails here.
 
 The training texts are embedded once per dataset and passed to the trainer; evaluation embeds
 every message itself (that is the latency a turn pays). The script also writes each split as a
@@ -22,6 +26,7 @@ import argparse
 import csv
 import json
 import os
+import random
 import tempfile
 import time
 from pathlib import Path
@@ -41,6 +46,8 @@ REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("APPLIANCE_BENCH_DATA", "/work/shared/data"))
 FOLDS = 5
 SEED = 0
+#: CLINC150 domains left out of training in the unseen-kinds check.
+UNSEEN_DOMAINS = 2
 
 
 def _embedder(threads: int) -> Embedder:
@@ -133,6 +140,26 @@ def bench_clinc150(embedder: Embedder, csv_dir: Path, workdir: Path) -> dict[str
         _write_csv(csv_dir / "clinc150-val.csv", *test_rows, "label"),
         csv_dir / "clinc150-model", "label")
     result["train_rows"], result["test_rows"] = len(train_items), len(test_items)
+    result["unseen_domains"] = _unseen_domains(embedder, train_items, vectors, test_items,
+                                               workdir)
+    return result
+
+
+def _unseen_domains(embedder: Embedder, train_items: list[list[str]], vectors: np.ndarray,
+                    test_items: list[list[str]], workdir: Path) -> dict[str, Any]:
+    """Train without UNSEEN_DOMAINS domains; their val rows are out-of-scope at test."""
+    domains = json.loads((DATA / "clinc150" / "domains.json").read_text())
+    left_out = sorted(random.Random(SEED).sample(sorted(domains), UNSEEN_DOMAINS))
+    unseen = {intent for domain in left_out for intent in domains[domain]}
+    keep = [i for i, (_, label) in enumerate(train_items) if label not in unseen]
+    train_rows = ([train_items[i][0] for i in keep], [train_items[i][1] for i in keep])
+    test_rows = ([t for t, _ in test_items],
+                 ["oos" if label in unseen else label for _, label in test_items])
+    result, _ = _train_and_evaluate(embedder, "clinc150-unseen-domains", train_rows,
+                                    vectors[keep], test_rows, workdir)
+    result["left_out"] = left_out
+    result["train_rows"], result["test_rows"] = len(keep), len(test_items)
+    result["test_oos_rows"] = test_rows[1].count("oos")
     return result
 
 
@@ -194,6 +221,9 @@ def _print(result: dict[str, Any]) -> None:
         clinc = result["clinc150"]
         print(f"{'clinc150, train+oos -> val+oos':<34}"
               + "".join(f"{_cell(clinc.get(key)):>18}" for key in METRIC_KEYS))
+        unseen = clinc["unseen_domains"]
+        print(f"{'clinc150, without ' + '+'.join(unseen['left_out']):<34}"
+              + "".join(f"{_cell(unseen.get(key)):>18}" for key in METRIC_KEYS))
         print(f"\nclinc150 threshold on P(out of scope) {clinc['threshold']} (chosen on held-out "
               "training folds); on val at other thresholds:")
         for row in clinc["trade_off_on_val"]:

@@ -113,6 +113,26 @@ def test_it_writes_the_model_and_its_metadata(model_dir: Path, embedder: OnnxEmb
     assert meta["onnx_check"]["argmax_agreement"] == 1.0
 
 
+def test_its_scope_model_learns_from_intents_left_out_of_training(
+        artefact: Artefact, embedder: OnnxEmbedder) -> None:
+    # Each of the 5 folds leaves one of 4 intent groups out of training and holds out its
+    # rows of that group: about a quarter of the in-scope rows, as text of unseen intents.
+    in_scope_rows = sum(1 for label in rows()[1] if label != "oos")
+    metrics = artefact.meta["metrics"]
+    assert in_scope_rows / 8 < metrics["unfamiliar_rows"] < in_scope_rows / 2
+    assert all({"unfamiliar_recall", "rejected"} <= set(point)
+               for point in metrics["threshold_trade_off"])
+    assert "labels left out" in artefact.meta["threshold_rule"]
+
+    texts, labels = rows()
+    alone = train(texts, labels, oos_label="oos", embedder=embedder,
+                  options=TrainOptions(leave_labels_out=False))
+    assert alone.meta["metrics"]["unfamiliar_rows"] == 0
+    assert all("unfamiliar_recall" not in point
+               for point in alone.meta["metrics"]["threshold_trade_off"])
+    assert alone.meta["options"]["leave_labels_out"] is False
+
+
 def test_it_hashes_the_training_data_regardless_of_row_order() -> None:
     texts, labels = rows()
 
