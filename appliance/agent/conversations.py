@@ -474,8 +474,9 @@ class ConversationService:
                 pending = engine.pending_prompt()
                 return Followup(f"{RESUME_LEAD} {pending}", "resumes_workflow",
                                 workflow.name) if pending else None
-        if workflow is None and offered in flow.running.workflows and affirmation(text):
-            workflow = flow.running.workflows[offered]  # they accepted the offer
+        if workflow is None and offered in flow.running.workflows and _takes_offer(
+                flow, offered, text, small_talk):
+            workflow = flow.running.workflows[offered]
             engine.start(workflow, flow.running.versions.get(workflow.name))
         elif workflow is None:
             if match is None or (flow.running.workflows[match.workflow].provides_identity and (
@@ -717,6 +718,19 @@ class _Turn:
     state: dict[str, Any] | None = None
     #: The rule that hands the conversation to a human, if one does.
     escalation: str | None = None
+
+
+def _takes_offer(flow: _Flow, offered: str, text: str, small_talk: bool) -> bool:
+    """Whether the message takes up the workflow offered after the last answer: a yes, or
+    what the workflow will need ("jo@example.com", "order #W2611340") rather than a new
+    question or another request."""
+    if affirmation(text):
+        return True
+    if small_talk or asks_about_policy(text):
+        return False
+    match = flow.match
+    return match is None or match.workflow == offered or (
+        flow.running.workflows[match.workflow].provides_identity)
 
 
 @dataclass(frozen=True)

@@ -15,15 +15,17 @@ _GREETING = re.compile(r"^((hi|hello|hey|hiya|good (morning|afternoon|evening))\
 _QUESTION = re.compile(
     r"^(how|what|what's|whats|when|why|which|where|who|is|are|do|does|did|can|could|may|will|"
     r"would|should|am|if)\b", re.IGNORECASE)
-#: Something of the customer's own: then the question is a request about it.
-_OWN = re.compile(r"\b(my|mine|our|ours)\b|[#]?\b[a-z]\d{5,}\b|\S+@\S+\.\w+|\b\d{4,}\b",
-                  re.IGNORECASE)
+#: Something of the customer's own: then the question is a request about it ("an order I
+#: placed", "my card", an order number or an email).
+_OWN = re.compile(
+    r"\b(my|mine|our|ours)\b|\bi (placed|made|ordered|bought|received|got|paid|sent)\b|"
+    r"[#]?\b[a-z]\d{5,}\b|\S+@\S+\.\w+|\b\d{4,}\b", re.IGNORECASE)
 _WANTS = re.compile(r"\b(i (want|need|wish)|i'd like|i would like|please|help me)\b",
                     re.IGNORECASE)
-#: Asking to learn something, whatever the sentence's form ("I want to check the fees").
+#: Asking about a rule or a fact, whatever the sentence's form ("I want to check the fees").
 _LEARN = re.compile(
-    r"\b(check(ing)?|know|information|info|learn|find out|understand|explain|polic(y|ies)|"
-    r"options?|fees?|charges?|methods?|how long|how much|how many|how soon)\b", re.IGNORECASE)
+    r"\b(polic(y|ies)|options?|fees?|charges?|penalt(y|ies)|methods?|how long|how much|"
+    r"how many|how soon|information|info|allowed|possible|rules?)\b", re.IGNORECASE)
 
 
 def asks_about_policy(text: str) -> bool:

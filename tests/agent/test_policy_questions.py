@@ -75,6 +75,21 @@ def test_a_yes_to_the_offer_starts_the_workflow(services: Services, store: Brand
     assert "email" in result.message.text.lower(), "it asks who the customer is first"
 
 
+def test_details_the_offered_workflow_needs_take_up_the_offer(
+    services: Services, store: Brand
+) -> None:
+    conversation, _ = services.conversations.start(store, {}, "web")
+    _, first = _say(services, store, conversation, "What is your return policy?")
+
+    result, trace = _say(services, store, conversation, "olivia.ito5204@example.com")
+
+    state: dict[str, Any] = Conversation.get_by_id(conversation.id).state
+    assert trace.decision["action"] == "workflow"
+    assert state["run"]["workflow"] == first.decision["offers_workflow"]
+    assert state["customer_id"], "the email identified the customer"
+    assert "email" not in result.message.text.lower()
+
+
 def test_a_request_starts_the_workflow_at_once(services: Services, store: Brand) -> None:
     conversation, _ = services.conversations.start(store, {}, "web")
 
@@ -96,6 +111,7 @@ def test_it_reads_questions_about_how_things_work(text: str) -> None:
 
 @pytest.mark.parametrize("text", [
     "I want to return my headphones", "can you cancel my order?", "where is my order?",
+    "I want to check on an order I placed",
     "Hi, I'm Mei Kovacs, zip 28236. In order #W1234567 I want to exchange the desk lamp",
     "please cancel order W2611340", "I need to change the address on my order",
 ])
