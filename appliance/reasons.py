@@ -107,10 +107,12 @@ ABOUT: dict[Reason, About] = {
     Reason.SLOT_NOT_UNDERSTOOD: About(
         "the agent asked for the same detail three times without an answer",
         "Ask for the missing detail in other words, or look it up."),
-    Reason.NO_PROGRESS: About("the agent kept giving the same reply without progress",
-                              "Find out what the customer needs: the agent did not understand."),
+    Reason.NO_PROGRESS: About(
+        "the customer's answers did not move the conversation on (stuck at the same question)",
+        "Find out what the customer needs: the agent did not understand."),
     Reason.WORKFLOW_LOOP: About("the workflow could not make progress"),
-    Reason.WORKFLOW_NOT_FOUND: About("the workflow the conversation was in is gone"),
+    Reason.WORKFLOW_NOT_FOUND: About(
+        "the workflow to move to (or the one the conversation was in) does not exist"),
     Reason.WRITE_WITHOUT_CONFIRMATION: About(
         "a write was about to happen without the customer's confirmation",
         "Confirm the details with the customer before changing anything."),
