@@ -1,32 +1,34 @@
 """Conversations and the turn pipeline.
 
-A turn: validate the customer's text, load the conversation (scoped to the caller's brand),
-build the prompt in the brand's voice with history bounded to the model's context, generate
-through the router (ordered fallback; a canned reply when no model answers), check the draft,
-then persist the customer message, the reply and the turn trace in one transaction, so a crash
-mid-turn leaves the conversation as it was.
+A turn is a few stages over one context (`_Turn`): validate the customer's text and load the
+conversation (scoped to the caller's brand); read the message (one embedding for the
+classifiers and the knowledge, the workflow it continues or starts: appliance/agent/flows.py);
+route it (the supervisor's escalation rules, a workflow, a template or the model); generate in
+the brand's voice through the router (ordered fallback; a canned reply when no model answers),
+releasing the draft sentence by sentence through its checks; review it; then persist the
+customer message, the reply, the turn trace and the conversation's state in one transaction, so
+a crash mid-turn leaves the conversation as it was.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import datetime as dt
 import logging
 import re
 import secrets
 import time
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import peewee
 
 from appliance.agent.draft import TURN_MARKERS, SentenceGate
+from appliance.agent.flows import Flow, Flows, Followup
 from appliance.agent.grounding import ungrounded_facts, unsupported
 from appliance.agent.persona import clean_reply, system_prompt
 from appliance.agent.quoting import Chosen, Quoter, facts
-from appliance.agent.requests import asks_about_policy
 from appliance.agent.supervisor import (
     ANSWER,
     CLARIFY,
@@ -55,12 +57,7 @@ from appliance.readiness import WarmUp
 from appliance.signals.base import Vectors
 from appliance.signals.service import Signals, SignalService
 from appliance.text import validated_text
-from appliance.workflows.engine import DONE, HANDOFF, KNOWLEDGE, Engine, TurnOutcome
-from appliance.workflows.extract import affirmation, asks_for_information
-from appliance.workflows.llm_extract import LlmExtractor
-from appliance.workflows.schema import Toolset, ToolSpec, Workflow
-from appliance.workflows.service import BrandWorkflows, Match, WorkflowService
-from appliance.workflows.tools import ToolResult, ToolRunner
+from appliance.workflows.service import BrandWorkflows, WorkflowService
 
 log = logging.getLogger(__name__)
 ACTIVE, PENDING_HUMAN, CLOSED = "active", "pending_human", "closed"
@@ -73,12 +70,6 @@ _ROLE_TO_CHAT = {"customer": "user", "agent": "assistant", "human": "assistant"}
 
 
 TEMPLATE_MODEL = "template"
-WORKFLOW = "workflow"
-#: The conversation state's key for the workflow offered after an answer; a yes starts it.
-OFFERED = "offered_workflow"
-NO_TOOLS = Toolset(base_url="http://127.0.0.1")
-#: Leads back into a workflow after answering a question asked in the middle of it.
-RESUME_LEAD = "Now, back to your request:"
 #: Introduces an answer quoted from the brand's knowledge.
 EXTRACTIVE_LEAD = "Here is what our help center says:"
 #: Chunks retrieved per turn, and how many of the relevant ones go into the prompt.
@@ -197,8 +188,7 @@ class ConversationService:
         self._workflows = workflows
         self._handoffs = handoffs
         self._quoter = Quoter(knowledge.embedder)
-        # Workflow slots configured with `extractor: llm` are read by the extraction route.
-        self._llm_extract = LlmExtractor(router) if "extraction" in router.tasks else None
+        self._flows = Flows(workflows, router)
 
     def start(
         self, brand: Brand, customer: dict[str, Any], channel: str
@@ -333,8 +323,8 @@ class ConversationService:
         vector = self._embed(turn.text, turn.latency)
         turn.signals = self._read_signals(turn.brand, turn.text, vector, turn.latency)
         turn.grounding = self._ground(turn.brand, vector, turn.small_talk, turn.latency)
-        turn.flow = self._flow(turn.brand, turn.conversation, turn.text, vector, turn.signals,
-                               workflows)
+        turn.flow = self._flows.flow(turn.brand, turn.conversation, turn.text, vector,
+                                     turn.signals, workflows)
         if turn.flow is not None:
             turn.state = turn.flow.state
 
@@ -353,7 +343,8 @@ class ConversationService:
         decision = escalation(facts, policy.supervision)
         followup: Followup | None = None
         if decision is None and turn.flow is not None:
-            ran = self._run_flow(turn.flow, turn.text, grounding, turn.small_talk, policy)
+            ran = self._flows.run(turn.flow, turn.text, grounding.mode == "grounded",
+                                  turn.small_talk, policy)
             if isinstance(ran, Followup):
                 followup = ran
             elif ran is not None:
@@ -422,88 +413,6 @@ class ConversationService:
         if reply.ungrounded:
             reply.decision["ungrounded"] = reply.ungrounded
         return reviewed
-
-    def _flow(
-        self, brand: Brand, conversation: Conversation, text: str, vector: Vectors | None,
-        signals: Signals, override: BrandWorkflows | None,
-    ) -> _Flow | None:
-        """The conversation's workflow engine, when the brand has workflows to run."""
-        running = override or self._workflows.running(brand)
-        if not running.workflows:
-            return None
-        policy = policy_of(brand)
-        state = copy.deepcopy(conversation.state or {})
-        # A brand without tools still runs workflows that only talk.
-        toolset = running.toolset or NO_TOOLS
-        caller = _ToolCaller(self._workflows.runner(
-            brand, toolset, policy.tools_base_url, conversation.id,
-            lambda: (state.get("run") or {}).get("workflow")))
-        engine = Engine(state, caller, conversation_id=conversation.public_id,
-                        identity=running.identity, llm_extract=self._llm_extract,
-                        workflows=running.workflows)
-        current = (state.get("run") or {}).get("workflow")
-        workflow = running.workflows.get(current) if current else None
-        if current and workflow is None:
-            state.pop("run", None)  # unpublished or disabled since: start afresh
-        match = running.match(text, vector, signals.intent,
-                              understood(signals, policy.supervision))
-        return _Flow(running, engine, state, workflow, match)
-
-    def _run_flow(
-        self, flow: _Flow, text: str, grounding: Grounding, small_talk: bool, policy: Policy,
-    ) -> tuple[Decision, TurnOutcome, dict[str, Any]] | Followup | None:
-        """Run the turn in a workflow when one is running or the message starts one.
-
-        Returns (decision, what the engine did, the new state); or what follows the
-        knowledge's answer: the workflow's question again when the message is a question
-        asked in the middle of it, or the offer to start a workflow when the message asks
-        about what one does ("what is your return policy?"); or None when no workflow is
-        concerned."""
-        engine, match, workflow = flow.engine, flow.match, flow.workflow
-        offered = flow.state.pop(OFFERED, None)
-        engine.remember(text)
-        refused = engine.refuse_other_customer(text)
-        if refused is not None:
-            return Decision(WORKFLOW, "other_customer", "reply",
-                            {"workflow": refused.trace()}), refused, flow.state
-        if workflow is not None and not flow.answers(text):
-            if (match is not None and match.workflow != workflow.name and match.via == "example"
-                    and not asks_for_information(text)):
-                workflow = None  # a new request: the old one is dropped
-            elif grounding.mode == "grounded" and not small_talk:
-                pending = engine.pending_prompt()
-                return Followup(f"{RESUME_LEAD} {pending}", "resumes_workflow",
-                                workflow.name) if pending else None
-        if workflow is None and offered in flow.running.workflows and _takes_offer(
-                flow, offered, text, small_talk):
-            workflow = flow.running.workflows[offered]
-            engine.start(workflow, flow.running.versions.get(workflow.name))
-        elif workflow is None:
-            if match is None or (flow.running.workflows[match.workflow].provides_identity and (
-                    engine.customer_id)):
-                return None
-            if grounding.mode == "grounded" and asks_about_policy(text):
-                # A question about what the workflow does: the knowledge answers, and the
-                # agent offers to do it.
-                target = flow.running.workflows[match.workflow]
-                flow.state[OFFERED] = target.name
-                offer = policy.workflow_offer_message.replace(
-                    "{workflow}", target.title[:1].lower() + target.title[1:])
-                return Followup(offer, "offers_workflow", target.name)
-            workflow = flow.running.workflows[match.workflow]
-            engine.start(workflow, flow.running.versions.get(workflow.name))
-        outcome = engine.turn(workflow, text)
-        evidence: dict[str, Any] = {"workflow": outcome.trace()}
-        if match is not None:
-            evidence["match"] = {"workflow": match.workflow, "score": round(match.score, 4),
-                                 "via": match.via}
-        if outcome.status == HANDOFF:
-            return Decision(ESCALATE, outcome.reason or "workflow_handoff", "reply",
-                            evidence), outcome, flow.state
-        if outcome.status == KNOWLEDGE:
-            return None
-        rule = f"workflow_{'done' if outcome.status == DONE else outcome.status}"
-        return Decision(WORKFLOW, rule, "reply", evidence), outcome, flow.state
 
     def _handoff_text(self, brand: Brand) -> str:
         """What the customer is told when a human takes over, with the expected wait when
@@ -706,7 +615,7 @@ class _Turn:
     read: bool = False
     signals: Signals = field(default_factory=Signals)
     grounding: Grounding = field(default_factory=lambda: Grounding("chat", "pending_human"))
-    flow: _Flow | None = None
+    flow: Flow | None = None
     #: When the reply started to be made (the end of reading and routing).
     prepared: float | None = None
     reply: Reply = field(default_factory=lambda: Reply(decision={}, citations=[]))
@@ -718,66 +627,6 @@ class _Turn:
     state: dict[str, Any] | None = None
     #: The rule that hands the conversation to a human, if one does.
     escalation: str | None = None
-
-
-def _takes_offer(flow: _Flow, offered: str, text: str, small_talk: bool) -> bool:
-    """Whether the message takes up the workflow offered after the last answer: a yes, or
-    what the workflow will need ("jo@example.com", "order #W2611340") rather than a new
-    question or another request."""
-    if affirmation(text):
-        return True
-    if small_talk or asks_about_policy(text):
-        return False
-    match = flow.match
-    return match is None or match.workflow == offered or (
-        flow.running.workflows[match.workflow].provides_identity)
-
-
-@dataclass(frozen=True)
-class Followup:
-    """What follows the knowledge's answer in a turn a workflow is concerned with."""
-
-    text: str
-    #: Recorded on the turn's decision with the workflow's name: resumes_workflow (its
-    #: question again after a digression) or offers_workflow (to do what was asked about).
-    kind: str
-    workflow: str
-
-
-@dataclass
-class _Flow:
-    """A turn's view of the conversation's workflows."""
-
-    running: BrandWorkflows
-    engine: Engine
-    state: dict[str, Any]
-    #: The workflow in progress, if any.
-    workflow: Workflow | None
-    #: The workflow the message would start.
-    match: Match | None
-    _answers: dict[str, bool] = field(default_factory=dict)
-
-    def answers(self, text: str) -> bool:
-        """Whether the message answers the running workflow (fills a slot, confirms, stops)."""
-        if self.workflow is None:
-            return False
-        if text not in self._answers:
-            self._answers[text] = self.engine.takes(self.workflow, text)
-        return self._answers[text]
-
-
-class _ToolCaller:
-    """The engine's view of the brand's tools."""
-
-    def __init__(self, runner: ToolRunner) -> None:
-        self._runner = runner
-
-    def spec(self, name: str) -> ToolSpec | None:
-        return self._runner.toolset.get(name)
-
-    def call(self, spec: ToolSpec, arguments: Mapping[str, Any],
-             idempotency_key: str | None) -> ToolResult:
-        return self._runner.call(spec, arguments, idempotency_key=idempotency_key)
 
 
 def bounded_prompt(

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from appliance.agent.conversations import OFFERED, TurnResult
+from appliance.agent.conversations import TurnResult
+from appliance.agent.flows import OFFERED
 from appliance.agent.requests import asks_about_policy
 from appliance.db.models import Brand, Conversation, TurnTrace
 from appliance.services import Services
