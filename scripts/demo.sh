@@ -32,13 +32,14 @@ pids+=($!)
 $appliance demo-backend retail --port "$retail_port" --db "$APPLIANCE_DATA_DIR/demo-retail.db" &
 pids+=($!)
 
-# Wait until the web app and the order system both answer.
-.venv/bin/python - "http://$bind/healthz" "$APPLIANCE_DEMO_RETAIL_URL/health" <<'PY'
+# Wait until the web app is ready (its workers have warmed up: models, indexes and classifiers
+# loaded) and the order system answers.
+.venv/bin/python - "http://$bind/readyz" "$APPLIANCE_DEMO_RETAIL_URL/health" <<'PY'
 import sys, time, urllib.request
 for url in sys.argv[1:]:
-    for _ in range(240):
+    for _ in range(1200):
         try:
-            urllib.request.urlopen(url, timeout=1)
+            urllib.request.urlopen(url, timeout=5)
             break
         except OSError:
             time.sleep(0.25)

@@ -57,6 +57,7 @@ from appliance.readiness import WarmUp
 from appliance.signals.base import Vectors
 from appliance.signals.service import Signals, SignalService
 from appliance.text import validated_text
+from appliance.workflows.extract import without_identifiers
 from appliance.workflows.service import BrandWorkflows, WorkflowService
 
 log = logging.getLogger(__name__)
@@ -440,6 +441,14 @@ class ConversationService:
     ) -> Signals:
         started = time.perf_counter()
         signals = self._signals.read(brand.slug, text, vector)
+        words = without_identifiers(text)
+        if words != text and words.strip() and signals.sentiment is not None:
+            # The mood is read from the customer's words: order numbers and email addresses
+            # are none, and the sentiment model, never trained on them, read "cancel order
+            # #W5442520, I'm jo@example.com" as angry.
+            mood = self._signals.read(brand.slug, words)
+            signals = dataclasses.replace(signals, sentiment=mood.sentiment,
+                                          frustration=mood.frustration)
         latency["signals"] = _ms(started, time.perf_counter())
         if signals.intent is None:
             return signals

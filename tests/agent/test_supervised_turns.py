@@ -214,3 +214,13 @@ def test_calm_off_topic_messages_are_not_handed_off_as_frustrated(
 
     assert trace.decision["rule"] not in ("frustration_high", "frustration_rising")
     assert trace.signals["frustration"] < Policy().supervision.frustration_threshold
+
+
+def test_order_numbers_and_emails_do_not_read_as_a_mood(
+    services: Services, seeded: dict[str, object]
+) -> None:
+    (trace,) = demo_turn(services, "lumen-goods", [
+        "cancel order #W5442520, I'm olivia.ito5204@example.com"])
+
+    assert trace.decision["rule"] not in ("frustration_high", "frustration_rising")
+    assert trace.signals["frustration"] < Policy().supervision.frustration_threshold
