@@ -21,14 +21,10 @@ from typing import Any
 
 import httpx
 from machine import machine
-from workflows import percentile, start_backend, stop_backend
+from workflows import lumen_goods, percentile, start_backend, stop_backend
 
-from appliance.config import load_settings
-from appliance.db.migrate import migrate
-from appliance.demo.seed import seed, seed_knowledge
 from appliance.evals.customer import load_tasks, policy_problem
 from appliance.evals.runner import run_task
-from appliance.services import build_services
 
 REPO = Path(__file__).resolve().parents[2]
 TASKS = REPO.parent / "shared" / "data" / "tau_bench" / "retail" / "tasks_train.json"
@@ -53,17 +49,7 @@ def main() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="bench-tau-"))
     backend = start_backend(data_dir, args.port)
     try:
-        settings = load_settings(
-            overrides={"data_dir": str(data_dir), "llm_threads": 2,
-                       "demo_retail_url": f"http://127.0.0.1:{args.port}",
-                       **({"model_store": str(args.model_store)} if args.model_store else {})},
-            env={"APPLIANCE_CONFIG": str(REPO / "tests" / "empty-config.toml")})
-        services = build_services(settings)
-        services.db.connect(reuse_if_open=True)
-        migrate(services.db)
-        seed(services, knowledge=False)
-        seed_knowledge(services, only="lumen-goods")
-        brand = services.brands.get("lumen-goods")
+        services, brand = lumen_goods(data_dir, args.port, args.model_store)
         with httpx.Client(base_url=f"http://127.0.0.1:{args.port}", timeout=30) as system:
             excluded = {task.index: problem for task in tasks
                         if (problem := policy_problem(system, task)) is not None}

@@ -28,11 +28,11 @@ from machine import machine
 
 from appliance.config import load_settings
 from appliance.db.migrate import migrate
-from appliance.db.models import Conversation, ToolCall, TurnTrace
+from appliance.db.models import Brand, Conversation, ToolCall, TurnTrace
 from appliance.demo.seed import WORKFLOWS_DIR, seed, seed_knowledge
 from appliance.evals.cases import load_suites
 from appliance.evals.runner import EVAL_CHANNEL, run_suites
-from appliance.services import build_services
+from appliance.services import Services, build_services
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -68,6 +68,23 @@ def stop_backend(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def lumen_goods(data_dir: Path, port: int, model_store: Path | None = None
+                ) -> tuple[Services, Brand]:
+    """Services on a fresh database in `data_dir` with the demo seeded (Lumen Goods' knowledge
+    published), its tools pointed at the order system on `port`."""
+    settings = load_settings(
+        overrides={"data_dir": str(data_dir), "llm_threads": 2,
+                   "demo_retail_url": f"http://127.0.0.1:{port}",
+                   **({"model_store": str(model_store)} if model_store else {})},
+        env={"APPLIANCE_CONFIG": str(REPO / "tests" / "empty-config.toml")})
+    services = build_services(settings)
+    services.db.connect(reuse_if_open=True)
+    migrate(services.db)
+    seed(services, knowledge=False)
+    seed_knowledge(services, only="lumen-goods")
+    return services, services.brands.get("lumen-goods")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=18090)
@@ -77,16 +94,7 @@ def main() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="bench-workflows-"))
     backend = start_backend(data_dir, args.port)
     try:
-        settings = load_settings(
-            overrides={"data_dir": str(data_dir), "llm_threads": 2,
-                       "demo_retail_url": f"http://127.0.0.1:{args.port}"},
-            env={"APPLIANCE_CONFIG": str(REPO / "tests" / "empty-config.toml")})
-        services = build_services(settings)
-        services.db.connect(reuse_if_open=True)
-        migrate(services.db)
-        seed(services, knowledge=False)
-        seed_knowledge(services, only="lumen-goods")
-        brand = services.brands.get("lumen-goods")
+        services, brand = lumen_goods(data_dir, args.port)
         suites = load_suites(WORKFLOWS_DIR / "lumen-goods" / "evals")
         started = time.perf_counter()
         results = run_suites(services, brand, suites)
