@@ -24,9 +24,9 @@ import pytest
 from flask.testing import FlaskClient
 from retail_support import RetailBackend
 
+from appliance.demo.errors import Conflict
 from appliance.demo.retail import operations
 from appliance.demo.retail.app import create_app
-from appliance.demo.retail.errors import Conflict
 from appliance.demo.retail.store import SEED_DIR, RetailStore
 
 USER = "olivia_ito_3591"

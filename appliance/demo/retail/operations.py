@@ -13,14 +13,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
-from appliance.demo.retail.errors import BadRequest, Conflict
-from appliance.demo.retail.store import Doc, Tx, user_view
+from appliance.demo.docstore import Doc
+from appliance.demo.errors import BadRequest, Conflict
+from appliance.demo.retail.store import RetailTx, user_view
 
 CANCEL_REASONS = ("no longer needed", "ordered by mistake")
 ADDRESS_FIELDS = ("address1", "address2", "city", "state", "country", "zip")
 
 
-def cancel_pending_order(tx: Tx, order_id: str, reason: str) -> Doc:
+def cancel_pending_order(tx: RetailTx, order_id: str, reason: str) -> Doc:
     """Status 'cancelled', `cancel_reason` set, a refund per payment appended to the payment
     history; gift-card payments go back on the card's balance now."""
     order = tx.order(order_id)
@@ -44,7 +45,7 @@ def cancel_pending_order(tx: Tx, order_id: str, reason: str) -> Doc:
     return order
 
 
-def modify_pending_order_address(tx: Tx, order_id: str, address: Mapping[str, str]) -> Doc:
+def modify_pending_order_address(tx: RetailTx, order_id: str, address: Mapping[str, str]) -> Doc:
     """Replace a pending order's shipping address."""
     order = tx.order(order_id)
     _require_status(order, "pending", "non-pending order cannot be modified")
@@ -53,7 +54,7 @@ def modify_pending_order_address(tx: Tx, order_id: str, address: Mapping[str, st
     return order
 
 
-def modify_pending_order_payment(tx: Tx, order_id: str, payment_method_id: str) -> Doc:
+def modify_pending_order_payment(tx: RetailTx, order_id: str, payment_method_id: str) -> Doc:
     """Pay a pending order with another single method: a payment with the new method and a
     refund to the old one are appended; gift-card balances change at once."""
     order = tx.order(order_id)
@@ -85,7 +86,7 @@ def modify_pending_order_payment(tx: Tx, order_id: str, payment_method_id: str) 
     return order
 
 
-def modify_pending_order_items(tx: Tx, order_id: str, item_ids: Sequence[str],
+def modify_pending_order_items(tx: RetailTx, order_id: str, item_ids: Sequence[str],
                                new_item_ids: Sequence[str], payment_method_id: str) -> Doc:
     """Swap items of a pending order for available variants of the same products, once:
     status 'pending (item modified)'. The price difference is paid with (or refunded to)
@@ -118,7 +119,7 @@ def modify_pending_order_items(tx: Tx, order_id: str, item_ids: Sequence[str],
     return order
 
 
-def return_delivered_order_items(tx: Tx, order_id: str, item_ids: Sequence[str],
+def return_delivered_order_items(tx: RetailTx, order_id: str, item_ids: Sequence[str],
                                  payment_method_id: str) -> Doc:
     """Status 'return requested' with `return_items` (sorted) and `return_payment_method_id`:
     the original payment method or one of the user's gift cards."""
@@ -138,7 +139,7 @@ def return_delivered_order_items(tx: Tx, order_id: str, item_ids: Sequence[str],
     return order
 
 
-def exchange_delivered_order_items(tx: Tx, order_id: str, item_ids: Sequence[str],
+def exchange_delivered_order_items(tx: RetailTx, order_id: str, item_ids: Sequence[str],
                                    new_item_ids: Sequence[str], payment_method_id: str) -> Doc:
     """Status 'exchange requested' with `exchange_items` and `exchange_new_items` (sorted),
     `exchange_payment_method_id` and `exchange_price_difference`. Nothing is charged yet; a
@@ -161,7 +162,7 @@ def exchange_delivered_order_items(tx: Tx, order_id: str, item_ids: Sequence[str
     return order
 
 
-def modify_user_address(tx: Tx, user_id: str, address: Mapping[str, str]) -> Doc:
+def modify_user_address(tx: RetailTx, user_id: str, address: Mapping[str, str]) -> Doc:
     """Replace a user's default address; returns the user with `user_id`."""
     user = tx.user(user_id)
     user["address"] = {field: address[field] for field in ADDRESS_FIELDS}
@@ -186,7 +187,7 @@ def _require_items_in_order(order: Doc, item_ids: Sequence[str]) -> None:
                              code="item_not_in_order")
 
 
-def _price_difference(tx: Tx, order: Doc, item_ids: Sequence[str],
+def _price_difference(tx: RetailTx, order: Doc, item_ids: Sequence[str],
                       new_item_ids: Sequence[str]) -> float:
     """What the new items cost more (positive) or less than the old ones; each new item must
     be an available variant of the same product as the item at its position."""
