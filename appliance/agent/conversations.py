@@ -59,6 +59,7 @@ from appliance.signals.service import Signals, SignalService
 from appliance.text import validated_text
 from appliance.workflows.extract import without_identifiers
 from appliance.workflows.service import BrandWorkflows, WorkflowService
+from appliance.workflows.state import WorkflowState
 
 log = logging.getLogger(__name__)
 ACTIVE, PENDING_HUMAN, CLOSED = "active", "pending_human", "closed"
@@ -592,8 +593,8 @@ class ConversationService:
             conversation.updated_at = utcnow()
             changes: dict[Any, Any] = {Conversation.updated_at: conversation.updated_at}
             if turn.state is not None:
-                conversation.state = turn.state
-                changes[Conversation.state] = turn.state
+                conversation.state = turn.state.to_json()
+                changes[Conversation.state] = conversation.state
             if turn.escalation is not None:
                 conversation.status = PENDING_HUMAN
                 conversation.status_reason = turn.escalation
@@ -633,7 +634,7 @@ class _Turn:
     #: Whether the knowledge's trace is recorded (not for a workflow's own reply).
     knowledge_used: bool = True
     #: The conversation's workflow state after the turn (None: unchanged).
-    state: dict[str, Any] | None = None
+    state: WorkflowState | None = None
     #: The rule that hands the conversation to a human, if one does.
     escalation: str | None = None
 

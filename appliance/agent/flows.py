@@ -4,7 +4,6 @@ digression, or the offer to do what the customer asked about)."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,11 +20,10 @@ from appliance.workflows.extract import affirmation, asks_for_information
 from appliance.workflows.llm_extract import LlmExtractor
 from appliance.workflows.schema import Toolset, ToolSpec, Workflow
 from appliance.workflows.service import BrandWorkflows, Match, WorkflowService
+from appliance.workflows.state import WorkflowState
 from appliance.workflows.tools import ToolResult, ToolRunner
 
 WORKFLOW = "workflow"
-#: The conversation state's key for the workflow offered after an answer; a yes starts it.
-OFFERED = "offered_workflow"
 NO_TOOLS = Toolset(base_url="http://127.0.0.1")
 #: Leads back into a workflow after answering a question asked in the middle of it.
 RESUME_LEAD = "Now, back to your request:"
@@ -49,26 +47,26 @@ class Flows:
         if not running.workflows:
             return None
         policy = policy_of(brand)
-        state = copy.deepcopy(conversation.state or {})
+        state = WorkflowState.from_json(conversation.state)
         # A brand without tools still runs workflows that only talk.
         toolset = running.toolset or NO_TOOLS
         caller = _ToolCaller(self._workflows.runner(
             brand, toolset, policy.tools_base_url, conversation.id,
-            lambda: (state.get("run") or {}).get("workflow")))
+            lambda: state.running))
         engine = Engine(state, caller, conversation_id=conversation.public_id,
                         identity=running.identity, llm_extract=self._llm_extract,
                         workflows=running.workflows)
-        current = (state.get("run") or {}).get("workflow")
+        current = state.running
         workflow = running.workflows.get(current) if current else None
         if current and workflow is None:
-            state.pop("run", None)  # unpublished or disabled since: start afresh
+            state.run = None  # unpublished or disabled since: start afresh
         match = running.match(text, vector, signals.intent,
                               understood(signals, policy.supervision))
         return Flow(running, engine, state, workflow, match)
 
     def run(
         self, flow: Flow, text: str, grounded: bool, small_talk: bool, policy: Policy,
-    ) -> tuple[Decision, TurnOutcome, dict[str, Any]] | Followup | None:
+    ) -> tuple[Decision, TurnOutcome, WorkflowState] | Followup | None:
         """Run the turn in a workflow when one is running or the message starts one.
 
         Returns (decision, what the engine did, the new state); or what follows the
@@ -77,7 +75,7 @@ class Flows:
         about what one does ("what is your return policy?"); or None when no workflow is
         concerned."""
         engine, match, workflow = flow.engine, flow.match, flow.workflow
-        offered = flow.state.pop(OFFERED, None)
+        offered, flow.state.offered = flow.state.offered, None
         engine.remember(text)
         refused = engine.refuse_other_customer(text)
         if refused is not None:
@@ -103,7 +101,7 @@ class Flows:
                 # A question about what the workflow does: the knowledge answers, and the
                 # agent offers to do it.
                 target = flow.running.workflows[match.workflow]
-                flow.state[OFFERED] = target.name
+                flow.state.offered = target.name
                 offer = policy.workflow_offer_message.replace(
                     "{workflow}", target.title[:1].lower() + target.title[1:])
                 return Followup(offer, "offers_workflow", target.name)
@@ -153,7 +151,7 @@ class Flow:
 
     running: BrandWorkflows
     engine: Engine
-    state: dict[str, Any]
+    state: WorkflowState
     #: The workflow in progress, if any.
     workflow: Workflow | None
     #: The workflow the message would start.

@@ -17,7 +17,8 @@ Guards, enforced here and not left to the definition:
   customer (the tool's `owner` field) is refused: one customer per conversation;
 - after identity is verified, a different identity in the same conversation is refused.
 
-The engine's state is plain JSON (`Conversation.state`), saved with the turn.
+The engine's state is a WorkflowState (state.py), saved with the turn as
+`Conversation.state`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,16 @@ from typing import Any, Protocol
 from appliance.workflows.expressions import argument, evaluate, render
 from appliance.workflows.extract import EMAIL, affirmation, extract, wants_to_stop
 from appliance.workflows.schema import Slot, Step, ToolSpec, Workflow
+from appliance.workflows.state import (
+    Awaiting,
+    Customer,
+    FinishedRun,
+    LastAsked,
+    PhaseState,
+    ProfileCall,
+    Run,
+    WorkflowState,
+)
 from appliance.workflows.tools import OK, REJECTED, ToolResult
 
 #: A slot asked this many times without an answer hands the conversation to a human.
@@ -134,21 +145,21 @@ class _Phase:
     phase before a workflow that requires identity)."""
 
     workflow: Workflow
-    state: dict[str, Any]
+    state: PhaseState
 
     @property
     def slots(self) -> dict[str, Any]:
-        return self.state.setdefault("slots", {})  # type: ignore[no-any-return]
+        return self.state.slots
 
     @property
     def vars(self) -> dict[str, Any]:
-        return self.state.setdefault("vars", {})  # type: ignore[no-any-return]
+        return self.state.vars
 
 
 class Engine:
     """Runs a conversation's workflows. One instance per turn: it holds the turn's state."""
 
-    def __init__(self, state: dict[str, Any], tools: ToolCaller, *, conversation_id: str,
+    def __init__(self, state: WorkflowState, tools: ToolCaller, *, conversation_id: str,
                  identity: Workflow | None, llm_extract: LlmExtract | None = None,
                  workflows: Mapping[str, Workflow] | None = None) -> None:
         self.state = state
@@ -169,41 +180,45 @@ class Engine:
 
     @property
     def running(self) -> str | None:
-        run = self.state.get("run")
-        return run["workflow"] if run else None
+        return self.state.running
 
     @property
     def customer_id(self) -> str | None:
-        customer_id = self.state.get("customer_id")
-        return str(customer_id) if customer_id else None
+        return self.state.customer_id
+
+    @property
+    def _run(self) -> Run:
+        """The run in progress, where the turn has one."""
+        assert self.state.run is not None
+        return self.state.run
 
     def remember(self, text: str) -> None:
         """Keep the message: a workflow that starts later, or asks later, reads what the
         customer already said ("hi, I'm jo@x.com" ... "cancel my order")."""
-        run = self.state.get("run")
-        texts = run.setdefault("texts", []) if run else self.state.setdefault("loose", [])
+        run = self.state.run
+        texts = run.texts if run is not None else self.state.loose
         texts.append(text)
         del texts[:-REMEMBERED_MESSAGES]
 
     def start(self, workflow: Workflow, version_id: int | None) -> None:
         """Start `workflow`; the messages since the last workflow ended come with it."""
-        self.state["run"] = {"workflow": workflow.name, "version": version_id, "slots": {},
-                             "vars": {}, "identity": {"slots": {}, "vars": {}},
-                             "texts": self.state.pop("loose", [])}
+        self.state.run = Run(workflow=workflow.name, version=version_id,
+                             texts=self.state.loose)
+        self.state.loose = []
 
     def pending_prompt(self) -> str | None:
         """The question the customer has not answered yet (to resume after a digression)."""
-        run = self.state.get("run")
-        return run.get("prompt") if run else None
+        run = self.state.run
+        return run.prompt if run is not None else None
 
     def takes(self, workflow: Workflow, text: str) -> bool:
         """Whether the message is for the running workflow: it fills a slot, answers a
         confirmation or stops it. A message that is none of these may be a digression."""
-        run = self.state.get("run") or {}
-        if wants_to_stop(text) or (run.get("awaiting") and affirmation(text) is not None):
+        run = self.state.run or Run()
+        if wants_to_stop(text) or (run.awaiting and affirmation(text) is not None):
             return True
         values = self._values(_Phase(workflow, run))
-        asked = run.get("asked") or []
+        asked = run.asked
         slots = self._slots_in_play(workflow)
         if self._llm_extract is not None and any(
                 slots[name].extractor == "llm" for name in asked if name in slots):
@@ -214,16 +229,15 @@ class Engine:
     def refuse_other_customer(self, text: str) -> TurnOutcome | None:
         """Once a customer is verified, a message naming another account's email is refused:
         one customer per conversation. The running workflow, if any, waits as it was."""
-        profile = (self.state.get("values") or {}).get("customer") or {}
+        customer = self.state.customer
         emails = {match.lower().rstrip(".") for match in EMAIL.findall(text)}
-        known = str(profile.get("email", "")).lower()
-        if not self.customer_id or not emails or emails == {known}:
+        if customer is None or not emails or emails == {(customer.email or "").lower()}:
             return None
-        run = self.state.get("run") or {}
-        outcome = TurnOutcome(REFUSED, run.get("workflow", ""), reason="other_customer")
+        run = self.state.run or Run()
+        outcome = TurnOutcome(REFUSED, run.workflow, reason="other_customer")
         outcome.messages.append(OTHER_CUSTOMER_MESSAGE)
-        if run.get("prompt"):
-            outcome.messages.append(run["prompt"])
+        if run.prompt:
+            outcome.messages.append(run.prompt)
         return outcome
 
     def turn(self, workflow: Workflow, text: str, *, switched: bool = False) -> TurnOutcome:
@@ -237,15 +251,14 @@ class Engine:
         message changed nothing is asked differently, and one still stuck at the same
         confirmation goes to a human (`no_progress`; a slot's question hands off as
         `slot_not_understood` after MAX_ASKS)."""
-        run = self.state.get("run")
+        run = self.state.run
         if outcome.status != WAITING or run is None:
             return outcome
         # The same question again, the customer's message having changed nothing.
-        asked = run.get("prompt")
-        last = run.get("last_asked") or {}
-        same = last.get("prompt") == asked and not outcome.filled
-        count = last.get("count", 0) + 1 if same else 1
-        run["last_asked"] = {"prompt": asked, "count": count}
+        last = run.last_asked or LastAsked(None, 0)
+        same = last.prompt == run.prompt and not outcome.filled
+        count = last.count + 1 if same else 1
+        run.last_asked = LastAsked(run.prompt, count)
         if count == 1:
             return outcome
         if count > 2 and outcome.step.get("kind") != "ask":
@@ -255,11 +268,10 @@ class Engine:
         return outcome
 
     def _turn(self, workflow: Workflow, text: str, *, switched: bool) -> TurnOutcome:
-        run = self.state["run"]
+        run = self._run
         outcome = TurnOutcome(WAITING, workflow.name)
-        awaiting = run.pop("awaiting", None)
-        asked = run.pop("asked", None) or []
-        run.pop("prompt", None)
+        awaiting, asked = run.awaiting, run.asked
+        run.awaiting, run.asked, run.prompt = None, [], None
         self._text, self._asked = text, asked
         if wants_to_stop(text):
             return self._finish(outcome, STOPPED, "abandoned", [STOPPED_MESSAGE])
@@ -268,7 +280,8 @@ class Engine:
             # A yes at a confirmation corrects nothing; a no may ("no, not the watch").
             reviewing = bool(awaiting) and affirmation(text) is not True
             outcome.filled += self._fill(phase, text, asked, reviewing=reviewing)
-        if self.state.pop("stale_profile", False):
+        if self.state.stale_profile:
+            self.state.stale_profile = False
             self._refresh_profile(outcome)
         answer = affirmation(text) if awaiting else None
         if awaiting and answer is False and not outcome.filled:
@@ -294,10 +307,10 @@ class Engine:
     # -- the walk ---------------------------------------------------------------------------
 
     def _phases(self, workflow: Workflow) -> list[_Phase]:
-        run = self.state["run"]
+        run = self._run
         phases = []
         if workflow.requires_identity and self._identity is not None:
-            phases.append(_Phase(self._identity, run.setdefault("identity", {})))
+            phases.append(_Phase(self._identity, run.identity))
         phases.append(_Phase(workflow, run))
         return phases
 
@@ -308,7 +321,7 @@ class Engine:
         return slots
 
     def _values(self, phase: _Phase) -> dict[str, Any]:
-        return {**self.state.get("values", {}), **phase.vars, **phase.slots,
+        return {**self.state.values(), **phase.vars, **phase.slots,
                 "limits": phase.workflow.limits}
 
     def _fill(self, phase: _Phase, text: str, asked: Sequence[str], *,
@@ -338,7 +351,7 @@ class Engine:
                     phase.slots.pop(other, None)
         return filled
     def _walk(self, phase: _Phase, outcome: TurnOutcome,
-              confirmed_now: dict[str, Any] | None) -> None:
+              confirmed_now: Awaiting | None) -> None:
         for _ in range(4):
             try:
                 self._walk_once(phase, outcome, confirmed_now)
@@ -348,8 +361,8 @@ class Engine:
         raise _Stop(HANDOFF, "workflow_loop")
 
     def _walk_once(self, phase: _Phase, outcome: TurnOutcome,
-                   confirmed_now: dict[str, Any] | None) -> None:
-        workflow, run = phase.workflow, phase.state
+                   confirmed_now: Awaiting | None) -> None:
+        workflow, progress = phase.workflow, phase.state
         confirmed_in_walk = False
         for index, step in enumerate(workflow.steps):
             values = self._values(phase)
@@ -370,23 +383,23 @@ class Engine:
                 case "confirm":
                     text = render(step.confirm or "", values)
                     digest = _digest(text)
-                    done = run.setdefault("confirmed", {})
+                    done = progress.confirmed
                     if done.get(key) == digest:
                         confirmed_in_walk = True
                         continue
-                    if confirmed_now and confirmed_now == {"step": key, "digest": digest}:
+                    if confirmed_now == Awaiting(key, digest):
                         done[key] = digest
                         confirmed_in_walk = True
                         continue
                     confirmed_in_walk = False
-                    self._wait(outcome, text, awaiting={"step": key, "digest": digest})
+                    self._wait(outcome, text, awaiting=Awaiting(key, digest))
                 case "write":
                     if not confirmed_in_walk:
                         raise _Stop(HANDOFF, "write_without_confirmation")
                     self._write(phase, step, values, key, outcome)
                 case "say":
                     text = render(step.say or "", values)
-                    said = run.setdefault("said", {})
+                    said = progress.said
                     if said.get(key) != _digest(text):
                         said[key] = _digest(text)
                         outcome.messages.append(text)
@@ -417,7 +430,7 @@ class Engine:
         # Read what the customer said so far in this request, newest first, before asking:
         # details given up front are not lost, including those that can only be read now
         # (an order's items, once the order is looked up).
-        texts = list(reversed(self.state["run"].get("texts") or [self._text]))
+        texts = list(reversed(self._run.texts or [self._text]))
         for slot in (s for group in groups for s in group if not filled(s)):
             for text in texts:
                 value = extract(phase.workflow.slots[slot], text, values,
@@ -431,24 +444,24 @@ class Engine:
         best = max(groups, key=lambda group: sum(filled(slot) for slot in group))
         started = any(filled(slot) for slot in best)
         name = next(slot for slot in best if not filled(slot))
-        run = self.state["run"]
-        asks = run.setdefault("asks", {})
+        run = self._run
+        asks = run.asks
         asks[name] = asks.get(name, 0) + 1
         if asks[name] > MAX_ASKS:
             raise _Stop(HANDOFF, "slot_not_understood")
         template = phase.workflow.slots[name].prompt if started or not step.prompt else (
             step.prompt)
         prompt = render(template, values)
-        run["asked"] = [slot for group in groups for slot in group]
+        run.asked = [slot for group in groups for slot in group]
         self._wait(outcome, prompt)
 
     def _wait(self, outcome: TurnOutcome, text: str,
-              awaiting: dict[str, Any] | None = None) -> None:
+              awaiting: Awaiting | None = None) -> None:
         """Say `text` and stop the walk until the customer answers it."""
-        run = self.state["run"]
+        run = self._run
         if awaiting is not None:
-            run["awaiting"] = awaiting
-        run["prompt"] = text
+            run.awaiting = awaiting
+        run.prompt = text
         outcome.messages.append(text)
         raise _Stop(WAITING)
 
@@ -500,7 +513,7 @@ class Engine:
         else:
             calls = [argument(step.args, values)]
         digest = _digest(calls)
-        cache = phase.state.setdefault("looked_up", {})
+        cache = phase.state.looked_up
         if cache.get(key) == digest and step.save_as in phase.vars:
             return
         results = []
@@ -525,7 +538,7 @@ class Engine:
         assert step.write
         arguments = argument(step.args, values)
         digest = _digest(arguments)
-        done = phase.state.setdefault("written", {})
+        done = phase.state.written
         if done.get(key) == digest:
             return
         idempotency_key = f"{self._conversation_id}:{key}:{digest}"
@@ -536,7 +549,7 @@ class Engine:
                 phase.vars[step.save_as] = result.data
             # A write may change the profile (a refund back on a gift card): read it again
             # before the next turn relies on it.
-            self.state["stale_profile"] = True
+            self.state.stale_profile = True
             return
         if result.status == REJECTED:
             message = render(step.message or "I couldn't do that: {{ error }}.",
@@ -557,9 +570,8 @@ class Engine:
         if result.status != OK:
             outcome.messages.append(TOOL_FAILED_MESSAGE)
             raise _Stop(HANDOFF, "tool_failure")
-        self.state["customer_id"] = customer_id
-        self.state["profile"] = {"tool": step.profile, "args": arguments}
-        self.state.setdefault("values", {})["customer"] = result.data
+        self.state.customer = Customer(customer_id, _profile(result),
+                                       ProfileCall(step.profile, arguments))
         if step.message:
             outcome.messages.append(render(step.message, {**values,
                                                           "customer": result.data}))
@@ -572,15 +584,11 @@ class Engine:
         target = self._workflows.get(name)
         if target is None:
             return self._finish(outcome, HANDOFF, None, [], reason="workflow_not_found")
-        run = self.state["run"]
-        self.state.setdefault("history", []).append(
-            {"workflow": workflow.name, "status": SWITCHED, "outcome": None, "reason": name,
-             "slots": run.get("slots", {})})
-        self.state["run"] = {
-            "workflow": name, "version": None, "vars": {}, "texts": run.get("texts", []),
-            "identity": run.get("identity", {}),
-            "slots": {slot: value for slot, value in run.get("slots", {}).items()
-                      if slot in target.slots}}
+        run = self._run
+        self.state.history.append(FinishedRun(workflow.name, SWITCHED, None, name, run.slots))
+        self.state.run = Run(
+            workflow=name, version=None, texts=run.texts, identity=run.identity,
+            slots={slot: value for slot, value in run.slots.items() if slot in target.slots})
         after = self.turn(target, text, switched=True)
         after.messages[:0] = outcome.messages
         after.tools[:0] = outcome.tools
@@ -588,20 +596,24 @@ class Engine:
 
     def _refresh_profile(self, outcome: TurnOutcome) -> None:
         """Load the verified customer's profile again, with the call that verified them."""
-        profile = self.state.get("profile")
-        if not profile or not self.customer_id or self._identity is None:
+        customer = self.state.customer
+        if customer is None or customer.lookup is None or self._identity is None:
             return
-        phase = _Phase(self._identity, {})
-        result = self._call(phase, profile["tool"], profile["args"], outcome)
+        phase = _Phase(self._identity, PhaseState())
+        result = self._call(phase, customer.lookup.tool, customer.lookup.args, outcome)
         if result.status == OK:
-            self.state.setdefault("values", {})["customer"] = result.data
+            customer.profile = _profile(result)
 
     def _finish(self, outcome: TurnOutcome, status: str, result: str | None,
                 messages: list[str], reason: str | None = None) -> TurnOutcome:
         outcome.status, outcome.outcome, outcome.reason = status, result, reason or outcome.reason
         outcome.messages.extend(messages)
-        run = self.state.pop("run", None) or {}
-        self.state.setdefault("history", []).append(
-            {"workflow": outcome.workflow, "status": status, "outcome": result,
-             "reason": outcome.reason, "slots": run.get("slots", {})})
+        run, self.state.run = self.state.run, None
+        self.state.history.append(FinishedRun(outcome.workflow, status, result, outcome.reason,
+                                              run.slots if run is not None else {}))
         return outcome
+
+
+def _profile(result: ToolResult) -> dict[str, Any]:
+    """The customer's profile from the profile tool's answer (an object)."""
+    return result.data if isinstance(result.data, dict) else {}

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from appliance.agent.conversations import TurnResult
-from appliance.agent.flows import OFFERED
 from appliance.agent.requests import asks_about_policy
 from appliance.db.models import Brand, Conversation, TurnTrace
 from appliance.services import Services
+from appliance.workflows.state import WorkflowState
 
 DATA = Path(__file__).resolve().parent / "data"
 POLICIES = Path(__file__).resolve().parents[2] / "appliance" / "demo" / "knowledge" / \
@@ -59,7 +58,7 @@ def test_a_question_about_a_policy_is_answered_from_the_knowledge_with_an_offer(
     if trace.decision["action"] == "extractive_answer":
         assert fact in result.message.text
     conversation = Conversation.get_by_id(conversation.id)
-    assert "run" not in (conversation.state or {}), "no workflow started"
+    assert WorkflowState.from_json(conversation.state).run is None, "no workflow started"
 
 
 def test_a_yes_to_the_offer_starts_the_workflow(services: Services, store: Brand) -> None:
@@ -69,10 +68,10 @@ def test_a_yes_to_the_offer_starts_the_workflow(services: Services, store: Brand
 
     result, trace = _say(services, store, conversation, "yes please")
 
-    state: dict[str, Any] = Conversation.get_by_id(conversation.id).state
+    state = WorkflowState.from_json(Conversation.get_by_id(conversation.id).state)
     assert trace.decision["action"] == "workflow"
-    assert state["run"]["workflow"] == offered
-    assert OFFERED not in state
+    assert state.running == offered
+    assert state.offered is None
     assert "email" in result.message.text.lower(), "it asks who the customer is first"
 
 
@@ -84,10 +83,10 @@ def test_details_the_offered_workflow_needs_take_up_the_offer(
 
     result, trace = _say(services, store, conversation, "olivia.ito5204@example.com")
 
-    state: dict[str, Any] = Conversation.get_by_id(conversation.id).state
+    state = WorkflowState.from_json(Conversation.get_by_id(conversation.id).state)
     assert trace.decision["action"] == "workflow"
-    assert state["run"]["workflow"] == first.decision["offers_workflow"]
-    assert state["customer_id"], "the email identified the customer"
+    assert state.running == first.decision["offers_workflow"]
+    assert state.customer_id, "the email identified the customer"
     assert "email" not in result.message.text.lower()
 
 
@@ -96,9 +95,9 @@ def test_a_request_starts_the_workflow_at_once(services: Services, store: Brand)
 
     _, trace = _say(services, store, conversation, "I want to return my headphones")
 
-    state: dict[str, Any] = Conversation.get_by_id(conversation.id).state
+    state = WorkflowState.from_json(Conversation.get_by_id(conversation.id).state)
     assert trace.decision["action"] == "workflow"
-    assert state["run"]["workflow"] == "return_items"
+    assert state.running == "return_items"
 
 
 @pytest.mark.parametrize("text", [

@@ -17,6 +17,7 @@ from appliance.llm.router import ModelRouter
 from appliance.workflows.engine import DONE, WAITING, Engine
 from appliance.workflows.llm_extract import LlmExtractor, validated
 from appliance.workflows.schema import DefinitionError, Slot, ToolSpec, parse_workflow
+from appliance.workflows.state import WorkflowState
 from appliance.workflows.tools import ToolResult
 
 MODEL_STORE = Path(__file__).resolve().parents[2] / "model_store"
@@ -170,7 +171,7 @@ def test_the_engine_asks_the_llm_only_for_the_asked_slot_the_patterns_miss(
         calls.append((slot.type, text))
         return extractor(slot, text, values)
 
-    state: dict[str, Any] = {}
+    state = WorkflowState()
 
     def turn(text: str) -> Any:
         engine = Engine(state, NoTools(), conversation_id="c1", identity=None,
@@ -189,7 +190,7 @@ def test_the_engine_asks_the_llm_only_for_the_asked_slot_the_patterns_miss(
     assert outcome.status in (DONE, WAITING)  # filled by the model, or asked again
     if outcome.status == DONE:
         assert outcome.filled == ["reason"]
-        assert state["history"][-1]["slots"]["reason"] in REASON.values
+        assert state.history[-1].slots["reason"] in REASON.values
 
 
 def test_the_engine_does_not_ask_the_llm_when_the_patterns_find_the_value() -> None:
@@ -200,7 +201,7 @@ def test_the_engine_does_not_ask_the_llm_when_the_patterns_find_the_value() -> N
         calls.append(text)
         return None
 
-    state: dict[str, Any] = {}
+    state = WorkflowState()
     for text in ("cancel #W1234567", "ordered by mistake"):
         engine = Engine(state, NoTools(), conversation_id="c1", identity=None,
                         llm_extract=llm_extract)
