@@ -26,6 +26,7 @@ from typing import Any
 from appliance.db.models import Conversation, Message, ToolCall, TurnTrace
 from appliance.reasons import about
 from appliance.signals.service import Signals
+from appliance.workflows.state import WorkflowState
 
 PACKET_VERSION = 1
 def reason_text(reason: str) -> str:
@@ -36,18 +37,14 @@ def build_packet(conversation: Conversation, messages: Sequence[Message],
                  traces: Sequence[TurnTrace], calls: Sequence[ToolCall], reason: str,
                  evidence: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The packet for handing `conversation` off now, because of `reason`."""
-    state = conversation.state or {}
-    profile = (state.get("values") or {}).get("customer") or {}
-    name = profile.get("name") or {}
+    state = WorkflowState.from_json(conversation.state)
+    verified = state.customer
     customer = {
-        "id": state.get("customer_id"),
-        "verified": bool(state.get("customer_id")),
-        "name": " ".join(p for p in (name.get("first_name"), name.get("last_name")) if p)
-        if isinstance(name, Mapping) else str(name) or None,
-        "email": profile.get("email"),
+        "id": verified.id if verified else None,
+        "verified": verified is not None,
+        "name": verified.name if verified else None,
+        "email": verified.email if verified else None,
     }
-    if not customer["name"]:
-        customer["name"] = None
     signals = [Signals.from_trace(t.signals) for t in traces if t.signals]
     last = signals[-1] if signals else Signals()
     packet: dict[str, Any] = {
@@ -74,16 +71,14 @@ def build_packet(conversation: Conversation, messages: Sequence[Message],
     return packet
 
 
-def _workflow(state: Mapping[str, Any]) -> dict[str, Any] | None:
-    run = state.get("run")
-    if run:
-        return {"name": run.get("workflow"), "status": "in progress",
-                "slots": dict(run.get("slots") or {}), "asked": run.get("prompt")}
-    history = state.get("history") or []
-    if history:
-        last = history[-1]
-        return {"name": last.get("workflow"), "status": last.get("status"),
-                "slots": dict(last.get("slots") or {}), "asked": None}
+def _workflow(state: WorkflowState) -> dict[str, Any] | None:
+    if state.run is not None:
+        return {"name": state.run.workflow, "status": "in progress",
+                "slots": dict(state.run.slots), "asked": state.run.prompt}
+    last = state.last
+    if last is not None:
+        return {"name": last.workflow, "status": last.status, "slots": dict(last.slots),
+                "asked": None}
     return None
 
 

@@ -33,6 +33,7 @@ from appliance.errors import Conflict, InvalidRequest, NotFound, PermissionDenie
 from appliance.handoff.packet import build_packet
 from appliance.handoff.webhooks import WebhookService
 from appliance.text import validated_text
+from appliance.workflows.state import WorkflowState
 
 WAITING, ASSIGNED, RETURNED, RESOLVED = "waiting", "assigned", "returned", "resolved"
 #: Outcomes a human agent can close a handoff with.
@@ -148,7 +149,8 @@ class HandoffService:
             current = self._assigned(handoff, user)
             now = utcnow()
             conversation = Conversation.get_by_id(current.conversation_id)
-            prompt = ((conversation.state or {}).get("run") or {}).get("prompt")
+            run = WorkflowState.from_json(conversation.state).run
+            prompt = run.prompt if run is not None else None
             Message.create(public_id=f"msg_{secrets.token_hex(12)}", conversation=conversation,
                            role="agent", model="template",
                            text=f"{BACK_MESSAGE} {prompt}" if prompt else BACK_MESSAGE)

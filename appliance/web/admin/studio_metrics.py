@@ -1,17 +1,17 @@
 """How each of a brand's workflows does with customers, read from its conversations' workflow
-state (appliance/workflows/engine.py): every finished run is an entry of `state["history"]`,
-`state["run"]` is the one in progress. The Studio's own test chats are left out.
+state (appliance/workflows/state.py): every finished run is in its history, its run is the one
+in progress. The Studio's own test chats are left out.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
 
 from appliance.agent.conversations import CLOSED
 from appliance.db.models import Brand, Conversation
 from appliance.workflows.engine import DONE, HANDOFF, STOPPED
+from appliance.workflows.state import FinishedRun, WorkflowState
 
 #: The channel of the Studio's test chats.
 SANDBOX_CHANNEL = "studio"
@@ -41,9 +41,9 @@ class Metrics:
         return self.resolved / self.finished if self.finished else None
 
 
-def _count(metrics: Metrics, entry: dict[str, Any]) -> None:
+def _count(metrics: Metrics, entry: FinishedRun) -> None:
     metrics.runs += 1
-    status, outcome = entry.get("status"), entry.get("outcome")
+    status, outcome = entry.status, entry.outcome
     if status == DONE and outcome in RESOLVED_OUTCOMES:
         metrics.resolved += 1
     elif status == HANDOFF:
@@ -59,13 +59,12 @@ def workflow_metrics(brand: Brand) -> dict[str, Metrics]:
             .where((Conversation.brand == brand) & (Conversation.channel != SANDBOX_CHANNEL)
                    & Conversation.state.is_null(False)))
     for row in rows:
-        state = row.state if isinstance(row.state, dict) else {}
-        for entry in state.get("history") or []:
-            if isinstance(entry, dict) and entry.get("workflow"):
-                _count(found[str(entry["workflow"])], entry)
-        run = state.get("run")
-        if isinstance(run, dict) and run.get("workflow"):
-            metrics = found[str(run["workflow"])]
+        state = WorkflowState.from_json(row.state)
+        for entry in state.history:
+            if entry.workflow:
+                _count(found[entry.workflow], entry)
+        if state.running:
+            metrics = found[state.running]
             metrics.runs += 1
             if row.status == CLOSED:
                 metrics.abandoned += 1
