@@ -23,6 +23,7 @@ from appliance.errors import ConfigError
 from appliance.evals.cases import EvalCase, EvalSuite
 from appliance.evals.customer import ScriptedCustomer, Task, gold_state, state_of
 from appliance.services import Services
+from appliance.workflows.state import WorkflowState
 from appliance.workflows.tools import OK
 
 EVAL_CHANNEL = "eval"
@@ -98,7 +99,7 @@ def _run_case(services: Services, brand: Brand, system: httpx.Client, writes: se
     result.problems += [f"said {phrase!r}" for phrase in expect.never_says
                         if phrase.lower() in said]
     if expect.outcome is not None:
-        ended = outcome_of(conversation.status, conversation.state or {})
+        ended = outcome_of(conversation.status, WorkflowState.from_json(conversation.state))
         if ended != expect.outcome:
             result.problems.append(f"outcome: expected {expect.outcome}, got {ended}")
     result.seconds = time.perf_counter() - started
@@ -151,21 +152,20 @@ def run_task(services: Services, brand: Brand, system: httpx.Client, task: Task,
         if conversation.status == PENDING_HUMAN:
             break
         text = customer.answer(reply)
-    result.status = outcome_of(conversation.status, conversation.state or {})
+    result.status = outcome_of(conversation.status, WorkflowState.from_json(conversation.state))
     result.passed = state_of(system, task.user_id) == expected
     result.seconds = time.perf_counter() - started
     return result
 
 
-def outcome_of(status: str, state: Mapping[str, Any]) -> str:
+def outcome_of(status: str, state: WorkflowState) -> str:
     """How the conversation's last workflow ended: escalated when it went to a human,
     running when one is still in progress, else the last finished workflow's outcome."""
     if status == PENDING_HUMAN:
         return "escalated"
-    if state.get("run"):
+    if state.run is not None:
         return "running"
-    history = state.get("history") or []
-    return str(history[-1].get("outcome") or history[-1].get("status")) if history else "none"
+    return state.last.ending if state.last is not None else "none"
 
 
 def _contains(actual: Any, expected: Any) -> bool:
