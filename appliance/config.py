@@ -92,6 +92,11 @@ class Settings:
         "(`appliance demo-backend retail`) listens; `appliance demo seed` points the brand's "
         "tools at it."
     )
+    demo_bank_url: str = _setting(
+        "http://127.0.0.1:8091", "Where the demo brand Rho-Bank's systems "
+        "(`appliance demo-backend bank`) listen; `appliance demo seed` points the brand's "
+        "tools at them."
+    )
     conversation_idle_close_minutes: int = _setting(
         24 * 60, "The scheduler closes active conversations idle for this long."
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from typing import Any
 import httpx
 import peewee
 import pytest
+from demo_backends import BankBackend, free_port, running_backend
 from flask import Flask
 from flask.testing import FlaskClient
 from playhouse.db_url import connect
@@ -40,13 +40,6 @@ TEST_REPLY_TOKENS = 24
 #: The model budget of a turn in tests (seconds): far beyond any reply's time.
 NO_TIME_LIMIT_S = 3600.0
 EMPTY_CONFIG = REPO / "tests" / "empty-config.toml"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _reset_postgres(url: str) -> None:
@@ -196,27 +189,17 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
 @pytest.fixture(scope="session")
 def retail_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RetailBackend]:
     directory = tmp_path_factory.mktemp("retail")
-    port = free_port()
-    log = (directory / "backend.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "appliance", "demo-backend", "retail", "--port", str(port),
-         "--db", str(directory / "retail.db")], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            log_text = (directory / "backend.log").read_text()
-            pytest.fail(f"the retail backend did not start: {log_text}")
-        time.sleep(0.2)
-    yield RetailBackend(url)
-    proc.terminate()
-    proc.wait(timeout=10)
+    with running_backend("retail", directory) as url:
+        yield RetailBackend(url)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def bank_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BankBackend]:
+    """`appliance demo-backend bank` for the session; tests reset it when they need the seed."""
+    directory = tmp_path_factory.mktemp("bank")
+    with running_backend("bank", directory) as url:
+        yield BankBackend(url)
     shutil.rmtree(directory, ignore_errors=True)
 
 

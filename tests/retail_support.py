@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
+from demo_backends import DemoBackend
 from flask.testing import FlaskClient
 
 from appliance.services import Services
@@ -22,19 +22,8 @@ def say(services: Services, brand: Any, conversation_id: str, text: str) -> str:
     return str(result.message.text)
 
 
-class RetailBackend:
+class RetailBackend(DemoBackend):
     """`appliance demo-backend retail` on a free port; `reset()` restores the seed."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def reset(self) -> None:
-        httpx.post(f"{self.url}/reset", timeout=30).raise_for_status()
-
-    def get(self, path: str) -> Any:
-        response = httpx.get(f"{self.url}{path}", timeout=10)
-        response.raise_for_status()
-        return response.json()
 
     def order(self, order_id: str) -> Any:
         return self.get(f"/orders/{order_id.replace('#', '%23')}")

@@ -8,11 +8,13 @@ import json
 import os
 import secrets
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from appliance.brands import Persona, Policy, policy_of
+from appliance.config import Settings
 from appliance.db.models import AdminUser
 from appliance.errors import AuthenticationError
 from appliance.knowledge.ingest import Progress
@@ -28,6 +30,8 @@ class DemoBrand:
     name: str
     persona: Persona
     policy: Policy
+    #: Where the brand's own systems listen (its tools' base URL), if it has a demo backend.
+    systems_url: Callable[[Settings], str] | None = None
 
 
 DEMO_BRANDS = (
@@ -43,6 +47,7 @@ DEMO_BRANDS = (
             never_say=("As an AI", "I'm just a bot", "Unfortunately, there is nothing I can do"),
         ),
         policy=Policy(),
+        systems_url=lambda settings: settings.demo_retail_url,
     ),
     DemoBrand(
         slug="rho-bank",
@@ -59,6 +64,7 @@ DEMO_BRANDS = (
             unavailable_message="I'm sorry, I can't answer right now. For anything urgent, such "
                                 "as a lost card, please call the number on the back of your card.",
         ),
+        systems_url=lambda settings: settings.demo_bank_url,
     ),
 )
 
@@ -85,26 +91,27 @@ def _save(path: Path, data: dict[str, Any]) -> None:
 
 
 KNOWLEDGE_DIR = Path(__file__).resolve().parent / "knowledge"
-#: The demo brand whose tools call the demo order system (`appliance demo-backend retail`).
-RETAIL_BRAND = "lumen-goods"
 #: Each demo brand's tools and workflows (`<slug>/tools.yaml`, `<slug>/workflows/*.yaml`).
 WORKFLOWS_DIR = Path(__file__).resolve().parent / "workflows"
 
 
 def seed_workflows(services: Services) -> dict[str, list[str]]:
     """Import the demo brands' tools and workflows, publishing those that changed, and point
-    Lumen Goods' tools at its order system. Returns {slug: names of the workflows published}."""
+    each brand's tools at its own systems (`appliance demo-backend retail|bank`). Returns
+    {slug: names of the workflows published}."""
     published = {}
     for demo in DEMO_BRANDS:
         directory = WORKFLOWS_DIR / demo.slug
         if directory.is_dir():
             published[demo.slug] = services.workflows.import_dir(
                 services.brands.get(demo.slug), directory, ACTOR)
-    lumen = services.brands.get(RETAIL_BRAND)
-    retail_url = services.settings.demo_retail_url
-    if policy_of(lumen).tools_base_url != retail_url:
-        services.brands.update(RETAIL_BRAND, actor=ACTOR, policy=policy_of(lumen).model_copy(
-            update={"tools_base_url": retail_url}))
+        if demo.systems_url is None:
+            continue
+        url = demo.systems_url(services.settings)
+        policy = policy_of(services.brands.get(demo.slug))
+        if policy.tools_base_url != url:
+            services.brands.update(demo.slug, actor=ACTOR, policy=policy.model_copy(
+                update={"tools_base_url": url}))
     return published
 
 
@@ -149,9 +156,9 @@ def seed(services: Services, *, knowledge: bool = True,
     for demo in DEMO_BRANDS:
         if demo.slug not in existing:
             policy = demo.policy
-            if demo.slug == RETAIL_BRAND:
+            if demo.systems_url is not None:
                 policy = policy.model_copy(
-                    update={"tools_base_url": services.settings.demo_retail_url})
+                    update={"tools_base_url": demo.systems_url(services.settings)})
             services.brands.create(demo.slug, demo.name, demo.persona, policy, actor=ACTOR)
         if not _key_works(services, demo.slug, keys.get(demo.slug)):
             _, keys[demo.slug] = services.brands.create_key(demo.slug, "demo", actor=ACTOR)

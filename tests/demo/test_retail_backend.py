@@ -14,13 +14,13 @@ Sample data (from the seed, τ-bench's retail database):
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from demo_backends import assert_error, fresh_copy
 from flask.testing import FlaskClient
 from retail_support import RetailBackend
 
@@ -46,13 +46,6 @@ ADDRESS = {"address1": "1 Lantern Way", "address2": "", "city": "Portland", "sta
            "country": "USA", "zip": "97201"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def seed(name: str) -> dict[str, Any]:
     docs: dict[str, Any] = json.loads((SEED_DIR / f"{name}.json").read_text())
     return docs
@@ -68,10 +61,7 @@ def seeded_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def db_path(seeded_file: Path, tmp_path: Path) -> Path:
-    path = tmp_path / "retail.db"
-    with sqlite3.connect(seeded_file) as source, sqlite3.connect(path) as target:
-        source.backup(target)
-    return path
+    return fresh_copy(seeded_file, tmp_path)
 
 
 @pytest.fixture
@@ -103,14 +93,6 @@ def get(client: FlaskClient, path: str, **query: str) -> Any:
 def balance(client: FlaskClient, method_id: str = GIFT_CARD) -> float:
     amount: float = get(client, f"/users/{USER}")["payment_methods"][method_id]["balance"]
     return amount
-
-
-def assert_error(response: Any, status: int, code: str) -> None:
-    assert response.status_code == status, response.json
-    assert set(response.json) == {"error"}
-    assert response.json["error"]["code"] == code
-    assert isinstance(response.json["error"]["message"], str)
-    assert response.json["error"]["message"]
 
 
 # Reads
