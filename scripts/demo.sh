@@ -8,6 +8,9 @@ bind="${APPLIANCE_BIND:-127.0.0.1:8080}"
 # Lumen Goods' order system: `demo seed` points the brand's tools at this address.
 retail_port="${APPLIANCE_DEMO_RETAIL_PORT:-8090}"
 export APPLIANCE_DEMO_RETAIL_URL="http://127.0.0.1:$retail_port"
+# Rho-Bank's systems, likewise.
+bank_port="${APPLIANCE_DEMO_BANK_PORT:-8091}"
+export APPLIANCE_DEMO_BANK_URL="http://127.0.0.1:$bank_port"
 appliance=.venv/bin/appliance
 
 $appliance db migrate
@@ -31,10 +34,13 @@ pids+=($!)
 # brand's own systems would be). Its data file persists; POST /reset restores the seed.
 $appliance demo-backend retail --port "$retail_port" --db "$APPLIANCE_DATA_DIR/demo-retail.db" &
 pids+=($!)
+$appliance demo-backend bank --port "$bank_port" --db "$APPLIANCE_DATA_DIR/demo-bank.db" &
+pids+=($!)
 
 # Wait until the web app is ready (its workers have warmed up: models, indexes and classifiers
-# loaded) and the order system answers.
-.venv/bin/python - "http://$bind/readyz" "$APPLIANCE_DEMO_RETAIL_URL/health" <<'PY'
+# loaded) and the brands' systems answer.
+.venv/bin/python - "http://$bind/readyz" "$APPLIANCE_DEMO_RETAIL_URL/health" \
+  "$APPLIANCE_DEMO_BANK_URL/health" <<'PY'
 import sys, time, urllib.request
 for url in sys.argv[1:]:
     for _ in range(1200):
@@ -52,9 +58,10 @@ Switchboard is running (data in $APPLIANCE_DATA_DIR).
   Admin:  http://$bind/admin/
   API:    http://$bind/v1/openapi.json
   Lumen Goods' order system: $APPLIANCE_DEMO_RETAIL_URL (appliance eval run --brand lumen-goods)
+  Rho-Bank's systems:        $APPLIANCE_DEMO_BANK_URL (one-time codes: GET /demo/otp/USER_ID)
 $credentials
 
 Press Ctrl-C to stop.
 TXT
-# Exit (and stop the other process) as soon as either process ends.
+# Exit (and stop the others) as soon as any process ends.
 wait -n "${pids[@]}"

@@ -64,9 +64,10 @@ def test_it_runs_the_quick_jobs_at_start_and_stops_on_sigterm(tmp_path: Path) ->
 
 def test_it_runs_the_demo_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
-    retail_port = free_port()
+    retail_port, bank_port = free_port(), free_port()
     env = _env(tmp_path / "data") | {"APPLIANCE_BIND": f"127.0.0.1:{port}",
-                                     "APPLIANCE_DEMO_RETAIL_PORT": str(retail_port)}
+                                     "APPLIANCE_DEMO_RETAIL_PORT": str(retail_port),
+                                     "APPLIANCE_DEMO_BANK_PORT": str(bank_port)}
     proc = subprocess.Popen(["bash", str(REPO / "scripts" / "demo.sh")], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -94,6 +95,9 @@ def test_it_runs_the_demo_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None
                                                      "olivia.ito5204@example.com"},
                           headers={"Authorization": f"Bearer {key}"}, timeout=60)
         assert "Could you tell me why you're cancelling" in turn.json()["message"]["text"]
+        # And Rho-Bank's systems.
+        bank = httpx.get(f"http://127.0.0.1:{bank_port}/users/6680a37184", timeout=10)
+        assert bank.json()["name"] == "Kenji Tanaka"
 
         # Ctrl-C reaches the whole foreground process group, as in a terminal.
         os.killpg(proc.pid, signal.SIGINT)
