@@ -1,5 +1,6 @@
 # Two commands set up a fresh Debian machine (Python 3.11, no GPU):
 #   make demo   install everything, migrate, seed the demo brands, run web + scheduler on :8080
+#               and the demo brands' own systems (retail :8090, bank :8091)
 #   make test   install everything (plus Chromium and PostgreSQL for the tests) and run the suite
 # Both are idempotent and quick once set up: each step is a stamp file rebuilt only when its
 # inputs change.
