@@ -17,6 +17,7 @@ from appliance.config import Settings, ensure_secret_key
 from appliance.db import open_database
 from appliance.handoff.service import HandoffService
 from appliance.handoff.webhooks import WebhookService
+from appliance.identity import IdentityService
 from appliance.knowledge.service import KnowledgeService
 from appliance.llm.breaker import BreakerPolicy
 from appliance.llm.factory import build_model
@@ -50,6 +51,7 @@ class Services:
     conversations: ConversationService
     webhooks: WebhookService
     handoffs: HandoffService
+    identity: IdentityService
     warm: WarmUp
 
     def warm_up(self) -> None:
@@ -123,5 +125,6 @@ def build_services(settings: Settings) -> Services:
                                           handoffs, warm),
         webhooks=webhooks,
         handoffs=handoffs,
+        identity=IdentityService(db),
         warm=warm,
     )

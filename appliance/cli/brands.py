@@ -101,3 +101,41 @@ def revoke_key(ctx: CliContext, slug: str, key_id: int) -> None:
     """Revoke a key; requests with it fail from now on."""
     ctx.services.brands.revoke_key(slug, key_id, actor=ctx.actor)
     click.echo(f"revoked key {key_id} of {slug}")
+
+
+@brands.group("identity-secret")
+def identity_secret() -> None:
+    """Secrets with which a brand's site signs its customers' identities (docs/api.md)."""
+
+
+@identity_secret.command("create")
+@click.argument("slug")
+@pass_cli
+def create_identity_secret(ctx: CliContext, slug: str) -> None:
+    """Create a live secret and print it. Others stay live until revoked: rotate by creating
+    a new one, moving the site to it, then revoking the old one."""
+    brand = ctx.services.brands.get(slug)
+    _, plaintext = ctx.services.identity.create_secret(brand, actor=ctx.actor)
+    click.echo(plaintext)
+
+
+@identity_secret.command("list")
+@click.argument("slug")
+@pass_cli
+def list_identity_secrets(ctx: CliContext, slug: str) -> None:
+    """List a brand's identity secrets (never their values)."""
+    brand = ctx.services.brands.get(slug)
+    table([(str(s.id), s.created_by, s.created_at.isoformat(timespec="seconds"),
+            "revoked" if s.revoked_at else "live") for s in ctx.services.identity.secrets(brand)],
+          ("id", "created by", "created", "state"))
+
+
+@identity_secret.command("revoke")
+@click.argument("slug")
+@click.argument("secret_id", type=int)
+@pass_cli
+def revoke_identity_secret(ctx: CliContext, slug: str, secret_id: int) -> None:
+    """Revoke a secret: identities signed with it are refused from now on."""
+    brand = ctx.services.brands.get(slug)
+    ctx.services.identity.revoke_secret(brand, secret_id, actor=ctx.actor)
+    click.echo(f"revoked identity secret {secret_id} of {slug}")

@@ -370,6 +370,23 @@ class ToolCall(BaseModel):
         table_name = "tool_call"
 
 
+class IdentitySecret(BaseModel):
+    """A brand's secret for signed customer identities (appliance/identity.py): its site signs
+    the customer's id with it, and a conversation opened with a good signature starts at the
+    `asserted` assurance level. Several may be live at once, so that a rotation has overlap."""
+
+    brand = peewee.ForeignKeyField(Brand, backref="identity_secrets", on_delete="CASCADE")
+    brand_id: int
+    #: Stored as is, like webhook secrets: verifying an HMAC needs the secret itself.
+    secret = peewee.CharField(max_length=100)
+    created_by = peewee.CharField(max_length=150)
+    created_at = peewee.DateTimeField(default=utcnow)
+    revoked_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "identity_secret"
+
+
 class WebhookEndpoint(BaseModel):
     """Where a brand's helpdesk receives signed webhooks (appliance/handoff/webhooks.py)."""
 
@@ -452,5 +469,5 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     Brand, ApiKey, AdminUser, AuditLog, Conversation, Message, TurnTrace, JobRun,
     KnowledgeSource, IngestRun, Document, Article, Chunk, KnowledgeVersion, VersionArticle,
     Finding, Workflow, WorkflowVersion, Toolset, ToolCall, Handoff,
-    WebhookEndpoint, WebhookDelivery,
+    WebhookEndpoint, WebhookDelivery, IdentitySecret,
 )

@@ -20,6 +20,7 @@ from appliance.cli import cli
 from appliance.config import load_settings
 from appliance.db.models import JobRun
 from appliance.errors import AuthenticationError, InvalidRequest, NotFound
+from appliance.identity import signature
 from appliance.services import Services, build_services
 from appliance.web import create_app
 
@@ -218,6 +219,28 @@ def test_it_revokes_a_key(env: Env, services_for: Callable[[Env], Services]) -> 
     assert re.search(r"\srevoked$", ok(invoke(env, "brands", "key", "list", "acme")), re.M)
     with pytest.raises(AuthenticationError):
         services_for(env).brands.authenticate(token)
+
+
+def test_it_creates_lists_and_revokes_identity_secrets(
+    env: Env, services_for: Callable[[Env], Services]
+) -> None:
+    ok(invoke(env, "db", "migrate"))
+    ok(invoke(env, *BRAND))
+    secret = ok(invoke(env, "brands", "identity-secret", "create", "acme")).strip()
+    services = services_for(env)
+    acme = services.brands.get("acme")
+    signed = {"id": "c1", "signature": signature(secret, "c1")}
+    assert services.identity.customer(acme, signed, public=True)["assurance"] == "asserted"
+
+    listed = ok(invoke(env, "brands", "identity-secret", "list", "acme"))
+    secret_id = services.identity.secrets(acme)[0].id
+    ok(invoke(env, "brands", "identity-secret", "revoke", "acme", str(secret_id)))
+
+    assert secret not in listed and re.search(r"\slive$", listed, re.M)
+    assert re.search(r"\srevoked$",
+                     ok(invoke(env, "brands", "identity-secret", "list", "acme")), re.M)
+    with pytest.raises(AuthenticationError):
+        services_for(env).identity.customer(acme, signed, public=True)
 
 
 def test_it_creates_a_user_from_a_password_file(

@@ -14,6 +14,8 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from appliance.identity import signature
+
 pytestmark = pytest.mark.browser
 #: The session fixture `live_server` (tests/conftest.py LiveServer): url, key(slug), credentials.
 LiveServer = Any
@@ -178,3 +180,51 @@ def test_it_shows_both_demo_brands_on_the_dashboard(
     page.get_by_role("link", name="Users").click()
     expect(page.get_by_role("table")).to_contain_text("admin")
     screenshot(page, "users")
+
+
+def test_the_widget_opens_a_conversation_for_a_customer_the_brands_site_signed(
+    page: Page, live_server: LiveServer
+) -> None:
+    made = live_server.appliance("brands", "identity-secret", "create", "rho-bank")
+    assert made.returncode == 0, made.stderr
+    secret = made.stdout.strip()
+    # The brand's page, served from the appliance's origin so the widget's calls are
+    # same-origin; its server computed the signature with the brand's identity secret.
+    embed = f"{live_server.url}/signed-embed"
+    page.route(embed, lambda route: route.fulfill(content_type="text/html", body=f"""
+        <!doctype html><title>Rho-Bank</title>
+        <div id="chat" data-customer-id="cust_42" data-customer-name="Ada"
+             data-customer-signature="{signature(secret, 'cust_42')}"></div>
+        <script src="/chat/static/widget.js" data-brand="rho-bank" data-target="chat"></script>
+    """))
+
+    page.goto(embed)
+
+    widget = page.locator("#chat")
+    expect(widget).to_have_attribute("data-state", "ready", timeout=30_000)
+    conversation_id = widget.get_attribute("data-conversation-id")
+    response = httpx.get(
+        f"{live_server.url}/v1/conversations/{conversation_id}",
+        headers={"Authorization": f"Bearer {live_server.key('rho-bank')}"}, timeout=10,
+    )
+    assert response.json()["customer"] == {"id": "cust_42", "name": "Ada",
+                                           "assurance": "asserted"}
+
+
+def test_the_widget_says_so_when_the_signature_is_wrong(
+    page: Page, live_server: LiveServer
+) -> None:
+    embed = f"{live_server.url}/badly-signed-embed"
+    page.route(embed, lambda route: route.fulfill(content_type="text/html", body=f"""
+        <!doctype html><title>Rho-Bank</title>
+        <div id="chat" data-customer-id="cust_42"
+             data-customer-signature="{'0' * 64}"></div>
+        <script src="/chat/static/widget.js" data-brand="rho-bank" data-target="chat"></script>
+    """))
+
+    page.goto(embed)
+
+    widget = page.locator("#chat")
+    expect(widget).to_have_attribute("data-state", "error", timeout=30_000)
+    expect(widget).to_contain_text("We couldn't confirm that you're signed in")
+    assert widget.get_attribute("data-conversation-id") is None

@@ -70,9 +70,11 @@ def create_conversation() -> Response:
     if principal.conversation_id is not None:
         raise NotFound("widget tokens cannot open conversations", code="not_found")
     body = _body(schemas.CreateConversation)
-    conversation, greeting = services_of_app().conversations.start(
-        principal.brand, body.customer.model_dump(exclude_none=True), body.channel
-    )
+    services = services_of_app()
+    customer = services.identity.customer(
+        principal.brand, body.customer.model_dump(exclude_none=True), public=False)
+    conversation, greeting = services.conversations.start(principal.brand, customer,
+                                                          body.channel)
     return _created(conversation, greeting, None)
 
 
@@ -84,9 +86,9 @@ def create_widget_conversation(slug: str) -> Response:
     if not policy_of(brand).widget_enabled:
         raise NotFound(f"no brand {slug!r}", code="brand_not_found")
     body = _body(schemas.CreateConversation)
-    conversation, greeting = services.conversations.start(
-        brand, body.customer.model_dump(exclude_none=True), "widget"
-    )
+    customer = services.identity.customer(brand, body.customer.model_dump(exclude_none=True),
+                                          public=True)
+    conversation, greeting = services.conversations.start(brand, customer, "widget")
     return _created(conversation, greeting, widget_token(brand, conversation.public_id))
 
 

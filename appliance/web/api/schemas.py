@@ -15,6 +15,11 @@ class Customer(Strict):
     id: str | None = Field(default=None, max_length=200)
     name: str | None = Field(default=None, max_length=200)
     email: EmailStr | None = None
+    signature: str | None = Field(
+        default=None, pattern=r"^[0-9a-fA-F]{64}$",
+        description="hex HMAC-SHA256 of `id` (or of `email` when there is no id) with one of "
+                    "the brand's identity secrets: the brand's site vouches for this customer "
+                    "(assurance `asserted`). Required for `id` or `email` on the public widget.")
 
 
 class CreateConversation(Strict):

@@ -12,6 +12,11 @@
  *   data-api-base    where the API lives; "" means this page's origin
  *   data-target      the container's id (default: a new div right after the script)
  *   data-agent-name, data-brand-name, data-max-chars   shown in the widget / input limit
+ *   data-customer-id, data-customer-email, data-customer-signature   a customer the brand's
+ *                    site has logged in: the id (or email) and its signature, computed on the
+ *                    brand's server with its identity secret (docs/api.md, "Signed
+ *                    identities"); data-customer-name a display name. None is needed for
+ *                    an anonymous visitor.
  *
  * The widget talks to the public API only: POST /v1/widget/<brand>/conversations opens a
  * conversation and returns a token scoped to it; POST /v1/conversations/<id>/messages with
@@ -80,6 +85,10 @@
     var code = body && body.error ? body.error.code : "";
     if (code === "conversation_closed") {
       return "This conversation has ended.";
+    }
+    if (code === "invalid_identity_signature" || code === "identity_signature_required") {
+      // The page's sign-in, not the customer, is at fault: the message stays generic.
+      return "We couldn't confirm that you're signed in. Please sign in again and reopen the chat.";
     }
     if (status === 401) {
       return "This chat session has expired.";
@@ -386,7 +395,7 @@
           {
             method: "POST",
             headers: { Accept: "application/json", "Content-Type": "application/json" },
-            body: "{}",
+            body: JSON.stringify({ customer: this.config.customer }),
           }
         );
         var body = await readJson(response);
@@ -510,12 +519,29 @@
     return value === undefined ? fallback : value;
   }
 
+  /** The customer fields that were set: an empty attribute is no value. */
+  function customerOf(fields) {
+    var customer = {};
+    Object.keys(fields).forEach(function (name) {
+      if (fields[name]) {
+        customer[name] = fields[name];
+      }
+    });
+    return customer;
+  }
+
   var config = {
     brand: setting("brand", ""),
     apiBase: setting("apiBase", "").replace(/\/+$/, ""),
     agentName: setting("agentName", "") || "Assistant",
     brandName: setting("brandName", ""),
     maxChars: parseInt(setting("maxChars", ""), 10) || 4000,
+    customer: customerOf({
+      id: setting("customerId", ""),
+      email: setting("customerEmail", ""),
+      name: setting("customerName", ""),
+      signature: setting("customerSignature", ""),
+    }),
   };
   if (!config.brand) {
     root.textContent = "Chat unavailable: the widget's script tag needs data-brand.";
