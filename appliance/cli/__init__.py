@@ -9,6 +9,7 @@ import click
 from appliance import __version__
 from appliance.cli import (
     brands,
+    contracts,
     db,
     demo,
     demo_backend,
@@ -17,6 +18,7 @@ from appliance.cli import (
     intents,
     jobs,
     knowledge,
+    ledger,
     models,
     serve,
     settings,
@@ -38,7 +40,7 @@ def cli(ctx: click.Context) -> None:
 
 
 for module in (serve, db, settings, brands, users, models, knowledge, intents, workflows, evals,
-               webhooks, demo, demo_backend, doctor, jobs):
+               webhooks, demo, demo_backend, doctor, jobs, contracts, ledger):
     module.register(cli)
 
 

@@ -465,9 +465,55 @@ class Handoff(BaseModel):
         table_name = "handoff"
 
 
+class BillingContract(BaseModel):
+    """One version of a brand's contract (appliance/billing/contracts.py): the terms as
+    validated, with money as decimal strings, in force from `effective_from`."""
+
+    brand = peewee.ForeignKeyField(Brand, backref="contracts", on_delete="CASCADE")
+    brand_id: int
+    version = peewee.IntegerField()
+    effective_from = peewee.DateField()
+    terms = JSONField()
+    created_by = peewee.CharField(max_length=150)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "billing_contract"
+        indexes = ((("brand", "version"), True),)
+
+
+class LedgerEntry(BaseModel):
+    """One line of a brand's append-only, hash-chained ledger (appliance/billing/ledger.py).
+    The database refuses UPDATE and DELETE on it (triggers from migration m0009), and a brand
+    with entries cannot be deleted."""
+
+    brand = peewee.ForeignKeyField(Brand, on_delete="RESTRICT")
+    brand_id: int
+    #: 1, 2, 3, ... per brand: the position in the brand's chain.
+    seq = peewee.IntegerField()
+    #: provisional | settled | reversal | dispute | credit | invoice_close
+    type = peewee.CharField(max_length=16)
+    #: The conversation's public id, when the entry is about one.
+    conversation = peewee.CharField(max_length=40, null=True, index=True)
+    #: A decimal string (appliance/billing/chain.py amount_text), never a float.
+    amount = peewee.CharField(max_length=40)
+    currency = peewee.CharField(max_length=3)
+    #: Canonical JSON text, exactly as hashed.
+    body = peewee.TextField()
+    evidence_sha256 = peewee.CharField(max_length=64, null=True)
+    prev_hash = peewee.CharField(max_length=64)
+    hash = peewee.CharField(max_length=64, unique=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "ledger_entry"
+        indexes = ((("brand", "seq"), True), (("brand", "created_at"), False))
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     Brand, ApiKey, AdminUser, AuditLog, Conversation, Message, TurnTrace, JobRun,
     KnowledgeSource, IngestRun, Document, Article, Chunk, KnowledgeVersion, VersionArticle,
     Finding, Workflow, WorkflowVersion, Toolset, ToolCall, Handoff,
     WebhookEndpoint, WebhookDelivery, IdentitySecret,
+    BillingContract, LedgerEntry,
 )

@@ -1,0 +1,62 @@
+"""Billing fixtures: a brand, conversations with real rows, the ledger, and the CLI."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from appliance.billing.ledger import Ledger
+from appliance.brands import Persona
+from appliance.cli import cli
+from appliance.config import Settings
+from appliance.db.models import Brand, Conversation, Message
+from appliance.services import Services
+
+EMPTY_CONFIG = Path(__file__).resolve().parents[1] / "empty-config.toml"
+Talk = Callable[..., Conversation]
+Invoke = Callable[..., Result]
+
+
+@pytest.fixture
+def brand(services: Services) -> Brand:
+    persona = Persona(agent_name="Juniper", tone="Warm.", greeting="Hi, I'm Juniper!")
+    return services.brands.create("acme", "Acme", persona, actor="test")
+
+
+@pytest.fixture
+def ledger(services: Services) -> Ledger:
+    return Ledger(services.db)
+
+
+@pytest.fixture
+def talk(services: Services, brand: Brand) -> Talk:
+    """talk("customer: hi", "agent: hello", ...): a conversation opened as the API opens one
+    (with its greeting), then the given messages, each `role: text`."""
+
+    def make(*lines: str) -> Conversation:
+        conversation, _ = services.conversations.start(brand, {}, "api")
+        for n, line in enumerate(lines):
+            role, text = line.split(": ", 1)
+            Message.create(public_id=f"{conversation.public_id}_m{n}", conversation=conversation,
+                           role=role, text=text)
+        return conversation
+
+    return make
+
+
+@pytest.fixture
+def invoke(settings: Settings) -> Invoke:
+    """invoke(*args): the `appliance` command on this test's data dir and database, with no
+    APPLIANCE_* setting from the machine."""
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("APPLIANCE_")}
+    env |= {"APPLIANCE_CONFIG": str(EMPTY_CONFIG), "APPLIANCE_DATA_DIR": str(settings.data_dir),
+            "APPLIANCE_DATABASE_URL": settings.database_url}
+
+    def run(*args: str) -> Result:
+        return CliRunner().invoke(cli, list(args), env=env)
+
+    return run
