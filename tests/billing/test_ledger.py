@@ -253,3 +253,18 @@ def test_ledger_export_writes_json_and_csv(
     assert [(r["seq"], r["type"], r["amount"]) for r in rows] == [
         ("2", "provisional", "0.99"), ("3", "settled", "0.99"), ("4", "credit", "-0.99")]
     assert json.loads(rows[0]["body"]) == {"how": "confirmed", "outcome": "resolved"}
+
+
+def test_an_entry_appended_in_the_callers_transaction_rolls_back_with_it(
+    services: Services, ledger: Ledger, brand: Brand
+) -> None:
+    class Abandoned(Exception):
+        pass
+
+    with pytest.raises(Abandoned), services.db.atomic():
+        bill(ledger, brand)
+        raise Abandoned
+
+    kept = bill(ledger, brand)
+    assert (kept.seq, kept.prev_hash) == (1, GENESIS)
+    assert ledger.verify(brand).count == 1
