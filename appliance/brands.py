@@ -97,6 +97,60 @@ class Supervision(BaseModel):
         return value
 
 
+class WorkflowMessages(BaseModel):
+    """What the workflow engine says on its own, outside the workflows' templates (part of the
+    brand's policy): stopping, declining, failures, and the question after a workflow ends."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    stopped: str = Field(
+        default="No problem, I've left everything as it was. Is there anything else I can "
+                "help with?",
+        min_length=1, max_length=500,
+        description="The customer dropped the request ('never mind').")
+    declined: str = Field(
+        default="Okay, I haven't changed anything. Is there anything else I can help with?",
+        min_length=1, max_length=500, description="The customer said no to a confirmation.")
+    tool_failed: str = Field(
+        default="I'm sorry, I can't reach our systems right now, so I can't finish this "
+                "myself.",
+        min_length=1, max_length=500,
+        description="The brand's systems did not answer; the conversation is handed off.")
+    write_rejected: str = Field(
+        default="I couldn't do that: {error}.", min_length=1, max_length=500,
+        description="The brand's system refused a change and the write step has no message of "
+                    "its own; {error} is the system's reason.")
+    not_owner: str = Field(
+        default="I can only help with the account you verified in this conversation, so I "
+                "can't act on that one.",
+        min_length=1, max_length=500,
+        description="A tool returned data that belongs to another customer.")
+    other_customer: str = Field(
+        default="I can only help one customer per conversation, and I've already verified "
+                "your account, so I can't look into another one.",
+        min_length=1, max_length=500,
+        description="A verified customer named another account's details.")
+    anything_else: str = Field(
+        default="Is there anything else I can help with?", min_length=1, max_length=500,
+        description="Follows a finished workflow.")
+    how_can_i_help: str = Field(
+        default="How can I help you today?", min_length=1, max_length=500,
+        description="Follows the identity workflow when it ran on its own (the customer said "
+                    "who they are, nothing more).")
+    rephrased: tuple[str, ...] = Field(
+        default=("Sorry, I didn't catch that.", "Let me put it another way."), min_length=1,
+        description="Said before a question that would otherwise repeat the last one word for "
+                    "word: the first the second time, the next ones after.")
+    no_progress: str = Field(
+        default="I'm sorry, I'm not getting this right.", min_length=1, max_length=500,
+        description="The customer is stuck at the same confirmation; the conversation is "
+                    "handed off.")
+    resume_lead: str = Field(
+        default="Now, back to your request:", min_length=1, max_length=200,
+        description="Leads back into a workflow's question after answering a question asked "
+                    "in the middle of it.")
+
+
 class BusinessHours(BaseModel):
     """When the brand's human agents are at work (local time of `timezone`)."""
 
@@ -213,6 +267,9 @@ class Policy(BaseModel):
         default="Thanks, I've passed that on. A colleague will reply here shortly.",
         max_length=500,
         description="Sent while the conversation waits for a human to take it over.")
+    workflow_messages: WorkflowMessages = Field(
+        default_factory=WorkflowMessages,
+        description="What the workflow engine says outside the workflows' templates.")
     supervision: Supervision = Field(
         default_factory=Supervision, description="Thresholds of the supervisor's rules.")
     knowledge_auto_publish: bool = Field(

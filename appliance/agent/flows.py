@@ -25,8 +25,6 @@ from appliance.workflows.tools import ToolResult, ToolRunner
 
 WORKFLOW = "workflow"
 NO_TOOLS = Toolset(base_url="http://127.0.0.1")
-#: Leads back into a workflow after answering a question asked in the middle of it.
-RESUME_LEAD = "Now, back to your request:"
 
 
 class Flows:
@@ -55,7 +53,8 @@ class Flows:
             lambda: state.running))
         engine = Engine(state, caller, conversation_id=conversation.public_id,
                         identity=running.identity, llm_extract=self._llm_extract,
-                        workflows=running.workflows)
+                        workflows=running.workflows, formats=running.formats,
+                        messages=policy.workflow_messages)
         current = state.running
         workflow = running.workflows.get(current) if current else None
         if current and workflow is None:
@@ -87,7 +86,8 @@ class Flows:
                 workflow = None  # a new request: the old one is dropped
             elif grounded and not small_talk:
                 pending = engine.pending_prompt()
-                return Followup(f"{RESUME_LEAD} {pending}", "resumes_workflow",
+                lead = policy.workflow_messages.resume_lead
+                return Followup(f"{lead} {pending}", "resumes_workflow",
                                 workflow.name) if pending else None
         if workflow is None and offered in flow.running.workflows and _takes_offer(
                 flow, offered, text, small_talk):

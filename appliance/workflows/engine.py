@@ -18,7 +18,9 @@ Guards, enforced here and not left to the definition:
 - after identity is verified, a different identity in the same conversation is refused.
 
 The engine's state is a WorkflowState (state.py), saved with the turn as
-`Conversation.state`.
+`Conversation.state`. It knows no brand: the brand's slot formats (its toolset's `formats`)
+say how its identifiers are written, and what the engine says outside the workflows'
+templates is the brand's policy (`workflow_messages`).
 """
 
 from __future__ import annotations
@@ -31,8 +33,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from appliance.brands import WorkflowMessages
 from appliance.workflows.expressions import argument, evaluate, render
-from appliance.workflows.extract import EMAIL, affirmation, extract, wants_to_stop
+from appliance.workflows.extract import (
+    EMAIL,
+    NO_FORMATS,
+    Formats,
+    affirmation,
+    extract,
+    wants_to_stop,
+)
 from appliance.workflows.schema import Slot, Step, ToolSpec, Workflow
 from appliance.workflows.state import (
     Awaiting,
@@ -53,26 +63,11 @@ REMEMBERED_MESSAGES = 6
 #: What the engine did with a turn.
 WAITING, DONE, HANDOFF, KNOWLEDGE, STOPPED, REFUSED, SWITCHED = (
     "waiting", "done", "hand_off", "knowledge", "stopped", "refused", "switched")
-STOPPED_MESSAGE = ("No problem, I've left everything as it was. Is there anything else I can "
-                   "help with?")
-DECLINED_MESSAGE = "Okay, I haven't changed anything. Is there anything else I can help with?"
-TOOL_FAILED_MESSAGE = ("I'm sorry, I can't reach our order system right now, so I can't "
-                       "finish this myself.")
-NOT_OWNER_MESSAGE = ("I can only help with the account you verified in this conversation, so "
-                     "I can't act on that one.")
-OTHER_CUSTOMER_MESSAGE = ("I can only help one customer per conversation, and I've already "
-                          "verified your account, so I can't look into another one.")
-ANYTHING_ELSE = "Is there anything else I can help with?"
-#: Said before a reply that would otherwise repeat the last one word for word.
-REPHRASED = ("Sorry, I didn't catch that.", "Let me put it another way.")
-NO_PROGRESS_MESSAGE = "I'm sorry, I'm not getting this right."
-#: After the identity workflow ran on its own (the customer said who they are, nothing more).
-HOW_CAN_I_HELP = "How can I help you today?"
 
 
 #: Slot types replaced only when they are what the agent asked for: a later message naming
-#: "the blue one" or a number is not a correction of them.
-_ANSWER_ONLY = frozenset({"first_name", "last_name", "zip", "text", "choice", "choices",
+#: "the blue one" or a number is not a correction of them (and formats that say so).
+_ANSWER_ONLY = frozenset({"first_name", "last_name", "text", "choice", "choices",
                           "variants", "number"})
 _CHOICES = frozenset({"choice", "choices", "variants"})
 
@@ -84,7 +79,7 @@ def _depends_on(slot: Slot, name: str) -> bool:
 
 
 #: Reads a slot with an LLM (see llm_extract.py): the value, validated, or None.
-LlmExtract = Callable[[Slot, str, Mapping[str, Any]], Any]
+LlmExtract = Callable[[Slot, str, Mapping[str, Any], Formats], Any]
 
 
 class ToolCaller(Protocol):
@@ -161,9 +156,14 @@ class Engine:
 
     def __init__(self, state: WorkflowState, tools: ToolCaller, *, conversation_id: str,
                  identity: Workflow | None, llm_extract: LlmExtract | None = None,
-                 workflows: Mapping[str, Workflow] | None = None) -> None:
+                 workflows: Mapping[str, Workflow] | None = None,
+                 formats: Formats = NO_FORMATS,
+                 messages: WorkflowMessages | None = None) -> None:
         self.state = state
         self._tools = tools
+        #: How the brand writes its identifiers, and what the engine says in its name.
+        self._formats = formats
+        self._say = messages or WorkflowMessages()
         #: The brand's workflows, for a `switch` step to hand over to.
         self._workflows = workflows or {}
         #: For slots with `extractor: llm`, when the patterns find nothing in their answer.
@@ -223,7 +223,8 @@ class Engine:
         if self._llm_extract is not None and any(
                 slots[name].extractor == "llm" for name in asked if name in slots):
             return True  # the model reads the answer to this question in the turn itself
-        return any(extract(slot, text, values, asked=name in asked) is not None
+        return any(extract(slot, text, values, asked=name in asked,
+                           formats=self._formats) is not None
                    for name, slot in slots.items())
 
     def refuse_other_customer(self, text: str) -> TurnOutcome | None:
@@ -235,7 +236,7 @@ class Engine:
             return None
         run = self.state.run or Run()
         outcome = TurnOutcome(REFUSED, run.workflow, reason="other_customer")
-        outcome.messages.append(OTHER_CUSTOMER_MESSAGE)
+        outcome.messages.append(self._say.other_customer)
         if run.prompt:
             outcome.messages.append(run.prompt)
         return outcome
@@ -262,9 +263,10 @@ class Engine:
         if count == 1:
             return outcome
         if count > 2 and outcome.step.get("kind") != "ask":
-            outcome.messages = [NO_PROGRESS_MESSAGE]
+            outcome.messages = [self._say.no_progress]
             return self._finish(outcome, HANDOFF, None, [], reason="no_progress")
-        outcome.messages.insert(0, REPHRASED[min(count - 2, len(REPHRASED) - 1)])
+        rephrased = self._say.rephrased
+        outcome.messages.insert(0, rephrased[min(count - 2, len(rephrased) - 1)])
         return outcome
 
     def _turn(self, workflow: Workflow, text: str, *, switched: bool) -> TurnOutcome:
@@ -274,7 +276,7 @@ class Engine:
         run.awaiting, run.asked, run.prompt = None, [], None
         self._text, self._asked = text, asked
         if wants_to_stop(text):
-            return self._finish(outcome, STOPPED, "abandoned", [STOPPED_MESSAGE])
+            return self._finish(outcome, STOPPED, "abandoned", [self._say.stopped])
         phases = self._phases(workflow)
         for phase in phases:
             # A yes at a confirmation corrects nothing; a no may ("no, not the watch").
@@ -285,7 +287,7 @@ class Engine:
             self._refresh_profile(outcome)
         answer = affirmation(text) if awaiting else None
         if awaiting and answer is False and not outcome.filled:
-            return self._finish(outcome, STOPPED, "abandoned", [DECLINED_MESSAGE])
+            return self._finish(outcome, STOPPED, "abandoned", [self._say.declined])
         try:
             for phase in phases:
                 if phase.workflow.provides_identity and self.customer_id:
@@ -299,10 +301,11 @@ class Engine:
             if stop.status == SWITCHED:
                 stop = _Stop(HANDOFF, "workflow_loop")
             return self._finish(outcome, stop.status, stop.outcome,
-                                [] if stop.status != DONE else [ANYTHING_ELSE],
+                                [] if stop.status != DONE else [self._say.anything_else],
                                 reason=stop.reason)
         return self._finish(outcome, DONE, workflow.outcome,
-                            [HOW_CAN_I_HELP if workflow.provides_identity else ANYTHING_ELSE])
+                            [self._say.how_can_i_help if workflow.provides_identity
+                             else self._say.anything_else])
 
     # -- the walk ---------------------------------------------------------------------------
 
@@ -334,13 +337,13 @@ class Engine:
         for name, slot in phase.workflow.slots.items():
             current = phase.slots.get(name)
             if current not in (None, "", []) and name not in asked and (
-                    slot.type in _ANSWER_ONLY) and not (reviewing and slot.type in _CHOICES):
+                    self._answer_only(slot)) and not (reviewing and slot.type in _CHOICES):
                 continue  # only replace these when they are what was asked
             value = extract(slot, text, self._values(phase), asked=name in asked,
-                            current=current)
+                            current=current, formats=self._formats)
             if (value is None and slot.extractor == "llm" and name in asked
                     and self._llm_extract is not None):
-                value = self._llm_extract(slot, text, self._values(phase))
+                value = self._llm_extract(slot, text, self._values(phase), self._formats)
             if value is None or value == current:
                 continue
             phase.slots[name] = value
@@ -350,6 +353,12 @@ class Engine:
                 if other != name and _depends_on(other_slot, name):
                     phase.slots.pop(other, None)
         return filled
+
+    def _answer_only(self, slot: Slot) -> bool:
+        slot_format = self._formats.get(slot.type)
+        return slot.type in _ANSWER_ONLY or (
+            slot_format is not None and slot_format.replaced_only_when_asked)
+
     def _walk(self, phase: _Phase, outcome: TurnOutcome,
               confirmed_now: Awaiting | None) -> None:
         for _ in range(4):
@@ -434,7 +443,8 @@ class Engine:
         for slot in (s for group in groups for s in group if not filled(s)):
             for text in texts:
                 value = extract(phase.workflow.slots[slot], text, values,
-                                asked=text == self._text and slot in self._asked)
+                                asked=text == self._text and slot in self._asked,
+                                formats=self._formats)
                 if value is not None and value not in self._rejected.get(slot, ()):
                     phase.slots[slot] = value
                     break
@@ -497,7 +507,7 @@ class Engine:
                 owner = owner.get(part) if isinstance(owner, Mapping) else None
             if owner != self.customer_id:
                 result = ToolResult(name, REJECTED, http_status=result.http_status,
-                                    code="not_owner", message=NOT_OWNER_MESSAGE)
+                                    code="not_owner", message=self._say.not_owner)
         outcome.tools.append({"tool": name, "status": result.status, "code": result.code,
                               "http_status": result.http_status, "writes": spec.writes,
                               "arguments": {k: ("***" if k in spec.redact else v)
@@ -528,7 +538,7 @@ class Engine:
                 error = result.message.rstrip(".")
                 self._fail(phase, step, {**values, "error": error}, outcome,
                            render(step.message or "{{ error }}.", {**values, "error": error}))
-            outcome.messages.append(TOOL_FAILED_MESSAGE)
+            outcome.messages.append(self._say.tool_failed)
             raise _Stop(HANDOFF, "tool_failure")
         phase.vars[step.save_as] = results if step.each else results[0]
         cache[key] = digest
@@ -552,11 +562,12 @@ class Engine:
             self.state.stale_profile = True
             return
         if result.status == REJECTED:
-            message = render(step.message or "I couldn't do that: {{ error }}.",
-                             {**values, "error": result.message.rstrip(".")})
+            error = result.message.rstrip(".")
+            message = (render(step.message, {**values, "error": error}) if step.message
+                       else self._say.write_rejected.replace("{error}", error))
             outcome.messages.append(message)
             raise _Stop(DONE, outcome="informed")
-        outcome.messages.append(TOOL_FAILED_MESSAGE)
+        outcome.messages.append(self._say.tool_failed)
         raise _Stop(HANDOFF, "tool_failure")
 
     def _verify(self, phase: _Phase, step: Step, values: Mapping[str, Any],
@@ -568,7 +579,7 @@ class Engine:
         arguments = argument(step.args, values)
         result = self._call(phase, step.profile, arguments, outcome)
         if result.status != OK:
-            outcome.messages.append(TOOL_FAILED_MESSAGE)
+            outcome.messages.append(self._say.tool_failed)
             raise _Stop(HANDOFF, "tool_failure")
         self.state.customer = Customer(customer_id, _profile(result),
                                        ProfileCall(step.profile, arguments))

@@ -1,6 +1,7 @@
 """Slot extractors that work on the CPU default, without a capable LLM.
 
-Patterns for identifiers (order ids, emails, zip codes, amounts), phrase lists for enums,
+Patterns for identifiers (emails, amounts, and the brand's own formats: order numbers, zip
+codes, as its toolset declares them), phrase lists for enums,
 fuzzy matching against what the tools returned (an order's items and their options, a
 product's variants, the customer's payment methods), and short-answer readers for yes / no /
 stop. Each extractor returns None when the message does not give the slot, never a guess:
@@ -15,11 +16,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from appliance.workflows.expressions import evaluate
-from appliance.workflows.schema import Slot
+from appliance.workflows.schema import Prefix, Slot, SlotFormat
+
+#: The brand's slot formats by name (Toolset.formats).
+Formats = Mapping[str, SlotFormat]
+NO_FORMATS: Formats = {}
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_ORDER_ID = re.compile(r"#?\s?\b[wW]\s?(\d{7})\b")
-_ZIP = re.compile(r"(?<![\d#wW])(\d{5})(?:-\d{4})?(?!\d)")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _NAME = r"([A-Za-z][A-Za-z'-]+)\s+([A-Za-z][A-Za-z'-]+)"
@@ -102,20 +105,16 @@ def wants_to_stop(text: str) -> bool:
 
 
 def extract(slot: Slot, text: str, values: Mapping[str, Any], *, asked: bool,
-            current: Any = None) -> Any:
+            current: Any = None, formats: Formats = NO_FORMATS) -> Any:
     """The slot's value in `text`, or None. `asked` is true when the agent's last question
     was for this slot, which allows bare answers ("Jane Doe", "no longer needed"). `current`
-    is the slot's value so far: a list slot's correction ("also the keyboard") changes it."""
+    is the slot's value so far: a list slot's correction ("also the keyboard") changes it.
+    A slot whose type is one of the brand's `formats` is read with it; one whose format the
+    brand does not declare reads nothing."""
     match slot.type:
         case "email":
             found = EMAIL.search(text)
             return found.group(0).lower().rstrip(".") if found else None
-        case "order_id":
-            found = _ORDER_ID.search(text)
-            return f"#W{found.group(1)}" if found else None
-        case "zip":
-            found = _ZIP.search(text)
-            return found.group(1) if found else None
         case "first_name" | "last_name":
             name = person_name(text, asked=asked)
             if name is None:
@@ -136,7 +135,36 @@ def extract(slot: Slot, text: str, values: Mapping[str, Any], *, asked: bool,
             return float(found.group(0)) if found else None
         case "text":
             return text.strip() if asked else None
+    slot_format = formats.get(slot.type)
+    return formatted(slot_format, text) if slot_format is not None else None
+
+
+def formatted(slot_format: SlotFormat, text: str) -> str | None:
+    """The first value written in `slot_format` in `text`, normalised; None if there is
+    none."""
+    for found in re.finditer(slot_format.find, text):
+        said = next((group for group in found.groups() if group is not None), found.group(0))
+        value = normalised(slot_format, said)
+        if re.fullmatch(slot_format.pattern, value):
+            return value
     return None
+
+
+def normalised(slot_format: SlotFormat, value: str) -> str:
+    """`value` through the format's normalisers, in order."""
+    for step in slot_format.normalise:
+        match step:
+            case Prefix(prefix=prefix):
+                value = value if value.startswith(prefix) else prefix + value
+            case "upper":
+                value = value.upper()
+            case "lower":
+                value = value.lower()
+            case "digits":
+                value = re.sub(r"\D", "", value)
+            case "strip_spaces":
+                value = re.sub(r"\s", "", value)
+    return value
 
 
 def person_name(text: str, *, asked: bool) -> tuple[str, str] | None:

@@ -5,9 +5,11 @@ question (engine.py). The model's output is constrained to `{"value": <the slot'
 or null>}` (a llama.cpp grammar, vLLM's guided decoding), and what it returns is kept only if
 the same validation the pattern extractors apply accepts it:
 - enum: one of the slot's `values`; choice: one of the option keys the lookup returned;
-- email, order_id, zip, number, address: `extract()` reads the value back (rendered as text),
-  and an identifier must be in the message (its digits, an email's words), so a value the
-  model made up is not taken for the customer's.
+- email, number, address and the brand's formats (an order number, a zip code): `extract()`
+  reads the value back (rendered as text), and an identifier must be in the message (its
+  digits, an email's words), so a value the model made up is not taken for the customer's.
+  A format's value is constrained to its `pattern`, and the prompt says what it is with the
+  format's `description`.
 Anything else (no value, invalid JSON, a value that does not validate, a model error) is None,
 and the engine asks as it would have.
 """
@@ -24,7 +26,14 @@ from appliance.errors import ConfigError, ModelError
 from appliance.llm.base import ChatMessage, GenerationParams
 from appliance.llm.router import ModelRouter
 from appliance.workflows.expressions import ExpressionError, render
-from appliance.workflows.extract import _key, _option_text, _options, extract
+from appliance.workflows.extract import (
+    NO_FORMATS,
+    Formats,
+    _key,
+    _option_text,
+    _options,
+    extract,
+)
 from appliance.workflows.schema import LLM_SLOT_TYPES, Slot
 
 logger = logging.getLogger(__name__)
@@ -45,8 +54,6 @@ _ADDRESS_FIELDS = ("address1", "address2", "city", "state", "zip")
 _SCHEMAS: dict[str, dict[str, Any]] = {
     "email": {"type": "string",
               "pattern": "^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+([.][A-Za-z0-9-]+)+$"},
-    "order_id": {"type": "string", "pattern": "^#W[0-9]{7}$"},
-    "zip": {"type": "string", "pattern": "^[0-9]{5}$"},
     "number": {"type": "number"},
     "address": {
         "type": "object",
@@ -61,8 +68,6 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
 }
 _MEANING = {
     "email": "the customer's email address",
-    "order_id": "an order number, written like #W1234567",
-    "zip": "a five-digit US zip code",
     "number": "a number",
     "enum": "one of the allowed values listed below",
     "choice": "which one of the options listed below the customer means (answer its id)",
@@ -87,15 +92,17 @@ class LlmExtractor:
         self._router = router
         self._timeout_s = timeout_s
 
-    def __call__(self, slot: Slot, text: str, values: Mapping[str, Any]) -> Any | None:
-        """The slot's value in `text`, validated, or None."""
-        if slot.type not in LLM_SLOT_TYPES:
+    def __call__(self, slot: Slot, text: str, values: Mapping[str, Any],
+                 formats: Formats = NO_FORMATS) -> Any | None:
+        """The slot's value in `text`, validated, or None. `formats`: the brand's slot
+        formats, for slots whose type names one."""
+        if slot.type not in LLM_SLOT_TYPES and slot.type not in formats:
             return None
         allowed = _allowed(slot, values)
         if allowed is not None and not allowed:
             return None  # a choice with nothing to choose from yet
-        schema = _value_schema(slot, allowed)
-        messages = (ChatMessage("system", _system_prompt(slot, values, allowed)),
+        schema = _value_schema(slot, allowed, formats)
+        messages = (ChatMessage("system", _system_prompt(slot, values, allowed, formats)),
                     ChatMessage("user", text))
         params = GenerationParams(
             max_tokens=MAX_TOKENS_ADDRESS if slot.type == "address" else MAX_TOKENS,
@@ -109,16 +116,18 @@ class LlmExtractor:
             logger.debug("llm extractor, %s slot: no model answered (%s)", slot.type, exc.code)
             return None
         raw = routed.completion.text
-        value = validated(slot, _parse(raw), text, values, allowed)
+        value = validated(slot, _parse(raw), text, values, allowed, formats)
         logger.debug("llm extractor, %s slot: %s answered %.200r: %s", slot.type,
                      routed.model_id, raw, "kept" if value is not None else "rejected")
         return value
 
 
 def validated(slot: Slot, value: Any, text: str, values: Mapping[str, Any],
-              allowed: Sequence[Any] | None = None) -> Any | None:
+              allowed: Sequence[Any] | None = None,
+              formats: Formats = NO_FORMATS) -> Any | None:
     """`value` as the slot holds it when the pattern extractors' validation accepts it (see
-    the module docstring), else None. `allowed`: a choice slot's option keys, when known."""
+    the module docstring), else None. `allowed`: a choice slot's option keys, when known;
+    `formats`: the brand's slot formats."""
     if value is None or isinstance(value, bool):
         return None
     match slot.type:
@@ -134,14 +143,21 @@ def validated(slot: Slot, value: Any, text: str, values: Mapping[str, Any],
             if rendered is None or not _grounded(str(value.get("zip", "")), text):
                 return None
             return extract(slot, rendered, values, asked=True)
-        case "email" | "order_id" | "zip" | "number":
-            if not isinstance(value, str | int | float):
-                return None
-            checked = extract(slot, str(value), values, asked=True)
-            if checked is None or (slot.type != "number" and not _grounded(checked, text)):
-                return None
-            return checked
-    return None
+        case "email" | "number":
+            return _read_back(slot, value, text, values, formats)
+    return _read_back(slot, value, text, values, formats) if slot.type in formats else None
+
+
+def _read_back(slot: Slot, value: Any, text: str, values: Mapping[str, Any],
+               formats: Formats) -> Any | None:
+    """An identifier or a number as the pattern extractors read it from the model's value;
+    an identifier only when it is in the customer's message."""
+    if not isinstance(value, str | int | float):
+        return None
+    checked = extract(slot, str(value), values, asked=True, formats=formats)
+    if checked is None or (slot.type != "number" and not _grounded(checked, text)):
+        return None
+    return checked
 
 
 def _allowed(slot: Slot, values: Mapping[str, Any]) -> list[Any] | None:
@@ -156,13 +172,18 @@ def _allowed(slot: Slot, values: Mapping[str, Any]) -> list[Any] | None:
     return None
 
 
-def _value_schema(slot: Slot, allowed: Sequence[Any] | None) -> dict[str, Any]:
+def _value_schema(slot: Slot, allowed: Sequence[Any] | None,
+                  formats: Formats) -> dict[str, Any]:
     if allowed is not None:
         return {"enum": [*allowed, None]}
-    return {"anyOf": [_SCHEMAS[slot.type], _NULL]}
+    slot_format = formats.get(slot.type)
+    schema = (_SCHEMAS[slot.type] if slot_format is None
+              else {"type": "string", "pattern": slot_format.pattern})
+    return {"anyOf": [schema, _NULL]}
 
 
-def _system_prompt(slot: Slot, values: Mapping[str, Any], allowed: Sequence[Any] | None) -> str:
+def _system_prompt(slot: Slot, values: Mapping[str, Any], allowed: Sequence[Any] | None,
+                   formats: Formats) -> str:
     try:
         prompt = render(slot.prompt, values)
     except ExpressionError:
@@ -176,7 +197,9 @@ def _system_prompt(slot: Slot, values: Mapping[str, Any], allowed: Sequence[Any]
             _option_text(by_key.get(str(key)), slot.match_on or ((slot.key,) if slot.key else ())))
             for key in allowed[:MAX_OPTIONS]]
         listing = "Options:\n" + "\n".join(lines) + "\n"
-    return _SYSTEM.format(meaning=_MEANING[slot.type], prompt=prompt, listing=listing)
+    slot_format = formats.get(slot.type)
+    meaning = _MEANING[slot.type] if slot_format is None else slot_format.description
+    return _SYSTEM.format(meaning=meaning, prompt=prompt, listing=listing)
 
 
 def _parse(raw: str) -> Any:
@@ -205,8 +228,8 @@ def _compact(text: str) -> str:
 
 
 def _grounded(value: Any, text: str) -> bool:
-    """The identifier is in the message, written however: its digits in a row for an order
-    id or a zip ("W 123-4567"), each word of an email ("jo at x dot com")."""
+    """The identifier is in the message, written however: its digits in a row for one with
+    digits ("123-4567" for 1234567), each word of an email ("jo at x dot com")."""
     value = str(value).lower()
     digits = re.sub(r"\D", "", value)
     if "@" not in value and digits:

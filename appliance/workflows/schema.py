@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -18,14 +18,15 @@ from appliance.errors import InvalidRequest
 from appliance.workflows.expressions import check_syntax
 
 NAME_RE = r"^[a-z][a-z0-9_]{0,62}$"
-#: Slot types and what fills them (appliance/workflows/extract.py).
+#: Slot types the engine knows and what fills them (appliance/workflows/extract.py). Any other
+#: slot type names one of the brand's slot formats (`formats:` in its toolset document).
 SLOT_TYPES = (
-    "email", "order_id", "zip", "first_name", "last_name", "enum", "choice", "choices",
-    "variants", "address", "text", "number",
+    "email", "first_name", "last_name", "enum", "choice", "choices", "variants", "address",
+    "text", "number",
 )
 #: Slot types an LLM extractor can fill (appliance/workflows/llm_extract.py): those whose value
-#: a JSON schema describes and the pattern extractors can check.
-LLM_SLOT_TYPES = ("email", "order_id", "zip", "number", "enum", "choice", "address")
+#: a JSON schema describes and the pattern extractors can check; the brand's formats too.
+LLM_SLOT_TYPES = ("email", "number", "enum", "choice", "address")
 #: What a finished workflow counts as (the outcome issue bills on these).
 OUTCOMES = ("resolved", "saved", "upsold", "informed", "escalated", "abandoned")
 STEP_KINDS = ("ask", "lookup", "check", "confirm", "write", "say", "identify", "answer",
@@ -68,10 +69,8 @@ class Slot(_Strict):
     in LLM_SLOT_TYPES.
     """
 
-    type: Literal[
-        "email", "order_id", "zip", "first_name", "last_name", "enum", "choice", "choices",
-        "variants", "address", "text", "number",
-    ]
+    #: One of SLOT_TYPES, or the name of a format the brand declares (`order_id`).
+    type: str = Field(pattern=NAME_RE)
     prompt: str = Field(min_length=1, max_length=1000)
     #: enum: the allowed values, and phrases that mean each.
     values: tuple[str, ...] = ()
@@ -90,9 +89,10 @@ class Slot(_Strict):
 
     @model_validator(mode="after")
     def _check_type_options(self) -> Slot:
-        if self.extractor == "llm" and self.type not in LLM_SLOT_TYPES:
+        if self.extractor == "llm" and self.type in SLOT_TYPES and (
+                self.type not in LLM_SLOT_TYPES):
             raise ValueError(f"extractor: llm is not available for {self.type} slots (only "
-                             f"{', '.join(LLM_SLOT_TYPES)})")
+                             f"{', '.join(LLM_SLOT_TYPES)} and the brand's formats)")
         if self.type == "enum" and not self.values:
             raise ValueError("an enum slot needs `values`")
         unknown = set(self.synonyms) - set(self.values)
@@ -229,6 +229,60 @@ class Workflow(_Strict):
         return found
 
 
+#: The named normalisers of a slot format (see SlotFormat).
+Normaliser = Literal["upper", "lower", "digits", "strip_spaces"]
+
+
+class Prefix(_Strict):
+    """A normaliser that puts `prefix` before the value unless it starts with it already."""
+
+    prefix: str = Field(min_length=1, max_length=20)
+
+
+class SlotFormat(_Strict):
+    """How one of the brand's identifiers is written (an order number, a card's last four
+    digits, a date of birth): slots of this type are read with it.
+
+    `find` is a regular expression that finds the value in a customer's free text; its first
+    group, when it has one, is the value's text, else the whole match. The text goes through
+    `normalise`, in order: `upper`, `lower`, `digits` (keep only the digits), `strip_spaces`,
+    `{prefix: "ORD-"}`. The result is the slot's value when it matches `pattern` in full; the
+    LLM extractor's output is constrained to `pattern` too (llama.cpp's grammars: write
+    `[0-9]` rather than `\\d`, `[.]` rather than `\\.`).
+    """
+
+    #: What the value is, as the LLM extractor's prompt says it ("an order number, written
+    #: like ORD-123456").
+    description: str = Field(min_length=1, max_length=200)
+    find: str = Field(min_length=1, max_length=500)
+    normalise: tuple[Normaliser | Prefix, ...] = ()
+    pattern: str = Field(min_length=1, max_length=500)
+    #: A value of this format already given is replaced only by the answer to its question:
+    #: a later message with such a value in it (a zip code in an address) is no correction.
+    replaced_only_when_asked: bool = False
+
+    @field_validator("normalise", mode="before")
+    @classmethod
+    def _known_normalisers(cls, value: Any) -> Any:
+        named = get_args(Normaliser)
+        for step in value if isinstance(value, list | tuple) else ():
+            if isinstance(step, str) and step not in named:
+                raise ValueError(f"unknown normaliser {step!r} (one of {', '.join(named)}, "
+                                 f"or {{prefix: TEXT}})")
+        return value
+
+    @field_validator("find", "pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            compiled = re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"{value!r} is not a regular expression: {exc}") from exc
+        if compiled.groups > 1:
+            raise ValueError(f"{value!r} has {compiled.groups} groups; at most one (the value)")
+        return value
+
+
 class ToolSpec(_Strict):
     """A declarative HTTP tool in the brand's systems."""
 
@@ -265,6 +319,19 @@ class Toolset(_Strict):
     #: A file holding the bearer token sent as `Authorization` (never stored in the database).
     auth_token_file: str | None = None
     tools: tuple[ToolSpec, ...] = ()
+    #: How the brand's identifiers are written, by name: a slot whose type is the name is
+    #: read with it.
+    formats: dict[str, SlotFormat] = Field(default_factory=dict)
+
+    @field_validator("formats")
+    @classmethod
+    def _format_names(cls, value: dict[str, SlotFormat]) -> dict[str, SlotFormat]:
+        for name in value:
+            if not re.match(NAME_RE, name):
+                raise ValueError(f"format name {name!r} must be lower_snake_case")
+            if name in SLOT_TYPES:
+                raise ValueError(f"format name {name!r} is a slot type the engine knows")
+        return value
 
     @field_validator("tools")
     @classmethod

@@ -26,7 +26,13 @@ from appliance.db.models import Brand, ToolCall, Toolset, Workflow, WorkflowVers
 from appliance.errors import Conflict, InvalidRequest, NotFound
 from appliance.signals.base import Embedder
 from appliance.workflows import schema
-from appliance.workflows.extract import asks_for_information, extract, without_identifiers
+from appliance.workflows.extract import (
+    NO_FORMATS,
+    Formats,
+    asks_for_information,
+    extract,
+    without_identifiers,
+)
 from appliance.workflows.tools import ToolCallRecord, ToolRunner
 
 log = logging.getLogger(__name__)
@@ -57,6 +63,11 @@ class BrandWorkflows:
     example_owner: list[str] = field(default_factory=list)
     embed: Callable[[str], np.ndarray] | None = None
 
+    @property
+    def formats(self) -> Formats:
+        """How the brand writes its identifiers (its toolset's `formats`)."""
+        return self.toolset.formats if self.toolset is not None else NO_FORMATS
+
     def match(self, text: str, vector: np.ndarray | None, intent: str | None,
               intent_understood: bool) -> Match | None:
         """The workflow a message starts: in a request (not a question about how things
@@ -65,7 +76,7 @@ class BrandWorkflows:
         workflow's; else a workflow that lists the message's (understood) intent; else,
         for a message that only says who the customer is ("I'm Yusuf Rossi, zip 19122"),
         the identity workflow. Emails and ids are taken out of the message first ("cancel
-        #W123, I'm jo@x.com" asks what "cancel" asks)."""
+        #123, I'm jo@x.com" asks what "cancel" asks)."""
         if not asks_for_information(text):
             said = self._phrase(text)
             if said is not None:
@@ -88,7 +99,7 @@ class BrandWorkflows:
                        if intent in workflow.triggers.intents]
             if len(listing) == 1:  # an intent two workflows list decides nothing
                 return Match(listing[0], 1.0, "intent")
-        if self.identity is not None and identifies(self.identity, text):
+        if self.identity is not None and identifies(self.identity, text, self.formats):
             return Match(self.identity.name, 1.0, "identity")
         return None
 
@@ -100,13 +111,14 @@ class BrandWorkflows:
         return Match(min(found)[1], 1.0, "phrase") if found else None
 
 
-def identifies(identity: schema.Workflow, text: str) -> bool:
+def identifies(identity: schema.Workflow, text: str, formats: Formats = NO_FORMATS) -> bool:
     """Whether the message gives everything one of the identity workflow's ways to verify a
     customer needs (an email; or a name and a zip code), without being asked."""
     ask = next((step for step in identity.steps if step.kind == "ask"), None)
     if ask is None:
         return False
-    return any(all(extract(identity.slots[slot], text, {}, asked=False) is not None
+    return any(all(extract(identity.slots[slot], text, {}, asked=False,
+                           formats=formats) is not None
                    for slot in group) for group in (ask.asks, *ask.alternatives))
 
 
@@ -268,6 +280,7 @@ class WorkflowService:
         return schema.Toolset.model_validate(row.definition) if row else None
 
     def _check_tools(self, brand: Brand, workflow: schema.Workflow) -> None:
+        """The tools the workflow calls and the slot formats it reads are the brand's."""
         toolset = self.toolset(brand)
         known = {tool.name for tool in toolset.tools} if toolset else set()
         missing = [tool for tool in workflow.tools if tool not in known]
@@ -275,6 +288,14 @@ class WorkflowService:
             raise InvalidRequest(
                 f"workflow {workflow.name!r} uses tools the brand does not define: "
                 f"{', '.join(missing)}", param="tools", code="unknown_tool")
+        formats = toolset.formats if toolset else {}
+        unknown = sorted({f"{name}: {slot.type}" for name, slot in workflow.slots.items()
+                          if slot.type not in schema.SLOT_TYPES and slot.type not in formats})
+        if unknown:
+            raise InvalidRequest(
+                f"workflow {workflow.name!r} has slots of types that are neither the engine's "
+                f"nor formats the brand declares in its tools' `formats`: {', '.join(unknown)}",
+                param="slots", code="unknown_slot_format")
 
     def runner(self, brand: Brand, toolset: schema.Toolset, base_url: str | None,
                conversation_id: int | None,

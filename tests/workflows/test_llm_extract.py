@@ -10,17 +10,26 @@ from typing import Any
 
 import pytest
 
+from appliance.demo.seed import WORKFLOWS_DIR
 from appliance.errors import ConfigError
 from appliance.llm.llamacpp import LlamaCppModel
 from appliance.llm.manifest import load_manifest
 from appliance.llm.router import ModelRouter
 from appliance.workflows.engine import DONE, WAITING, Engine
 from appliance.workflows.llm_extract import LlmExtractor, validated
-from appliance.workflows.schema import DefinitionError, Slot, ToolSpec, parse_workflow
+from appliance.workflows.schema import (
+    DefinitionError,
+    Slot,
+    ToolSpec,
+    parse_toolset,
+    parse_workflow,
+)
 from appliance.workflows.state import WorkflowState
 from appliance.workflows.tools import ToolResult
 
 MODEL_STORE = Path(__file__).resolve().parents[2] / "model_store"
+#: Lumen Goods' slot formats (its order numbers, zip codes), as its toolset declares them.
+FORMATS = parse_toolset((WORKFLOWS_DIR / "lumen-goods" / "tools.yaml").read_text()).formats
 
 REASON = Slot(type="enum", values=("no longer needed", "ordered by mistake"),
               prompt="Why are you cancelling?", extractor="llm")
@@ -82,13 +91,13 @@ def test_it_does_not_take_an_identifier_the_message_does_not_give(
     order_id = Slot(type="order_id", prompt="Which order is it?", extractor="llm")
 
     # The tiny model makes one up ("#W1234567"); it is not in the message, so it is refused.
-    assert extractor(order_id, "the one from last week", {}) is None
+    assert extractor(order_id, "the one from last week", {}, FORMATS) is None
 
 
 def test_it_reads_an_identifier_the_patterns_miss(extractor: LlmExtractor) -> None:
     order_id = Slot(type="order_id", prompt="Which order is it?", extractor="llm")
 
-    value = extractor(order_id, "it's W 123-4567", {})
+    value = extractor(order_id, "it's W 123-4567", {}, FORMATS)
 
     assert value in ("#W1234567", None)  # normalised as the patterns would, or nothing
 
@@ -139,7 +148,13 @@ def test_it_needs_an_extraction_route(router: ModelRouter) -> None:
 def test_it_keeps_only_what_the_slots_validation_accepts(
     slot: Slot, value: Any, text: str, values: Mapping[str, Any], expected: Any,
 ) -> None:
-    assert validated(slot, value, text, values) == expected
+    assert validated(slot, value, text, values, formats=FORMATS) == expected
+
+
+def test_a_slot_whose_format_the_brand_does_not_declare_reads_nothing() -> None:
+    order_id = Slot(type="order_id", prompt="?")
+
+    assert validated(order_id, "#W1234567", "#W1234567", {}) is None
 
 
 def test_it_refuses_llm_extraction_for_slots_it_cannot_check() -> None:
@@ -167,15 +182,16 @@ def test_the_engine_asks_the_llm_only_for_the_asked_slot_the_patterns_miss(
     workflow = parse_workflow(CANCEL, "cancel.yaml")
     calls: list[tuple[str, str]] = []
 
-    def llm_extract(slot: Slot, text: str, values: Mapping[str, Any]) -> Any:
+    def llm_extract(slot: Slot, text: str, values: Mapping[str, Any],
+                    formats: Mapping[str, Any]) -> Any:
         calls.append((slot.type, text))
-        return extractor(slot, text, values)
+        return extractor(slot, text, values, formats)
 
     state = WorkflowState()
 
     def turn(text: str) -> Any:
         engine = Engine(state, NoTools(), conversation_id="c1", identity=None,
-                        llm_extract=llm_extract)
+                        llm_extract=llm_extract, formats=FORMATS)
         if engine.running is None:
             engine.start(workflow, None)
         engine.remember(text)
@@ -197,14 +213,15 @@ def test_the_engine_does_not_ask_the_llm_when_the_patterns_find_the_value() -> N
     workflow = parse_workflow(CANCEL, "cancel.yaml")
     calls: list[str] = []
 
-    def llm_extract(slot: Slot, text: str, values: Mapping[str, Any]) -> Any:
+    def llm_extract(slot: Slot, text: str, values: Mapping[str, Any],
+                    formats: Mapping[str, Any]) -> Any:
         calls.append(text)
         return None
 
     state = WorkflowState()
     for text in ("cancel #W1234567", "ordered by mistake"):
         engine = Engine(state, NoTools(), conversation_id="c1", identity=None,
-                        llm_extract=llm_extract)
+                        llm_extract=llm_extract, formats=FORMATS)
         if engine.running is None:
             engine.start(workflow, None)
         engine.remember(text)
