@@ -53,6 +53,7 @@ from appliance.knowledge.normalize import approx_tokens
 from appliance.knowledge.service import Hit, KnowledgeService
 from appliance.llm.base import ChatMessage, ChatModel, GenerationParams, TextDelta
 from appliance.llm.router import ModelRouter, RoutedCompletion
+from appliance.outcomes import CLOSED_BY_CHANNEL, CLOSED_IDLE, HANDED_OFF, OutcomeService
 from appliance.readiness import WarmUp
 from appliance.signals.base import Vectors
 from appliance.signals.service import Signals, SignalService
@@ -63,6 +64,8 @@ from appliance.workflows.state import WorkflowState
 
 log = logging.getLogger(__name__)
 ACTIVE, PENDING_HUMAN, CLOSED = "active", "pending_human", "closed"
+#: Idle conversations closed per transaction.
+IDLE_CLOSE_BATCH = 500
 CANNED_MODEL = "canned"
 #: Sent when a model returns nothing usable after the checks.
 EMPTY_REPLY = "Sorry, could you tell me a little more about what you need?"
@@ -179,9 +182,10 @@ class ConversationService:
     def __init__(
         self, db: peewee.Database, router: ModelRouter, limits: AgentLimits,
         knowledge: KnowledgeService, signals: SignalService, workflows: WorkflowService,
-        handoffs: HandoffService, warm: WarmUp,
+        handoffs: HandoffService, outcomes: OutcomeService, warm: WarmUp,
     ) -> None:
         self._db = db
+        self._outcomes = outcomes
         self._warm = warm
         self._router = router
         self._limits = limits
@@ -236,6 +240,7 @@ class ConversationService:
                 conversation.status = CLOSED
                 conversation.closed_at = conversation.updated_at = utcnow()
                 conversation.save()
+                self._outcomes.attribute(conversation, CLOSED_BY_CHANNEL)
         return conversation
 
     def recent(self, limit: int = 20, brand_id: int | None = None) -> list[Conversation]:
@@ -246,15 +251,28 @@ class ConversationService:
         return list(query.order_by(Conversation.updated_at.desc()).limit(limit))
 
     def close_idle(self, idle_minutes: int) -> int:
-        """Close active conversations with no activity for `idle_minutes`; return how many."""
+        """Close active conversations with no activity for `idle_minutes`, attributing each
+        one's outcome; return how many."""
         now = utcnow()
         cutoff = now - dt.timedelta(minutes=idle_minutes)
-        with self._db.atomic():
-            return int(
-                Conversation.update(status=CLOSED, closed_at=now, status_reason="idle")
-                .where((Conversation.status == ACTIVE) & (Conversation.updated_at < cutoff))
-                .execute()
-            )
+        closed = 0
+        while True:
+            # In batches, each in its own transaction: a crash loses no closed conversation's
+            # outcome, and the next run goes on from where this one stopped.
+            with self._db.atomic():
+                batch = list(Conversation.select(Conversation, Brand).join(Brand)
+                             .where((Conversation.status == ACTIVE)
+                                    & (Conversation.updated_at < cutoff))
+                             .order_by(Conversation.id).limit(IDLE_CLOSE_BATCH))
+                for conversation in batch:
+                    Conversation.update(status=CLOSED, closed_at=now,
+                                        status_reason=CLOSED_IDLE).where(
+                        Conversation.id == conversation.id).execute()
+                    conversation.status, conversation.status_reason = CLOSED, CLOSED_IDLE
+                    self._outcomes.attribute(conversation, CLOSED_IDLE, now)
+            closed += len(batch)
+            if len(batch) < IDLE_CLOSE_BATCH:
+                return closed
 
     def reply(
         self, brand: Brand, public_id: str, text: str, workflows: BrandWorkflows | None = None,
@@ -274,8 +292,21 @@ class ConversationService:
         started = time.perf_counter()
         conversation = self.get(brand, public_id)
         if conversation.status == CLOSED:
-            raise Conflict("conversation is closed", code="conversation_closed")
+            self._reopen(conversation)
         return self._turn(brand, conversation, text, started, workflows)
+
+    def _reopen(self, conversation: Conversation) -> None:
+        """A customer who writes again in a conversation closed as idle, while its outcome is
+        still provisional, reopens it and reverses the outcome; any other closed one is a
+        Conflict."""
+        with self._db.atomic():
+            if not self._outcomes.may_reopen(conversation):
+                raise Conflict("conversation is closed", code="conversation_closed")
+            self._outcomes.reverse(conversation, "the customer wrote again")
+            conversation.status, conversation.status_reason = ACTIVE, None
+            conversation.closed_at = None
+            Conversation.update(status=ACTIVE, status_reason=None, closed_at=None).where(
+                Conversation.id == conversation.id).execute()
 
     def warm_up(self, brand: Brand) -> None:
         """Load and run once what a turn of `brand` uses, persisting nothing: the embedder,
@@ -604,6 +635,7 @@ class ConversationService:
             if turn.escalation is not None:
                 self._handoffs.open(conversation, turn.escalation,
                                     trace.decision.get("evidence") or {})
+                self._outcomes.attribute(conversation, HANDED_OFF)
         return TurnResult(agent_message, conversation, reply.fallback, latency, reply.usage)
 
 

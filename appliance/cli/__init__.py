@@ -20,6 +20,7 @@ from appliance.cli import (
     knowledge,
     ledger,
     models,
+    outcomes,
     serve,
     settings,
     users,
@@ -40,7 +41,7 @@ def cli(ctx: click.Context) -> None:
 
 
 for module in (serve, db, settings, brands, users, models, knowledge, intents, workflows, evals,
-               webhooks, demo, demo_backend, doctor, jobs, contracts, ledger):
+               webhooks, demo, demo_backend, doctor, jobs, outcomes, contracts, ledger):
     module.register(cli)
 
 

@@ -370,6 +370,53 @@ class ToolCall(BaseModel):
         table_name = "tool_call"
 
 
+class Outcome(BaseModel):
+    """What a conversation achieved, with its evidence (appliance/outcomes.py): one per
+    conversation, attributed when it ends, settled once its window has passed."""
+
+    conversation = peewee.ForeignKeyField(Conversation, backref="outcomes", unique=True,
+                                          on_delete="CASCADE")
+    conversation_id: int
+    brand = peewee.ForeignKeyField(Brand, on_delete="CASCADE")
+    brand_id: int
+    #: resolved | saved | upsell | escalated | unresolved | abandoned
+    type = peewee.CharField(max_length=16)
+    #: For a resolution: confirmed | workflow | assumed.
+    how = peewee.CharField(max_length=16, null=True)
+    #: provisional | settled | reversed
+    state = peewee.CharField(max_length=16, index=True)
+    #: Message, workflow-run, tool-call and feedback references, and the rule that decided.
+    evidence = JSONField()
+    #: sha256 of the canonical transcript when the outcome was attributed.
+    transcript_sha256 = peewee.CharField(max_length=64)
+    attributed_at = peewee.DateTimeField(default=utcnow, index=True)
+    #: When it may settle: the end of the reopen window (or of the assume window).
+    settles_at = peewee.DateTimeField(index=True)
+    settled_at = peewee.DateTimeField(null=True)
+    reversed_at = peewee.DateTimeField(null=True)
+    reversal_reason = peewee.CharField(max_length=200, null=True)
+
+    class Meta:
+        table_name = "outcome"
+
+
+class Feedback(BaseModel):
+    """The customer's word on a conversation: did it solve it, and a 1-5 rating. The latest
+    counts; earlier ones are kept."""
+
+    conversation = peewee.ForeignKeyField(Conversation, backref="feedback", on_delete="CASCADE")
+    conversation_id: int
+    resolved = peewee.BooleanField(null=True)
+    csat = peewee.SmallIntegerField(null=True)
+    comment = peewee.TextField(null=True)
+    #: The agent message it answers (the last one when it was given).
+    message = peewee.ForeignKeyField(Message, null=True, on_delete="SET NULL", backref="+")
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "feedback"
+
+
 class IdentitySecret(BaseModel):
     """A brand's secret for signed customer identities (appliance/identity.py): its site signs
     the customer's id with it, and a conversation opened with a good signature starts at the
@@ -514,6 +561,6 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     Brand, ApiKey, AdminUser, AuditLog, Conversation, Message, TurnTrace, JobRun,
     KnowledgeSource, IngestRun, Document, Article, Chunk, KnowledgeVersion, VersionArticle,
     Finding, Workflow, WorkflowVersion, Toolset, ToolCall, Handoff,
-    WebhookEndpoint, WebhookDelivery, IdentitySecret,
+    WebhookEndpoint, WebhookDelivery, IdentitySecret, Outcome, Feedback,
     BillingContract, LedgerEntry,
 )

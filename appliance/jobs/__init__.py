@@ -99,6 +99,11 @@ def deliver_webhooks(services: Services) -> dict[str, Any]:
     return services.webhooks.deliver_due()
 
 
+def settle_outcomes(services: Services) -> dict[str, Any]:
+    """Settle the provisional outcomes whose reopen (or assume) window has passed."""
+    return {"settled": services.outcomes.settle()}
+
+
 JOBS: dict[str, Job] = {
     job.id: job
     for job in (
@@ -110,6 +115,8 @@ JOBS: dict[str, Job] = {
             reingest_knowledge.__doc__ or "", at_start=False),
         Job("webhooks.deliver", deliver_webhooks, ("interval", {"minutes": 1}),
             deliver_webhooks.__doc__ or ""),
+        Job("outcomes.settle", settle_outcomes, ("interval", {"hours": 1}),
+            settle_outcomes.__doc__ or ""),
     )
 }
 

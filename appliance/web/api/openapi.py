@@ -13,7 +13,7 @@ from appliance.web.api import schemas
 _MODELS: tuple[type[BaseModel], ...] = (
     schemas.CreateConversation, schemas.PostMessage, schemas.ConversationCreated,
     schemas.MessageReply, schemas.Transcript, schemas.ConversationStatus, schemas.ErrorBody,
-    schemas.EscalationStats,
+    schemas.EscalationStats, schemas.PostFeedback, schemas.FeedbackOut, schemas.Outcomes,
 )
 _ERRORS = {
     "400": "Malformed JSON, a missing or wrong-typed field",
@@ -89,6 +89,15 @@ def openapi_document() -> dict[str, Any]:
             f"{conversation}/messages": {"post": _op(
                 "Send the customer's message; get the agent's reply (JSON or SSE stream)",
                 "200", schemas.MessageReply, body=schemas.PostMessage, sse=True, conv=True)},
+            f"{conversation}/feedback": {"post": _op(
+                "The customer's feedback: did it solve it, and a 1-5 rating (the latest "
+                "counts)", "200", schemas.FeedbackOut, body=schemas.PostFeedback, conv=True)},
+            "/v1/outcomes": {"get": _op(
+                "The brand's outcomes attributed in [since, until) (ISO 8601), oldest first",
+                "200", schemas.Outcomes)
+                | {"parameters": [{"name": name, "in": "query", "required": False,
+                                   "schema": {"type": "string", "format": "date-time"}}
+                                  for name in ("since", "until")]}},
             f"{conversation}/close": {"post": _op(
                 "Close the conversation", "200", schemas.ConversationStatus, conv=True)},
             f"{conversation}/events": {"get": {

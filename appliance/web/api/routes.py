@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import time
@@ -13,8 +14,9 @@ from pydantic import BaseModel
 
 from appliance.agent.conversations import TurnResult
 from appliance.brands import policy_of, validated
-from appliance.db.models import Conversation, Message
+from appliance.db.models import Conversation, Message, Outcome
 from appliance.errors import ApplianceError, InvalidRequest, NotFound, PermissionDenied
+from appliance.outcomes import outcome_json
 from appliance.web import services_of_app
 from appliance.web.api import bp, schemas
 from appliance.web.api.auth import current_principal, widget_token
@@ -99,6 +101,7 @@ def get_conversation(conversation_id: str) -> Response:
     services = services_of_app()
     conversation = services.conversations.get(principal.brand, conversation_id)
     messages = [_message_out(m) for m in services.conversations.messages(conversation)]
+    outcome = services.outcomes.of(conversation)
     body = schemas.Transcript(
         id=conversation.public_id, brand=principal.brand.slug, status=conversation.status,
         status_reason=conversation.status_reason,
@@ -106,8 +109,53 @@ def get_conversation(conversation_id: str) -> Response:
         created_at=_iso(conversation.created_at) or "",
         updated_at=_iso(conversation.updated_at) or "",
         closed_at=_iso(conversation.closed_at), messages=messages,
+        outcome=_outcome_out(outcome, conversation.public_id) if outcome else None,
     )
     return jsonify(body.model_dump())
+
+
+@bp.post("/conversations/<conversation_id>/feedback")
+def post_feedback(conversation_id: str) -> Response:
+    """The customer's feedback (the widget's "Did this solve it?" and its rating)."""
+    principal = current_principal()
+    principal.check_conversation(conversation_id)
+    body = _body(schemas.PostFeedback)
+    services = services_of_app()
+    conversation = services.conversations.get(principal.brand, conversation_id)
+    given = services.outcomes.feedback(conversation, resolved=body.resolved, csat=body.csat,
+                                       comment=body.comment)
+    return jsonify(schemas.FeedbackOut(id=given.id, conversation=conversation.public_id,
+                                       resolved=given.resolved, csat=given.csat).model_dump())
+
+
+@bp.get("/outcomes")
+def list_outcomes() -> Response:
+    """The brand's own outcomes, for its key."""
+    principal = current_principal()
+    if principal.conversation_id is not None:
+        raise PermissionDenied("a widget token cannot read outcomes", code="key_required")
+    since, until = (_timestamp(name) for name in ("since", "until"))
+    rows = services_of_app().outcomes.list(principal.brand, since, until)
+    return jsonify(schemas.Outcomes(outcomes=[_outcome_out(row, cid) for row, cid in rows])
+                   .model_dump())
+
+
+def _outcome_out(outcome: Outcome, conversation_id: str) -> schemas.OutcomeOut:
+    return schemas.OutcomeOut.model_validate(outcome_json(outcome, conversation_id))
+
+
+def _timestamp(name: str) -> dt.datetime | None:
+    """A query parameter in ISO 8601, as naive UTC (how the database stores times)."""
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidRequest(f"{name}: not an ISO 8601 time", param=name) from None
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value
 
 
 #: Longest a client may hold the events stream open waiting for a message.

@@ -126,6 +126,25 @@ class MessageReply(BaseModel):
     usage: Usage
 
 
+class OutcomeOut(BaseModel):
+    conversation: str
+    type: Literal["resolved", "saved", "upsell", "escalated", "unresolved", "abandoned"]
+    how: Literal["confirmed", "workflow", "assumed"] | None = Field(
+        description="For a resolution: the customer confirmed it, a workflow completed its "
+        "write, or the customer left after an answer (counted after the brand's window).")
+    state: Literal["provisional", "settled", "reversed"]
+    billable: bool
+    evidence: dict[str, Any] = Field(description="The rule that decided, how the conversation "
+                                     "ended, and the message, workflow, tool-call and "
+                                     "feedback references behind it.")
+    transcript_sha256: str
+    attributed_at: str
+    settles_at: str
+    settled_at: str | None
+    reversed_at: str | None
+    reversal_reason: str | None
+
+
 class Transcript(BaseModel):
     id: str
     brand: str
@@ -140,6 +159,26 @@ class Transcript(BaseModel):
     updated_at: str
     closed_at: str | None
     messages: list[MessageOut]
+    outcome: OutcomeOut | None = Field(
+        default=None, description="What the conversation achieved, once it has ended "
+        "(docs/outcomes.md).")
+
+
+class Outcomes(BaseModel):
+    outcomes: list[OutcomeOut]
+
+
+class PostFeedback(Strict):
+    resolved: bool | None = Field(default=None, description="Did this solve it?")
+    csat: int | None = Field(default=None, ge=1, le=5, description="A 1-5 rating.")
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class FeedbackOut(BaseModel):
+    id: int
+    conversation: str
+    resolved: bool | None
+    csat: int | None
 
 
 class ErrorDetail(BaseModel):

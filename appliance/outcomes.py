@@ -1,0 +1,273 @@
+"""Outcomes: what each conversation achieved, decided by rules over its record, with evidence.
+
+A conversation's outcome is attributed when it ends (closed by the channel, closed as idle,
+or handed to a human) and starts `provisional`. The rules, first match wins:
+
+rule                   outcome               when
+handed_off             escalated             it was ever handed to a human (a human finished it)
+greeting_only          abandoned             the customer never wrote
+feedback_unresolved    unresolved            the customer's latest feedback says it did not help
+workflow_saved         saved                 a `saved` workflow completed its write
+workflow_upsold        upsell                an `upsold` workflow completed its write
+workflow_resolved      resolved (workflow)   a `resolved` workflow completed its write
+feedback_resolved      resolved (confirmed)  the customer's latest feedback says it helped
+confirmed_in_words     resolved (confirmed)  after an answer, the customer's last message thanks
+                                             or confirms, and asks nothing
+answered_then_left     resolved (assumed)    the agent's last reply answered from the knowledge
+                                             and the customer asked nothing more
+left_mid_workflow      abandoned             a workflow was still waiting on the customer
+not_answered           unresolved            anything else
+
+Only resolved, saved and upsell are billable. A provisional outcome settles once its window has
+passed (`settle`): the reopen window after attribution, and for an assumed resolution the
+assume window after the agent's last answer too. A customer who writes again in a conversation
+closed as idle, inside the reopen window, reopens it and reverses its outcome. Evidence holds
+the message ids, the workflow run and tool calls, the feedback and the rule, and the outcome
+keeps a sha256 of the transcript as it was when attributed (appliance/billing/evidence.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import peewee
+
+from appliance.billing.evidence import transcript_sha256
+from appliance.db.models import (
+    Brand,
+    Conversation,
+    Feedback,
+    Handoff,
+    Message,
+    Outcome,
+    ToolCall,
+    utcnow,
+)
+from appliance.workflows.state import WorkflowState
+
+RESOLVED, SAVED, UPSELL = "resolved", "saved", "upsell"
+ESCALATED, UNRESOLVED, ABANDONED = "escalated", "unresolved", "abandoned"
+TYPES = (RESOLVED, SAVED, UPSELL, ESCALATED, UNRESOLVED, ABANDONED)
+BILLABLE = frozenset({RESOLVED, SAVED, UPSELL})
+CONFIRMED, WORKFLOW, ASSUMED = "confirmed", "workflow", "assumed"
+PROVISIONAL, SETTLED, REVERSED = "provisional", "settled", "reversed"
+#: How a conversation ended, as the evidence records it.
+CLOSED_BY_CHANNEL, CLOSED_IDLE, HANDED_OFF = "closed", "idle", "handed_off"
+#: The workflow outcomes that bill, and what they bill as.
+_WORKFLOW_OUTCOMES = {"saved": (SAVED, None, "workflow_saved"),
+                      "upsold": (UPSELL, None, "workflow_upsold"),
+                      "resolved": (RESOLVED, WORKFLOW, "workflow_resolved")}
+_WORKFLOW_DONE = "done"
+
+#: A customer's message that thanks or confirms, and neither asks nor denies.
+_CONFIRMS = re.compile(
+    r"\b(thanks?|thank you|thx|ty|cheers|that (helped|helps|solved it|worked|did it|answers it)"
+    r"|(problem|issue) solved|perfect|great|awesome|got it|all (good|set|sorted)|sorted"
+    r"|solved|resolved|brilliant|makes sense)\b", re.I)
+_NOT_CONFIRMING = re.compile(r"\?|\b(not|no|didn'?t|doesn'?t|isn'?t|still|but|however)\b", re.I)
+
+
+@dataclass(frozen=True)
+class Windows:
+    """How long an outcome stays open: the brand's contract sets these."""
+
+    #: An answer the customer left without asking more counts after this long.
+    assume_hours: float = 24.0
+    #: A customer who returns within this long reverses the resolution.
+    reopen_hours: float = 72.0
+
+
+@dataclass(frozen=True)
+class Attribution:
+    type: str
+    how: str | None
+    rule: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    #: For an assumed resolution: when the agent's last answer was sent.
+    answered_at: dt.datetime | None = None
+
+
+def confirms(text: str) -> bool:
+    """Whether a customer's message thanks or confirms that the answer helped."""
+    return bool(_CONFIRMS.search(text)) and not _NOT_CONFIRMING.search(text)
+
+
+def attribute(messages: Sequence[Message], state: WorkflowState, *, handoffs: Sequence[str],
+              feedback: Feedback | None, writes: Sequence[ToolCall]) -> Attribution:
+    """The outcome of a conversation from its record (see the module's table).
+
+    `messages` in order; `handoffs` the public ids of its handoffs; `feedback` the latest;
+    `writes` its successful calls of write tools, in order.
+    """
+    if handoffs:
+        return Attribution(ESCALATED, None, "handed_off", {"handoffs": list(handoffs)})
+    said = [m for m in messages if m.role == "customer"]
+    if not said:
+        return Attribution(ABANDONED, None, "greeting_only")
+    given = _feedback_evidence(feedback)
+    if feedback is not None and feedback.resolved is False:
+        return Attribution(UNRESOLVED, None, "feedback_unresolved", given)
+    finished = state.last
+    if finished is not None and finished.status == _WORKFLOW_DONE and writes:
+        billed = _WORKFLOW_OUTCOMES.get(finished.outcome or "")
+        ran = [call for call in writes if call.workflow == finished.workflow]
+        if billed is not None and ran:
+            kind, how, rule = billed
+            return Attribution(kind, how, rule, {
+                "workflow": {"name": finished.workflow, "outcome": finished.outcome,
+                             "slots": finished.slots},
+                "tool_calls": [call.id for call in ran], **given})
+    last_agent = next((m for m in reversed(messages) if m.role == "agent"), None)
+    if feedback is not None and feedback.resolved:
+        return Attribution(RESOLVED, CONFIRMED, "feedback_resolved", given)
+    last_said = said[-1]
+    answered = [m for m in messages if m.role == "agent" and m.citations
+                and m.created_at <= last_said.created_at]
+    if answered and confirms(last_said.text):
+        return Attribution(RESOLVED, CONFIRMED, "confirmed_in_words",
+                           {"messages": [answered[-1].public_id, last_said.public_id]})
+    if last_agent is not None and last_agent.citations and last_agent.created_at >= \
+            last_said.created_at:
+        return Attribution(RESOLVED, ASSUMED, "answered_then_left",
+                           {"messages": [last_said.public_id, last_agent.public_id],
+                            "citations": [c.get("article") for c in last_agent.citations]},
+                           answered_at=last_agent.created_at)
+    if state.run is not None:
+        return Attribution(ABANDONED, None, "left_mid_workflow",
+                           {"workflow": {"name": state.run.workflow}})
+    return Attribution(UNRESOLVED, None, "not_answered",
+                       {"messages": [last_said.public_id]})
+
+
+def _feedback_evidence(feedback: Feedback | None) -> dict[str, Any]:
+    if feedback is None:
+        return {}
+    return {"feedback": {"id": feedback.id, "resolved": feedback.resolved,
+                         "csat": feedback.csat}}
+
+
+class OutcomeService:
+    """Attributes, reverses and settles outcomes. `windows(brand, at)` gives the brand's
+    windows in force at a time (its contract's); `write_tools(brand)` the names of its tools
+    that write."""
+
+    def __init__(self, db: peewee.Database, write_tools: Callable[[Brand], set[str]],
+                 windows: Callable[[Brand, dt.datetime], Windows] | None = None) -> None:
+        self._db = db
+        self._write_tools = write_tools
+        self._windows = windows or (lambda brand, at: Windows())
+
+    def of(self, conversation: Conversation) -> Outcome | None:
+        return Outcome.get_or_none(Outcome.conversation == conversation.id)
+
+    def attribute(self, conversation: Conversation, ended: str,
+                  now: dt.datetime | None = None) -> Outcome:
+        """Attribute (or re-attribute, while provisional) `conversation`'s outcome. Call inside
+        the transaction that ended it. A settled or reversed outcome is kept as it is."""
+        now = now or utcnow()
+        existing = self.of(conversation)
+        if existing is not None and existing.state != PROVISIONAL:
+            return existing
+        brand = conversation.brand
+        messages = list(Message.select().where(Message.conversation == conversation)
+                        .order_by(Message.created_at, Message.id))
+        handoffs = [h.public_id for h in Handoff.select(Handoff.public_id)
+                    .where(Handoff.conversation == conversation).order_by(Handoff.id)]
+        feedback = (Feedback.select().where(Feedback.conversation == conversation)
+                    .order_by(Feedback.id.desc()).first())
+        writes = list(ToolCall.select().where(
+            (ToolCall.conversation == conversation) & (ToolCall.status == "ok")
+            & ToolCall.tool.in_(sorted(self._write_tools(brand)) or [""])
+        ).order_by(ToolCall.id))
+        found = attribute(messages, WorkflowState.from_json(conversation.state),
+                          handoffs=handoffs, feedback=feedback, writes=writes)
+        windows = self._windows(brand, now)
+        settles_at = now + dt.timedelta(hours=windows.reopen_hours)
+        if found.answered_at is not None:
+            settles_at = max(settles_at,
+                             found.answered_at + dt.timedelta(hours=windows.assume_hours))
+        values = {
+            "type": found.type, "how": found.how, "state": PROVISIONAL,
+            "evidence": {"rule": found.rule, "ended": ended, **found.evidence},
+            "transcript_sha256": transcript_sha256(conversation),
+            "attributed_at": now, "settles_at": settles_at,
+        }
+        if existing is None:
+            return Outcome.create(conversation=conversation, brand=conversation.brand_id,
+                                  **values)
+        Outcome.update(values).where(Outcome.id == existing.id).execute()
+        return Outcome.get_by_id(existing.id)
+
+    def reverse(self, conversation: Conversation, reason: str,
+                now: dt.datetime | None = None) -> Outcome | None:
+        """Reverse a provisional outcome (the customer came back); None when there is none."""
+        outcome = self.of(conversation)
+        if outcome is None or outcome.state != PROVISIONAL:
+            return None
+        outcome.state, outcome.reversed_at = REVERSED, now or utcnow()
+        outcome.reversal_reason = reason
+        outcome.save()
+        return outcome
+
+    def may_reopen(self, conversation: Conversation, now: dt.datetime | None = None) -> bool:
+        """Whether a customer message may reopen this closed conversation: it was closed as
+        idle, not by its channel, and its outcome is still provisional."""
+        outcome = self.of(conversation)
+        return (conversation.status_reason == CLOSED_IDLE and outcome is not None
+                and outcome.state == PROVISIONAL and (now or utcnow()) < outcome.settles_at)
+
+    def settle(self, now: dt.datetime | None = None) -> int:
+        """Settle every provisional outcome whose window has passed; return how many. Running
+        it twice, or on two nodes at once, settles each outcome once."""
+        now = now or utcnow()
+        with self._db.atomic():
+            return int(Outcome.update(state=SETTLED, settled_at=now)
+                       .where((Outcome.state == PROVISIONAL) & (Outcome.settles_at <= now))
+                       .execute())
+
+    def feedback(self, conversation: Conversation, *, resolved: bool | None, csat: int | None,
+                 comment: str | None) -> Feedback:
+        """Record the customer's feedback; the latest counts. On an ended conversation whose
+        outcome is still provisional, the outcome is attributed again with it; a settled one
+        keeps its outcome (the feedback stays on record for the reports)."""
+        with self._db.atomic():
+            last_agent = (Message.select().where((Message.conversation == conversation)
+                                                 & (Message.role == "agent"))
+                          .order_by(Message.created_at.desc(), Message.id.desc()).first())
+            given = Feedback.create(conversation=conversation, resolved=resolved, csat=csat,
+                                    comment=comment, message=last_agent)
+            outcome = self.of(conversation)
+            if outcome is not None and outcome.state == PROVISIONAL:
+                self.attribute(conversation, outcome.evidence.get("ended", CLOSED_BY_CHANNEL))
+        return given
+
+    def list(self, brand: Brand, since: dt.datetime | None = None,
+             until: dt.datetime | None = None) -> list[tuple[Outcome, str]]:
+        """The brand's outcomes attributed in [since, until), oldest first, each with its
+        conversation's public id."""
+        query = (Outcome.select(Outcome, Conversation.public_id).join(Conversation)
+                 .where(Outcome.brand == brand.id))
+        if since is not None:
+            query = query.where(Outcome.attributed_at >= since)
+        if until is not None:
+            query = query.where(Outcome.attributed_at < until)
+        return [(row, row.conversation.public_id)
+                for row in query.order_by(Outcome.attributed_at, Outcome.id)]
+
+
+def outcome_json(outcome: Outcome, conversation_id: str) -> dict[str, Any]:
+    """An outcome as the API and the CLI show it."""
+
+    def iso(value: dt.datetime | None) -> str | None:
+        return None if value is None else value.isoformat(timespec="seconds") + "Z"
+
+    return {"conversation": conversation_id, "type": outcome.type, "how": outcome.how,
+            "state": outcome.state, "billable": outcome.type in BILLABLE,
+            "evidence": outcome.evidence, "transcript_sha256": outcome.transcript_sha256,
+            "attributed_at": iso(outcome.attributed_at), "settles_at": iso(outcome.settles_at),
+            "settled_at": iso(outcome.settled_at), "reversed_at": iso(outcome.reversed_at),
+            "reversal_reason": outcome.reversal_reason}
