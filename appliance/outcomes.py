@@ -32,11 +32,15 @@ import datetime as dt
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import peewee
 
+from appliance.billing.chain import amount_text
+from appliance.billing.contracts import ContractVersion, contract_at
 from appliance.billing.evidence import transcript_sha256
+from appliance.billing.ledger import EntryType, Ledger
 from appliance.db.models import (
     Brand,
     Conversation,
@@ -71,6 +75,10 @@ _CONFIRMS = re.compile(
 _NOT_CONFIRMING = re.compile(r"\?|\b(not|no|didn'?t|doesn'?t|isn'?t|still|but|however)\b", re.I)
 
 
+#: The slot (or workflow variable) in which an `upsold` workflow records the upsell's value.
+UPSELL_VALUE = "upsell_value"
+
+
 @dataclass(frozen=True)
 class Windows:
     """How long an outcome stays open: the brand's contract sets these."""
@@ -79,6 +87,32 @@ class Windows:
     assume_hours: float = 24.0
     #: A customer who returns within this long reverses the resolution.
     reopen_hours: float = 72.0
+
+    @classmethod
+    def of(cls, contract: ContractVersion | None) -> Windows:
+        if contract is None:
+            return cls()
+        return cls(contract.terms.assume_resolved_after_hours,
+                   contract.terms.reopen_window_hours)
+
+
+def price(outcome: Outcome, contract: ContractVersion) -> Decimal:
+    """What a billable outcome costs under `contract`: 0 for one that is not billable, and
+    for an upsell whose value the workflow did not record."""
+    terms = contract.terms
+    if outcome.type == RESOLVED:
+        return terms.price_per_resolution
+    if outcome.type == SAVED:
+        return terms.price_per_save
+    if outcome.type == UPSELL:
+        slots = (outcome.evidence.get("workflow") or {}).get("slots") or {}
+        try:
+            value = Decimal(str(slots.get(UPSELL_VALUE, "0")))
+        except InvalidOperation:
+            value = Decimal(0)
+        return (terms.upsell_share * value).quantize(Decimal("0.01")) if value > 0 else \
+            Decimal(0)
+    return Decimal(0)
 
 
 @dataclass(frozen=True)
@@ -151,15 +185,15 @@ def _feedback_evidence(feedback: Feedback | None) -> dict[str, Any]:
 
 
 class OutcomeService:
-    """Attributes, reverses and settles outcomes. `windows(brand, at)` gives the brand's
-    windows in force at a time (its contract's); `write_tools(brand)` the names of its tools
-    that write."""
+    """Attributes, reverses and settles outcomes, and writes what they bill to the brand's
+    ledger under the contract in force when each was attributed (a brand without a contract
+    is billed nothing). `write_tools(brand)` names the brand's tools that write."""
 
-    def __init__(self, db: peewee.Database, write_tools: Callable[[Brand], set[str]],
-                 windows: Callable[[Brand, dt.datetime], Windows] | None = None) -> None:
+    def __init__(self, db: peewee.Database, ledger: Ledger,
+                 write_tools: Callable[[Brand], set[str]]) -> None:
         self._db = db
+        self._ledger = ledger
         self._write_tools = write_tools
-        self._windows = windows or (lambda brand, at: Windows())
 
     def of(self, conversation: Conversation) -> Outcome | None:
         return Outcome.get_or_none(Outcome.conversation == conversation.id)
@@ -185,7 +219,8 @@ class OutcomeService:
         ).order_by(ToolCall.id))
         found = attribute(messages, WorkflowState.from_json(conversation.state),
                           handoffs=handoffs, feedback=feedback, writes=writes)
-        windows = self._windows(brand, now)
+        contract = contract_at(brand, now)
+        windows = Windows.of(contract)
         settles_at = now + dt.timedelta(hours=windows.reopen_hours)
         if found.answered_at is not None:
             settles_at = max(settles_at,
@@ -196,11 +231,37 @@ class OutcomeService:
             "transcript_sha256": transcript_sha256(conversation),
             "attributed_at": now, "settles_at": settles_at,
         }
-        if existing is None:
-            return Outcome.create(conversation=conversation, brand=conversation.brand_id,
-                                  **values)
-        Outcome.update(values).where(Outcome.id == existing.id).execute()
-        return Outcome.get_by_id(existing.id)
+        if existing is not None and (existing.type, existing.how) == (found.type, found.how):
+            return existing  # the same outcome again: nothing new to record or bill
+        if existing is not None:
+            self._bill(existing, EntryType.REVERSAL, now, "attributed again")
+            Outcome.update(values).where(Outcome.id == existing.id).execute()
+            outcome: Outcome = Outcome.get_by_id(existing.id)
+        else:
+            outcome = Outcome.create(conversation=conversation, brand=conversation.brand_id,
+                                     **values)
+        self._bill(outcome, EntryType.PROVISIONAL, now)
+        return outcome
+
+    def _bill(self, outcome: Outcome, kind: EntryType, at: dt.datetime,
+              reason: str | None = None) -> None:
+        """Append what `outcome` bills to the ledger: provisional and settled at its price,
+        a reversal at minus it. Nothing for an outcome that is not billable, or a brand
+        without a contract when it was attributed. Call inside the outcome's transaction."""
+        if outcome.type not in BILLABLE:
+            return
+        brand = outcome.conversation.brand
+        contract = contract_at(brand, outcome.attributed_at)
+        if contract is None:
+            return
+        amount = price(outcome, contract)
+        body = {"outcome": outcome.type, "how": outcome.how,
+                "rule": outcome.evidence.get("rule"), "contract_version": contract.version,
+                "unit_price": amount_text(amount), "outcome_id": outcome.id,
+                **({"reason": reason} if reason else {})}
+        self._ledger.append(brand, kind, amount=-amount if kind == EntryType.REVERSAL else amount,
+                            currency=contract.terms.currency, body=body,
+                            conversation=outcome.conversation, at=at)
 
     def reverse(self, conversation: Conversation, reason: str,
                 now: dt.datetime | None = None) -> Outcome | None:
@@ -208,10 +269,14 @@ class OutcomeService:
         outcome = self.of(conversation)
         if outcome is None or outcome.state != PROVISIONAL:
             return None
-        outcome.state, outcome.reversed_at = REVERSED, now or utcnow()
-        outcome.reversal_reason = reason
-        outcome.save()
-        return outcome
+        now = now or utcnow()
+        with self._db.atomic():
+            changed = (Outcome.update(state=REVERSED, reversed_at=now, reversal_reason=reason)
+                       .where((Outcome.id == outcome.id) & (Outcome.state == PROVISIONAL))
+                       .execute())
+            if changed:
+                self._bill(outcome, EntryType.REVERSAL, now, reason)
+        return Outcome.get_by_id(outcome.id)
 
     def may_reopen(self, conversation: Conversation, now: dt.datetime | None = None) -> bool:
         """Whether a customer message may reopen this closed conversation: it was closed as
@@ -224,10 +289,21 @@ class OutcomeService:
         """Settle every provisional outcome whose window has passed; return how many. Running
         it twice, or on two nodes at once, settles each outcome once."""
         now = now or utcnow()
-        with self._db.atomic():
-            return int(Outcome.update(state=SETTLED, settled_at=now)
-                       .where((Outcome.state == PROVISIONAL) & (Outcome.settles_at <= now))
-                       .execute())
+        due = (Outcome.select(Outcome.id).where((Outcome.state == PROVISIONAL)
+                                                & (Outcome.settles_at <= now))
+               .order_by(Outcome.id))
+        settled = 0
+        for row in list(due):
+            # Each in its own transaction, moved only if still provisional: a second run, or
+            # another node, finds it settled and bills nothing.
+            with self._db.atomic():
+                changed = (Outcome.update(state=SETTLED, settled_at=now)
+                           .where((Outcome.id == row.id) & (Outcome.state == PROVISIONAL))
+                           .execute())
+                if changed:
+                    self._bill(Outcome.get_by_id(row.id), EntryType.SETTLED, now)
+                    settled += 1
+        return settled
 
     def feedback(self, conversation: Conversation, *, resolved: bool | None, csat: int | None,
                  comment: str | None) -> Feedback:

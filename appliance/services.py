@@ -7,13 +7,12 @@ each worker opens its own after fork.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
 import peewee
 
 from appliance.agent.conversations import AgentLimits, ConversationService
-from appliance.billing.contracts import contract_at
+from appliance.billing.ledger import Ledger
 from appliance.brands import BrandService
 from appliance.config import Settings, ensure_secret_key
 from appliance.db import open_database
@@ -26,7 +25,7 @@ from appliance.llm.breaker import BreakerPolicy
 from appliance.llm.factory import build_model
 from appliance.llm.manifest import Manifest, load_manifest
 from appliance.llm.router import ModelRouter
-from appliance.outcomes import OutcomeService, Windows
+from appliance.outcomes import OutcomeService
 from appliance.readiness import WarmUp
 from appliance.signals import build_embedder
 from appliance.signals.base import Embedder
@@ -96,15 +95,6 @@ def build_router(settings: Settings, manifest: Manifest) -> ModelRouter:
     return ModelRouter(models, routes, breaker=breaker)
 
 
-def _windows(brand: Brand, at: dt.datetime) -> Windows:
-    """The outcome windows of the brand's contract in force at `at` (defaults without one)."""
-    contract = contract_at(brand, at)
-    if contract is None:
-        return Windows()
-    return Windows(assume_hours=contract.terms.assume_resolved_after_hours,
-                   reopen_hours=contract.terms.reopen_window_hours)
-
-
 def _write_tools(workflows: WorkflowService, brand: Brand) -> set[str]:
     """The names of the brand's tools that write to its systems."""
     toolset = workflows.toolset(brand)
@@ -124,7 +114,7 @@ def build_services(settings: Settings) -> Services:
                               max_attempts=settings.webhook_max_attempts,
                               console_url=settings.webhook_console_url)
     handoffs = HandoffService(db, webhooks)
-    outcomes = OutcomeService(db, lambda brand: _write_tools(workflows, brand), _windows)
+    outcomes = OutcomeService(db, Ledger(db), lambda brand: _write_tools(workflows, brand))
     warm = WarmUp()
     limits = AgentLimits(
         max_message_chars=settings.max_message_chars,

@@ -150,7 +150,7 @@ def test_a_workflow_that_completed_its_write_bills_as_its_outcome(
     record: Callable[[], Record], services: Services, workflow_outcome: str,
     expected: tuple[str, str | None, str],
 ) -> None:
-    services.outcomes._write_tools = lambda brand: {"cancel_order"}  # the brand's write tool
+    services.outcomes._write_tools = lambda brand: {"cancel_order"}  # the write tool
     r = record()
     r.say("customer", "cancel order #1")
     r.say("agent", "Done: order #1 is cancelled.")
@@ -398,3 +398,124 @@ def test_the_windows_come_from_the_brands_contract(
     outcome = r.close()
 
     assert outcome.settles_at == outcome.attributed_at + dt.timedelta(hours=2)
+
+
+# --- what outcomes bill, in the brand's ledger ------------------------------------------------
+
+CONTRACT = ('currency = "EUR"\nprice_per_resolution = 0.99\nprice_per_save = 12.50\n'
+            "upsell_share = 0.1\nreopen_window_hours = 72\nassume_resolved_after_hours = 24\n")
+
+
+@pytest.fixture
+def contract(services: Services, brand: Brand) -> None:
+    since = utcnow().date() - dt.timedelta(days=30)
+    set_contract(services.db, brand, parse_contract(CONTRACT + f"effective_from = {since}\n"),
+                 actor="test")
+
+
+def _ledger(services: Services, brand: Brand) -> list[tuple[str, str, str | None]]:
+    from appliance.billing.ledger import Ledger
+
+    return [(e.type, e.amount, e.conversation) for e in Ledger(services.db).entries(brand)]
+
+
+def _answered(record: Callable[[], Record]) -> Record:
+    r = record()
+    r.say("customer", "how long do refunds take?")
+    r.say("agent", "Refunds take 5 to 7 business days.", CITATION)
+    return r
+
+
+@pytest.mark.usefixtures("contract")
+def test_a_resolution_is_provisional_then_settled_in_the_ledger_once(
+    record: Callable[[], Record], services: Services, brand: Brand
+) -> None:
+    from appliance.billing.ledger import Ledger
+
+    r = _answered(record)
+    outcome = r.close()
+    conversation = r.conversation.public_id
+
+    assert _ledger(services, brand) == [("provisional", "0.99", conversation)]
+    services.outcomes.settle(now=outcome.settles_at)
+    services.outcomes.settle(now=outcome.settles_at + dt.timedelta(days=1))
+
+    assert _ledger(services, brand) == [("provisional", "0.99", conversation),
+                                        ("settled", "0.99", conversation)]
+    check = Ledger(services.db).verify(brand)
+    assert check.count == 2 and check.problem is None
+
+
+@pytest.mark.usefixtures("contract")
+def test_a_customer_who_returns_reverses_the_billed_resolution(
+    record: Callable[[], Record], services: Services, brand: Brand
+) -> None:
+    r = _answered(record)
+    Conversation.update(updated_at=utcnow() - dt.timedelta(days=2)).where(
+        Conversation.id == r.conversation.id).execute()
+    services.conversations.close_idle(60)
+
+    services.conversations._reopen(Conversation.get_by_id(r.conversation.id))
+    services.outcomes.settle(now=utcnow() + dt.timedelta(days=30))
+
+    conversation = r.conversation.public_id
+    assert _ledger(services, brand) == [("provisional", "0.99", conversation),
+                                        ("reversal", "-0.99", conversation)]
+
+
+@pytest.mark.usefixtures("contract")
+def test_feedback_that_changes_the_outcome_is_a_reversal_and_a_new_line(
+    record: Callable[[], Record], services: Services, brand: Brand
+) -> None:
+    r = _answered(record)
+    r.close()
+
+    services.outcomes.feedback(r.conversation, resolved=False, csat=1, comment=None)
+    services.outcomes.feedback(r.conversation, resolved=False, csat=2, comment=None)
+
+    conversation = r.conversation.public_id
+    # Unresolved bills nothing; the second feedback changes nothing more.
+    assert _ledger(services, brand) == [("provisional", "0.99", conversation),
+                                        ("reversal", "-0.99", conversation)]
+
+
+@pytest.mark.usefixtures("contract")
+def test_nothing_unbillable_reaches_the_ledger(
+    record: Callable[[], Record], services: Services, brand: Brand
+) -> None:
+    record().close()  # greeting only: abandoned
+    r = record()
+    r.say("customer", "can I pay with crypto?")
+    r.say("agent", "I don't know that one.")
+    r.close()
+
+    assert _ledger(services, brand) == []
+
+
+def test_a_brand_without_a_contract_is_billed_nothing(
+    record: Callable[[], Record], services: Services, brand: Brand
+) -> None:
+    outcome = _answered(record).close()
+    services.outcomes.settle(now=outcome.settles_at)
+
+    assert outcome.type == "resolved"
+    assert _ledger(services, brand) == []
+
+
+@pytest.mark.usefixtures("contract")
+def test_an_upsell_bills_the_contracts_share_of_its_value(
+    record: Callable[[], Record], services: Services, brand: Brand
+) -> None:
+    services.outcomes._write_tools = lambda brand: {"apply_for_credit_card"}
+    r = record()
+    r.say("customer", "I'd like the Gold card")
+    r.say("agent", "Done: your application is in.")
+    ToolCall.create(brand=brand.id, conversation=r.conversation, workflow="apply_card",
+                    tool="apply_for_credit_card", method="POST", path="/applications",
+                    arguments={}, status="ok", code="ok", latency_ms=1.0, attempts=1)
+    r.state({"history": [{"workflow": "apply_card", "status": "done", "outcome": "upsold",
+                          "slots": {"upsell_value": 250}}]})
+
+    r.close()
+
+    assert _ledger(services, brand) == [("provisional", "25", r.conversation.public_id)]
