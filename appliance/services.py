@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import peewee
 
 from appliance.agent.conversations import AgentLimits, ConversationService
+from appliance.billing.invoices import InvoiceService
 from appliance.billing.ledger import Ledger
 from appliance.brands import BrandService
 from appliance.config import Settings, ensure_secret_key
@@ -56,6 +57,8 @@ class Services:
     handoffs: HandoffService
     identity: IdentityService
     outcomes: OutcomeService
+    ledger: Ledger
+    invoices: InvoiceService
     warm: WarmUp
 
     def warm_up(self) -> None:
@@ -114,7 +117,8 @@ def build_services(settings: Settings) -> Services:
                               max_attempts=settings.webhook_max_attempts,
                               console_url=settings.webhook_console_url)
     handoffs = HandoffService(db, webhooks)
-    outcomes = OutcomeService(db, Ledger(db), lambda brand: _write_tools(workflows, brand))
+    ledger = Ledger(db)
+    outcomes = OutcomeService(db, ledger, lambda brand: _write_tools(workflows, brand))
     warm = WarmUp()
     limits = AgentLimits(
         max_message_chars=settings.max_message_chars,
@@ -138,5 +142,7 @@ def build_services(settings: Settings) -> Services:
         handoffs=handoffs,
         identity=IdentityService(db),
         outcomes=outcomes,
+        ledger=ledger,
+        invoices=InvoiceService(db, ledger),
         warm=warm,
     )

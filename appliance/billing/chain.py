@@ -8,7 +8,8 @@ This file uses the Python standard library only, so that a buyer can copy it (it
 
 It recomputes every entry's hash from its content and the previous entry's hash, checks that the
 sequence numbers follow each other, and prints the count and sum of the amounts per entry type.
-It exits 0 when the chain holds and 1 naming the first entry that does not verify.
+When the export holds the period's closed invoice, it recomputes the invoice from the entries
+(`invoice_lines`) and compares. It exits 0 when all holds and 1 naming what does not.
 
 The chain: `hash = sha256(prev_hash + canonical_json(content))`, where `content` holds the
 entry's CONTENT_KEYS and the first entry of a brand's ledger has `prev_hash` GENESIS. Amounts
@@ -96,6 +97,38 @@ def totals(entries: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], tuple[
     return sums
 
 
+def invoice_lines(entries: Iterable[Mapping[str, Any]], monthly_minimum: Decimal,
+                  currency: str) -> dict[str, Any]:
+    """A period's invoice from its entries: one line per (outcome type, unit price) of the
+    `settled` entries, the `credit` entries (negative), the `reversal` entries (reported only:
+    they take back provisional lines, which were never invoiced), and the monthly minimum
+    topping up what falls short of it. Amounts as decimal strings."""
+    lines: dict[tuple[str, str], tuple[int, Decimal]] = {}
+    reversals, credits = (0, Decimal(0)), (0, Decimal(0))
+    for entry in entries:
+        amount = Decimal(entry["amount"])
+        if entry["type"] == "settled":
+            key = (str(entry["body"].get("outcome")), str(entry["body"].get("unit_price")))
+            count, total = lines.get(key, (0, Decimal(0)))
+            lines[key] = (count + 1, total + amount)
+        elif entry["type"] == "credit":
+            credits = (credits[0] + 1, credits[1] + amount)
+        elif entry["type"] == "reversal":
+            reversals = (reversals[0] + 1, reversals[1] + amount)
+    subtotal = sum((total for _, total in lines.values()), Decimal(0)) + credits[1]
+    minimum_applied = max(Decimal(0), monthly_minimum - subtotal)
+    return {
+        "lines": [{"type": kind, "count": count, "unit_price": unit,
+                   "amount": amount_text(total)}
+                  for (kind, unit), (count, total) in sorted(lines.items())],
+        "reversals": {"count": reversals[0], "amount": amount_text(reversals[1])},
+        "credits": {"count": credits[0], "amount": amount_text(credits[1])},
+        "minimum_applied": amount_text(minimum_applied),
+        "total": amount_text(subtotal + minimum_applied),
+        "currency": currency,
+    }
+
+
 def check_export(export: Mapping[str, Any]) -> ChainCheck:
     """Check an export as `appliance ledger export --format json` writes it."""
     entries: Sequence[Mapping[str, Any]] = export["entries"]
@@ -123,8 +156,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not result.ok:
         print(f"FAILED at entry {result.failed_seq}: {result.problem}")
         return 1
+    problem = check_invoice(export)
+    if problem is not None:
+        print(f"FAILED: {problem}")
+        return 1
     print(f"OK: {result.count} entries, head {result.head}")
     return 0
+
+
+def check_invoice(export: Mapping[str, Any]) -> str | None:
+    """Recompute the period's invoice, when the export holds its `invoice_close` entry, from
+    the period's other entries, and compare; None when it matches (or there is none)."""
+    period = export["period"]
+    closes = [e for e in export["entries"]
+              if e["type"] == "invoice_close" and e["body"].get("period") == period]
+    if not closes:
+        return None
+    stated = closes[-1]["body"]
+    billed = [e for e in export["entries"]
+              if e.get("in_period", True) and e["seq"] < closes[-1]["seq"]]
+    recomputed = invoice_lines(billed, Decimal(stated["monthly_minimum"]), stated["currency"])
+    for key, value in recomputed.items():
+        if stated.get(key) != value:
+            return f"the invoice's {key} is {stated.get(key)!r}; the entries give {value!r}"
+    print(f"invoice {period}: total {stated['total']} {stated['currency']} (recomputed)")
+    return None
 
 
 if __name__ == "__main__":

@@ -196,9 +196,11 @@ class Ledger:
     def export(self, brand: Brand, period: str) -> dict[str, Any]:
         """The entries written in a `YYYY-MM` month, as a self-verifying document.
 
-        It holds the contiguous run of the chain from the period's first entry to its last,
-        each with `in_period` (only an entry written with a back-dated `at` can be out of it),
-        and `anchor`, the hash its first entry links to: the `head` of the export before it.
+        It holds the contiguous run of the chain from the period's first entry to its last (or
+        to the entry that closed the period's invoice, written after it), each with
+        `in_period` (false for the entries after the period, and for one written with a
+        back-dated `at`), and `anchor`, the hash its first entry links to: the `head` of the
+        export before it.
         appliance/billing/chain.py (scripts/verify_ledger.py) checks it with no appliance.
         """
         start, end = month_bounds(period)
@@ -207,18 +209,34 @@ class Ledger:
         first, last = LedgerEntry.select(
             peewee.fn.MIN(LedgerEntry.seq), peewee.fn.MAX(LedgerEntry.seq)
         ).where(in_period).scalar(as_tuple=True)
+        closed = self.invoice_close(brand, period)
+        if closed is not None and first is not None:
+            # The period's invoice is written after it ends: the run reaches it, so that the
+            # export verifies the invoice against the entries it bills.
+            last = max(last, closed.seq)
         rows = [] if first is None else list(
             LedgerEntry.select().where((LedgerEntry.brand == brand)
                                        & LedgerEntry.seq.between(first, last))
             .order_by(LedgerEntry.seq))
         entries = [entry_json(brand, row) | {"in_period": start <= row.created_at < end}
                    for row in rows]
-        anchor = rows[0].prev_hash if rows else self._head_hash_before(brand, end)
+        anchor = rows[0].prev_hash if rows else self.head_before(brand, end)
         return {"brand": brand.slug, "period": period,
                 "exported_at": timestamp(utcnow()), "anchor": anchor,
                 "head": entries[-1]["hash"] if entries else anchor, "entries": entries}
 
-    def _head_hash_before(self, brand: Brand, end: dt.datetime) -> str:
+    def invoice_close(self, brand: Brand, period: str) -> LedgerEntry | None:
+        """The entry that closed the brand's invoice for `period` (YYYY-MM), if any."""
+        entry: LedgerEntry | None = (
+            LedgerEntry.select()
+            .where((LedgerEntry.brand == brand)
+                   & (LedgerEntry.type == EntryType.INVOICE_CLOSE.value)
+                   & LedgerEntry.body.contains(canonical_json({"period": period})[1:-1]))
+            .order_by(LedgerEntry.seq).first())
+        return entry
+
+    def head_before(self, brand: Brand, end: dt.datetime) -> str:
+        """The hash of the brand's last entry written before `end` (GENESIS if none)."""
         row = (LedgerEntry.select(LedgerEntry.hash)
                .where((LedgerEntry.brand == brand) & (LedgerEntry.created_at < end))
                .order_by(LedgerEntry.seq.desc()).first())

@@ -16,6 +16,7 @@ from appliance.cli import (
     doctor,
     evals,
     intents,
+    invoices,
     jobs,
     knowledge,
     ledger,
@@ -41,7 +42,8 @@ def cli(ctx: click.Context) -> None:
 
 
 for module in (serve, db, settings, brands, users, models, knowledge, intents, workflows, evals,
-               webhooks, demo, demo_backend, doctor, jobs, outcomes, contracts, ledger):
+               webhooks, demo, demo_backend, doctor, jobs, outcomes, contracts, ledger,
+               invoices):
     module.register(cli)
 
 

@@ -7,11 +7,14 @@ same function by hand. Jobs must be idempotent: the scheduler may run one again 
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from appliance.billing.contracts import contract_at
+from appliance.billing.ledger import month_bounds
 from appliance.db.models import JobRun, KnowledgeSource, utcnow
 from appliance.errors import ApplianceError, NotFound
 from appliance.services import Services
@@ -104,6 +107,19 @@ def settle_outcomes(services: Services) -> dict[str, Any]:
     return {"settled": services.outcomes.settle()}
 
 
+def close_invoices(services: Services) -> dict[str, Any]:
+    """Close last month's invoice of every brand that had a contract then (once each)."""
+    last_month = (utcnow().replace(day=1) - dt.timedelta(days=1)).strftime("%Y-%m")
+    closed = []
+    for brand in services.brands.all():
+        invoice = services.invoices.draft(brand, last_month) if contract_at(
+            brand, month_bounds(last_month)[1] - dt.timedelta(microseconds=1)) else None
+        if invoice is not None and invoice["state"] == "open":
+            services.invoices.close(brand, last_month, actor="scheduler")
+            closed.append(brand.slug)
+    return {"period": last_month, "closed": closed}
+
+
 JOBS: dict[str, Job] = {
     job.id: job
     for job in (
@@ -117,6 +133,8 @@ JOBS: dict[str, Job] = {
             deliver_webhooks.__doc__ or ""),
         Job("outcomes.settle", settle_outcomes, ("interval", {"hours": 1}),
             settle_outcomes.__doc__ or ""),
+        Job("invoices.close", close_invoices, ("cron", {"day": 1, "hour": 1, "minute": 0}),
+            close_invoices.__doc__ or "", at_start=False),
     )
 }
 
