@@ -23,6 +23,8 @@ from appliance.services import Services
 OLIVIA = {"email": "olivia.ito5204@example.com", "user_id": "olivia_ito_3591",
           "orders": ["#W5866402", "#W5353646", "#W5442520", "#W7941031", "#W3657213"]}
 
+TOOL_FAILED = "I'm sorry, I can't reach our order system right now, so I can't finish this myself."
+
 
 def snapshot(backend: RetailBackend, user_id: str) -> dict[str, Any]:
     user = backend.get(f"/users/{user_id}")
@@ -172,8 +174,12 @@ def faulty(services: Services, lumen: Any, retail_backend: RetailBackend) -> Ite
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    policy = policy_of(lumen).model_copy(
-        update={"tools_base_url": f"http://127.0.0.1:{httpd.server_address[1]}"})
+    policy = policy_of(lumen)
+    # What the agent says when the system fails is the brand's to word.
+    messages = policy.workflow_messages.model_copy(update={"tool_failed": TOOL_FAILED})
+    policy = policy.model_copy(update={
+        "tools_base_url": f"http://127.0.0.1:{httpd.server_address[1]}",
+        "workflow_messages": messages})
     services.brands.update("lumen-goods", policy=policy, actor="test")
     yield proxy
     httpd.shutdown()
@@ -185,7 +191,7 @@ def test_it_tells_the_customer_and_hands_off_when_the_order_system_fails(
     faulty.failing["/orders/"] = failure
     reply = customer.says(f"cancel order #W5442520 please, my email is {OLIVIA['email']}")
     status = customer.status()
-    assert "can't reach our order system" in reply
+    assert TOOL_FAILED in reply
     assert "Traceback" not in reply and "boom" not in reply
     assert (status["status"], status["status_reason"]) == ("pending_human", "tool_failure")
     conversation = Conversation.get(Conversation.public_id == customer.id)
