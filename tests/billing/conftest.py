@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,8 +21,10 @@ from appliance.db.models import Brand, Conversation, Message
 from appliance.services import Services
 
 EMPTY_CONFIG = Path(__file__).resolve().parents[1] / "empty-config.toml"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "verify_ledger.py"
 Talk = Callable[..., Conversation]
 Invoke = Callable[..., Result]
+Verifier = Callable[[dict[str, object], Path], "subprocess.CompletedProcess[str]"]
 
 
 @pytest.fixture
@@ -60,3 +66,21 @@ def invoke(settings: Settings) -> Invoke:
         return CliRunner().invoke(cli, list(args), env=env)
 
     return run
+
+
+def run_verifier(export: dict[str, object], where: Path) -> subprocess.CompletedProcess[str]:
+    """scripts/verify_ledger.py as a buyer runs it: a copy of the one file in `where`, in an
+    isolated Python with nothing of the appliance importable, on `export` written as JSON."""
+    where.mkdir(parents=True, exist_ok=True)
+    script = where / "verify_ledger.py"
+    shutil.copyfile(SCRIPT, script)
+    path = where / "export.json"
+    path.write_text(json.dumps(export), encoding="utf-8")
+    # -I: no user site, no PYTHON* variables, no current directory on the path.
+    return subprocess.run([sys.executable, "-I", str(script), str(path)], cwd=where,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.fixture
+def verifier() -> Verifier:
+    return run_verifier

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -24,7 +22,7 @@ from appliance.services import Services
 #: The fixtures' types (tests/billing/conftest.py).
 Talk = Callable[..., Conversation]
 Invoke = Callable[..., Result]
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "verify_ledger.py"
+Verifier = Callable[[dict[str, object], Path], subprocess.CompletedProcess[str]]
 NOVEMBER = dt.datetime(2026, 11, 10, 12)
 AFTER = dt.datetime(2026, 12, 1, 1)
 
@@ -99,20 +97,21 @@ def test_a_brand_without_a_contract_has_no_invoice(services: Services, brand: Br
 
 @pytest.mark.usefixtures("contract")
 def test_the_standalone_verifier_recomputes_the_invoice_from_an_export(
-    services: Services, brand: Brand, ledger: Ledger, talk: Talk, tmp_path: Path
+    services: Services, brand: Brand, ledger: Ledger, talk: Talk, tmp_path: Path,
+    verifier: Verifier,
 ) -> None:
     _november(ledger, brand, talk)
     services.invoices.close(brand, "2026-11", actor="test", now=AFTER)
     export = ledger.export(brand, "2026-11")
     assert export["entries"][-1]["type"] == "invoice_close"
 
-    honest = _verify(export, tmp_path / "honest")
+    honest = verifier(export, tmp_path / "honest")
     close = export["entries"][-1]
     close["body"]["total"] = "25"  # a padded invoice, even with its hash recomputed
     from appliance.billing.chain import entry_hash
 
     close["hash"] = entry_hash(close["prev_hash"], close)
-    padded = _verify(export, tmp_path / "padded")
+    padded = verifier(export, tmp_path / "padded")
 
     assert honest.returncode == 0, honest.stdout + honest.stderr
     assert "invoice 2026-11: total 20 EUR (recomputed)" in honest.stdout
@@ -136,13 +135,3 @@ def test_the_cli_closes_and_shows_an_invoice(
     assert closed.output.strip() == "closed acme 2026-11: 20 EUR"
     assert json.loads(shown.output)["state"] == "closed"
     assert isinstance(again.exception, Conflict)
-
-
-def _verify(export: dict[str, object], where: Path) -> subprocess.CompletedProcess[str]:
-    where.mkdir()
-    script = where / "verify_ledger.py"
-    shutil.copyfile(SCRIPT, script)
-    path = where / "export.json"
-    path.write_text(json.dumps(export), encoding="utf-8")
-    return subprocess.run([sys.executable, "-I", str(script), str(path)], cwd=where,
-                          capture_output=True, text=True, timeout=60, check=False)

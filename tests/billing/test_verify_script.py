@@ -4,10 +4,7 @@ with nothing of the appliance importable, on a real export and on a tampered one
 from __future__ import annotations
 
 import datetime as dt
-import json
-import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -15,18 +12,10 @@ from pathlib import Path
 from appliance.billing.ledger import EntryType, Ledger
 from appliance.db.models import Brand, Conversation
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "verify_ledger.py"
+#: The `verifier` fixture (tests/billing/conftest.py): runs the script on an export.
+Verifier = Callable[[dict[str, object], Path], subprocess.CompletedProcess[str]]
+
 AT = dt.datetime(2026, 12, 2, 10)
-
-
-def verify(export: dict[str, object], where: Path) -> subprocess.CompletedProcess[str]:
-    script = where / "verify_ledger.py"
-    shutil.copyfile(SCRIPT, script)
-    path = where / "export.json"
-    path.write_text(json.dumps(export), encoding="utf-8")
-    # -I: no user site, no PYTHON* variables, no current directory on the path.
-    return subprocess.run([sys.executable, "-I", str(script), str(path)], cwd=where,
-                          capture_output=True, text=True, timeout=60, check=False)
 
 
 def december(ledger: Ledger, brand: Brand, talk: Callable[..., Conversation]) -> dict[str, object]:
@@ -43,11 +32,12 @@ def december(ledger: Ledger, brand: Brand, talk: Callable[..., Conversation]) ->
 
 
 def test_it_verifies_a_real_export_and_prints_totals_per_type(
-    ledger: Ledger, brand: Brand, talk: Callable[..., Conversation], tmp_path: Path
+    ledger: Ledger, brand: Brand, talk: Callable[..., Conversation], tmp_path: Path,
+    verifier: Verifier,
 ) -> None:
     export = december(ledger, brand, talk)
 
-    result = verify(export, tmp_path)
+    result = verifier(export, tmp_path)
 
     assert result.returncode == 0, result.stdout + result.stderr
     lines = [line.split() for line in result.stdout.splitlines()]
@@ -59,14 +49,15 @@ def test_it_verifies_a_real_export_and_prints_totals_per_type(
 
 
 def test_it_exits_1_naming_the_first_entry_of_a_tampered_export(
-    ledger: Ledger, brand: Brand, talk: Callable[..., Conversation], tmp_path: Path
+    ledger: Ledger, brand: Brand, talk: Callable[..., Conversation], tmp_path: Path,
+    verifier: Verifier,
 ) -> None:
     export = december(ledger, brand, talk)
     entries = export["entries"]
     assert isinstance(entries, list)
     entries[3]["amount"] = "1.50"
 
-    result = verify(export, tmp_path)
+    result = verifier(export, tmp_path)
 
     assert result.returncode == 1
     assert "FAILED at entry 4: its hash does not match its content" in result.stdout
