@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from appliance import audit
 from appliance.db.models import ApiKey, Brand, utcnow
 from appliance.errors import AuthenticationError, Conflict, InvalidRequest, NotFound
+from appliance.workflows.schema import IdentityNeeds
 
 KEY_PREFIX = "sbk_"
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -130,6 +131,12 @@ class WorkflowMessages(BaseModel):
                 "your account, so I can't look into another one.",
         min_length=1, max_length=500,
         description="A verified customer named another account's details.")
+    third_party: str = Field(
+        default="I can only help the account holder with their own account. They can contact "
+                "us themselves, and we'll be glad to help them.",
+        min_length=1, max_length=500,
+        description="The customer asks about an account that is someone else's ('my wife's "
+                    "account'); says how the holder can reach the brand.")
     anything_else: str = Field(
         default="Is there anything else I can help with?", min_length=1, max_length=500,
         description="Follows a finished workflow.")
@@ -149,6 +156,34 @@ class WorkflowMessages(BaseModel):
         default="Now, back to your request:", min_length=1, max_length=200,
         description="Leads back into a workflow's question after answering a question asked "
                     "in the middle of it.")
+
+
+#: What says an account is someone else's ("my wife's account", "my friend's order", "on
+#: behalf of my father"): English phrases, case-insensitive regular expressions.
+THIRD_PARTY_PHRASES = (
+    r"\bmy (?:wife|husband|partner|spouse|fianc[eé]e?|friend|mother|mom|mum|father|dad|son|"
+    r"daughter|brother|sister|grand(?:mother|father|ma|pa)|aunt|uncle|cousin|boss|colleague|"
+    r"neighbou?r|roommate|client|girlfriend|boyfriend)(?:['\u2019]s|s')",
+    r"\bon behalf of\b",
+    r"\bsomeone else'?s\b",
+)
+
+
+class IdentityPolicy(IdentityNeeds):
+    """The assurance levels the brand's workflows need unless one declares its own, and what
+    says a request is about someone else's account (refused at any level)."""
+
+    third_party_phrases: tuple[str, ...] = Field(default=THIRD_PARTY_PHRASES, max_length=50)
+
+    @field_validator("third_party_phrases")
+    @classmethod
+    def _compiles(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for phrase in value:
+            try:
+                re.compile(phrase)
+            except re.error as exc:
+                raise ValueError(f"{phrase!r} is not a regular expression: {exc}") from exc
+        return value
 
 
 class BusinessHours(BaseModel):
@@ -267,6 +302,12 @@ class Policy(BaseModel):
         default="Thanks, I've passed that on. A colleague will reply here shortly.",
         max_length=500,
         description="Sent while the conversation waits for a human to take it over.")
+    identity: IdentityPolicy = Field(
+        default_factory=IdentityPolicy,
+        description="Assurance levels workflows need by default (contact: email, or name + "
+                    "zip; knowledge: 2 of date of birth, email, phone, address; "
+                    "one_time_code; asserted: signed by the brand's site), for reads and "
+                    "writes.")
     workflow_messages: WorkflowMessages = Field(
         default_factory=WorkflowMessages,
         description="What the workflow engine says outside the workflows' templates.")

@@ -54,7 +54,8 @@ class Flows:
         engine = Engine(state, caller, conversation_id=conversation.public_id,
                         identity=running.identity, llm_extract=self._llm_extract,
                         workflows=running.workflows, formats=running.formats,
-                        messages=policy.workflow_messages)
+                        messages=policy.workflow_messages, identity_policy=policy.identity,
+                        asserted=_asserted(conversation))
         current = state.running
         workflow = running.workflows.get(current) if current else None
         if current and workflow is None:
@@ -76,9 +77,12 @@ class Flows:
         engine, match, workflow = flow.engine, flow.match, flow.workflow
         offered, flow.state.offered = flow.state.offered, None
         engine.remember(text)
-        refused = engine.refuse_other_customer(text)
+        target = workflow or (flow.running.workflows[match.workflow] if match else None)
+        refused = engine.refuse_third_party(text) or engine.refuse_other_customer(
+            text, new_email=target is not None and not target.provides_identity and any(
+                slot.type == "email" for slot in target.slots.values()))
         if refused is not None:
-            return Decision(WORKFLOW, "other_customer", "reply",
+            return Decision(WORKFLOW, refused.reason or "other_customer", "reply",
                             {"workflow": refused.trace()}), refused, flow.state
         if workflow is not None and not flow.answers(text):
             if (match is not None and match.workflow != workflow.name and match.via == "example"
@@ -119,6 +123,13 @@ class Flows:
             return None
         rule = f"workflow_{'done' if outcome.status == DONE else outcome.status}"
         return Decision(WORKFLOW, rule, "reply", evidence), outcome, flow.state
+
+
+def _asserted(conversation: Conversation) -> str | None:
+    """The customer id the brand's site signed for this conversation (identity.py), if any."""
+    customer = conversation.customer if isinstance(conversation.customer, dict) else {}
+    identifier = customer.get("id") or customer.get("email")
+    return str(identifier) if customer.get("assurance") == "asserted" and identifier else None
 
 
 def _takes_offer(flow: Flow, offered: str, text: str, small_talk: bool) -> bool:

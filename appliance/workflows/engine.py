@@ -13,9 +13,13 @@ Guards, enforced here and not left to the definition:
   must list it in `tools`;
 - a write runs only when the confirmation step before it was answered "yes" on the turn
   right after it was asked, for exactly the details it listed;
-- tools that read account data need a verified customer; a result that belongs to another
-  customer (the tool's `owner` field) is refused: one customer per conversation;
-- after identity is verified, a different identity in the same conversation is refused.
+- tools that read account data need a customer verified at the level the workflow needs for
+  reads (`identity.read`), writes the level it needs for writes (`identity.write`); a lower
+  level walks the identity workflow again to ask for more (`identity.needed` in its
+  expressions) before a confirmation is asked;
+- a result that belongs to another customer (the tool's `owner` field) is refused: one
+  customer per conversation; once verified, an identify step that finds another customer
+  switches nothing, and a request about someone else's account is refused at any level.
 
 The engine's state is a WorkflowState (state.py), saved with the turn as
 `Conversation.state`. It knows no brand: the brand's slot formats (its toolset's `formats`)
@@ -33,7 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from appliance.brands import WorkflowMessages
+from appliance.brands import IdentityPolicy, WorkflowMessages
 from appliance.workflows.expressions import argument, evaluate, render
 from appliance.workflows.extract import (
     EMAIL,
@@ -43,7 +47,7 @@ from appliance.workflows.extract import (
     extract,
     wants_to_stop,
 )
-from appliance.workflows.schema import Slot, Step, ToolSpec, Workflow
+from appliance.workflows.schema import LEVELS, IdentityNeeds, Slot, Step, ToolSpec, Workflow
 from appliance.workflows.state import (
     Awaiting,
     Customer,
@@ -70,6 +74,11 @@ WAITING, DONE, HANDOFF, KNOWLEDGE, STOPPED, REFUSED, SWITCHED = (
 _ANSWER_ONLY = frozenset({"first_name", "last_name", "text", "choice", "choices",
                           "variants", "number"})
 _CHOICES = frozenset({"choice", "choices", "variants"})
+
+
+def _rank(level: str | None) -> int:
+    """A level's place among LEVELS, weakest first; -1 for none."""
+    return LEVELS.index(level) if level in LEVELS else -1
 
 
 def _depends_on(slot: Slot, name: str) -> bool:
@@ -158,8 +167,21 @@ class Engine:
                  identity: Workflow | None, llm_extract: LlmExtract | None = None,
                  workflows: Mapping[str, Workflow] | None = None,
                  formats: Formats = NO_FORMATS,
-                 messages: WorkflowMessages | None = None) -> None:
+                 messages: WorkflowMessages | None = None,
+                 identity_policy: IdentityPolicy | None = None,
+                 asserted: str | None = None) -> None:
         self.state = state
+        #: The levels workflows need unless they declare their own, and what says a request
+        #: is about someone else's account.
+        self._identity_policy = identity_policy or IdentityPolicy()
+        self._third_party = [re.compile(phrase, re.IGNORECASE)
+                             for phrase in self._identity_policy.third_party_phrases]
+        #: The customer id the brand's site signed for this conversation, if it did.
+        self._asserted = asserted
+        #: The level the identity workflow is walked for this turn (`identity.needed`).
+        self._needed: str = self._identity_policy.read
+        #: The workflow this turn runs (its levels decide what the identity phase reads).
+        self._current: Workflow | None = None
         self._tools = tools
         #: How the brand writes its identifiers, and what the engine says in its name.
         self._formats = formats
@@ -227,12 +249,29 @@ class Engine:
                            formats=self._formats) is not None
                    for name, slot in slots.items())
 
-    def refuse_other_customer(self, text: str) -> TurnOutcome | None:
+    def refuse_third_party(self, text: str) -> TurnOutcome | None:
+        """A request about someone else's account ("my wife's card", "my friend's order") is
+        refused whatever the level, with how the holder can reach the brand; the running
+        workflow, if any, ends without doing anything."""
+        if not any(pattern.search(text) for pattern in self._third_party):
+            return None
+        run = self.state.run
+        outcome = TurnOutcome(REFUSED, run.workflow if run else "", reason="third_party")
+        if run is None:
+            outcome.messages.append(self._say.third_party)
+            return outcome
+        return self._finish(outcome, REFUSED, "informed", [self._say.third_party],
+                            reason="third_party")
+
+    def refuse_other_customer(self, text: str, *, new_email: bool = False) -> TurnOutcome | None:
         """Once a customer is verified, a message naming another account's email is refused:
-        one customer per conversation. The running workflow, if any, waits as it was."""
+        one customer per conversation. The running workflow, if any, waits as it was.
+        `new_email`: the workflow the message is for takes an email of its own (a change of
+        contact details), so an email is no other customer's."""
         customer = self.state.customer
         emails = {match.lower().rstrip(".") for match in EMAIL.findall(text)}
-        if customer is None or not emails or emails == {(customer.email or "").lower()}:
+        if customer is None or not emails or new_email or emails == {
+                (customer.email or "").lower()}:
             return None
         run = self.state.run or Run()
         outcome = TurnOutcome(REFUSED, run.workflow, reason="other_customer")
@@ -271,6 +310,7 @@ class Engine:
 
     def _turn(self, workflow: Workflow, text: str, *, switched: bool) -> TurnOutcome:
         run = self._run
+        self._current = workflow
         outcome = TurnOutcome(WAITING, workflow.name)
         awaiting, asked = run.awaiting, run.asked
         run.awaiting, run.asked, run.prompt = None, [], None
@@ -290,7 +330,9 @@ class Engine:
             return self._finish(outcome, STOPPED, "abandoned", [self._say.declined])
         try:
             for phase in phases:
-                if phase.workflow.provides_identity and self.customer_id:
+                if phase.workflow.provides_identity:
+                    self._identify(phase, outcome, awaiting if answer else None,
+                                   self._needs(workflow).read)
                     continue
                 self._walk(phase, outcome, awaiting if answer else None)
         except _Stop as stop:
@@ -319,19 +361,64 @@ class Engine:
 
     def _slots_in_play(self, workflow: Workflow) -> dict[str, Any]:
         slots = dict(workflow.slots)
-        if workflow.requires_identity and self._identity is not None and not self.customer_id:
+        if workflow.requires_identity and self._identity is not None and not self._assured(
+                self._needs(workflow).write):
             slots.update(self._identity.slots)
         return slots
 
+    # -- identity levels --------------------------------------------------------------------
+
+    def _needs(self, workflow: Workflow) -> IdentityNeeds:
+        """The levels `workflow` needs: its own, or the brand's."""
+        return workflow.identity or self._identity_policy
+
+    @property
+    def _level(self) -> str | None:
+        customer = self.state.customer
+        return customer.assurance if customer is not None else None
+
+    def _assured(self, needed: str) -> bool:
+        """Whether the customer is verified at `needed` or a stronger level."""
+        return self.customer_id is not None and _rank(self._level) >= _rank(needed)
+
+    def _identify(self, phase: _Phase, outcome: TurnOutcome, confirmed_now: Awaiting | None,
+                  needed: str) -> None:
+        """Walk the identity workflow until the customer is verified at `needed`: it reads
+        the level as `identity.needed` (a one-time code on top of what the customer knows).
+        A walk that ends short of it hands off."""
+        if self._assured(needed):
+            return
+        self._needed = needed
+        self._walk(phase, outcome, confirmed_now)
+        if not self._assured(needed):
+            raise _Stop(HANDOFF, "identity_insufficient")
+
+    def _step_up(self, phase: _Phase, outcome: TurnOutcome,
+                 confirmed_now: Awaiting | None) -> None:
+        """Before a workflow's confirmation: a customer verified below the level its writes
+        need is asked for more by the identity workflow first."""
+        if phase.workflow.provides_identity or not phase.workflow.requires_identity:
+            return
+        needed = self._needs(phase.workflow).write
+        if self._assured(needed):
+            return
+        if self._identity is None:
+            raise _Stop(HANDOFF, "identity_required")
+        self._identify(_Phase(self._identity, self._run.identity), outcome, confirmed_now,
+                       needed)
+
     def _values(self, phase: _Phase) -> dict[str, Any]:
+        identity = {"needed": self._needed, "level": self._level or "none",
+                    "asserted": self._asserted}
         return {**self.state.values(), **phase.vars, **phase.slots,
-                "limits": phase.workflow.limits}
+                "limits": phase.workflow.limits, "identity": identity}
 
     def _fill(self, phase: _Phase, text: str, asked: Sequence[str], *,
               reviewing: bool) -> list[str]:
         """Read every slot from the message. Choices are replaced only when asked for or
         while the customer reviews a confirmation ("actually, the sneakers")."""
-        if phase.workflow.provides_identity and self.customer_id:
+        if phase.workflow.provides_identity and self._assured(
+                self._needs(self._current or phase.workflow).write):
             return []
         filled = []
         for name, slot in phase.workflow.slots.items():
@@ -390,6 +477,8 @@ class Engine:
                         self._fail(phase, step, values, outcome, render(step.message or "",
                                                                         values))
                 case "confirm":
+                    self._step_up(phase, outcome, confirmed_now)
+                    values = self._values(phase)
                     text = render(step.confirm or "", values)
                     digest = _digest(text)
                     done = progress.confirmed
@@ -414,6 +503,7 @@ class Engine:
                         outcome.messages.append(text)
                 case "identify":
                     self._verify(phase, step, values, outcome)
+                    values = self._values(phase)
                 case "answer":
                     raise _Stop(KNOWLEDGE, outcome=step.outcome or "informed")
                 case "hand_off":
@@ -492,9 +582,10 @@ class Engine:
         spec = self._tools.spec(name)
         if spec is None or name not in phase.workflow.tools:
             raise _Stop(HANDOFF, "tool_not_allowed")
-        if spec.requires_identity and not self.customer_id and not (
-                phase.workflow.provides_identity):
-            raise _Stop(HANDOFF, "identity_required")
+        if spec.requires_identity and not phase.workflow.provides_identity:
+            needs = self._needs(phase.workflow)
+            if not self._assured(needs.write if spec.writes else needs.read):
+                raise _Stop(HANDOFF, "identity_required")
         result = self._tools.call(spec, arguments, idempotency_key)
         if result.ok:
             # Keys in the order the saved state will have them (sorted), so a confirmation
@@ -581,8 +672,19 @@ class Engine:
         if result.status != OK:
             outcome.messages.append(self._say.tool_failed)
             raise _Stop(HANDOFF, "tool_failure")
+        level: str = step.assurance
+        if level == "asserted" and customer_id != self._asserted:
+            # Only the id the brand's site signed is asserted.
+            raise _Stop(HANDOFF, "identity_not_asserted")
+        known = self.state.customer
+        if known is not None and known.id != customer_id:
+            # Another customer's details never switch the conversation's customer.
+            outcome.messages.append(self._say.other_customer)
+            raise _Stop(REFUSED, "other_customer", outcome="informed")
+        if known is not None and _rank(known.assurance) > _rank(level):
+            level = known.assurance
         self.state.customer = Customer(customer_id, _profile(result),
-                                       ProfileCall(step.profile, arguments))
+                                       ProfileCall(step.profile, arguments), level)
         if step.message:
             outcome.messages.append(render(step.message, {**values,
                                                           "customer": result.data}))

@@ -32,10 +32,28 @@ OUTCOMES = ("resolved", "saved", "upsold", "informed", "escalated", "abandoned")
 STEP_KINDS = ("ask", "lookup", "check", "confirm", "write", "say", "identify", "answer",
               "hand_off", "end", "switch")
 FAILURE_ACTIONS = ("reask", "end", "hand_off")
+#: How sure the agent is of who the customer is, weakest first (appliance.identity.Assurance).
+Level = Literal["contact", "knowledge", "one_time_code", "asserted"]
+LEVELS: tuple[str, ...] = get_args(Level)
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class IdentityNeeds(_Strict):
+    """The assurance level a workflow needs before anything about the customer is shown
+    (`read`) and before it changes anything (`write`); a stronger level satisfies a weaker
+    one."""
+
+    read: Level = "contact"
+    write: Level = "contact"
+
+    @model_validator(mode="after")
+    def _write_at_least_read(self) -> IdentityNeeds:
+        if LEVELS.index(self.write) < LEVELS.index(self.read):
+            raise ValueError("identity.write cannot be weaker than identity.read")
+        return self
 
 
 class Triggers(_Strict):
@@ -138,6 +156,9 @@ class Step(_Strict):
     profile: str | None = None
     #: end / identify: the outcome recorded (defaults to the workflow's).
     outcome: str | None = None
+    #: identify: the assurance level this way of identifying achieves (`asserted` only for
+    #: the id the brand's site signed).
+    assurance: Level = "contact"
 
     @property
     def kind(self) -> str:
@@ -172,6 +193,8 @@ class Workflow(_Strict):
     #: The identity workflow verifies the customer; others may require it first.
     provides_identity: bool = False
     requires_identity: bool = False
+    #: The levels it needs (default: the brand's policy, `identity`).
+    identity: IdentityNeeds | None = None
     slots: dict[str, Slot] = Field(default_factory=dict)
     steps: tuple[Step, ...] = Field(min_length=1)
     outcome: Literal["resolved", "saved", "upsold", "informed", "escalated",

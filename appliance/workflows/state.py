@@ -11,10 +11,13 @@ same keys back, so no row needs migrating:
              "prompt"?, "awaiting"?: {"step", "digest"}, "asked"?, "last_asked"?: {"prompt",
              "count"}}?,
      "history": [{"workflow", "status", "outcome", "reason", "slots"}],
-     "customer_id"?, "profile"?: {"tool", "args"}, "values"?: {"customer": profile},
+     "customer_id"?, "assurance"?, "profile"?: {"tool", "args"},
+     "values"?: {"customer": profile},
      "stale_profile"?, "loose": [texts], "offered_workflow"?}
 
-Keys marked ? are written only when set, as they always were.
+Keys marked ? are written only when set, as they always were. A customer saved before
+`assurance` was kept was verified by contact details (email, or name + zip), the one way
+there was: they load at that level.
 """
 
 from __future__ import annotations
@@ -180,6 +183,9 @@ class Customer:
     #: Their profile, as the brand's profile tool returned it (`customer` in expressions).
     profile: dict[str, Any] = field(default_factory=dict)
     lookup: ProfileCall | None = None
+    #: How sure the agent is that they are who they say (an `appliance.identity.Assurance`
+    #: label: contact, knowledge, one_time_code, asserted).
+    assurance: str = "contact"
 
     @property
     def email(self) -> str | None:
@@ -231,6 +237,7 @@ class WorkflowState:
             saved["run"] = self.run.to_json()
         if self.customer is not None:
             saved["customer_id"] = self.customer.id
+            saved["assurance"] = self.customer.assurance
             saved["values"] = {"customer": self.customer.profile}
             if self.customer.lookup is not None:
                 saved["profile"] = {"tool": self.customer.lookup.tool,
@@ -271,4 +278,5 @@ def _customer(raw: dict[str, Any]) -> Customer | None:
     call = _dict(raw, "profile")
     return Customer(str(raw["customer_id"]), _dict(_dict(raw, "values"), "customer"),
                     ProfileCall(str(call["tool"]), _dict(call, "args"))
-                    if call.get("tool") else None)
+                    if call.get("tool") else None,
+                    _text(raw, "assurance") or "contact")

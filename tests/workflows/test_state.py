@@ -33,6 +33,7 @@ def _saved() -> dict[str, Any]:
         "history": [{"workflow": "exchange_items", "status": "switched", "outcome": None,
                      "reason": "return_items", "slots": {"order_id": "#W2611340"}}],
         "customer_id": "olivia_ito_5204",
+        "assurance": "knowledge",
         "profile": {"tool": "find_user", "args": {"email": "olivia.ito5204@example.com"}},
         "values": {"customer": {"email": "olivia.ito5204@example.com",
                                 "name": {"first_name": "Olivia", "last_name": "Ito"}}},
@@ -58,6 +59,18 @@ def test_it_round_trips_the_saved_shape() -> None:
     assert (state.customer_id, state.customer.name, state.customer.email) == (
         "olivia_ito_5204", "Olivia Ito", "olivia.ito5204@example.com")
     assert state.values() == {"customer": saved["values"]["customer"]}
+    assert state.customer.assurance == "knowledge"
+
+
+def test_a_customer_saved_before_levels_were_kept_loads_at_the_contact_level() -> None:
+    """Before `assurance` was saved, an email or name + zip was the only way to verify."""
+    saved = _saved()
+    del saved["assurance"]
+
+    state = WorkflowState.from_json(saved)
+
+    assert state.customer is not None and state.customer.assurance == "contact"
+    assert state.to_json()["assurance"] == "contact"
     assert state.offered == "cancel_order" and state.stale_profile
     assert state.last is not None and state.last.ending == "switched"
 
