@@ -1,4 +1,5 @@
-"""`appliance eval ...`: run a brand's scripted workflow evals against the live engine."""
+"""`appliance eval ...`: run a brand's scripted evals (its workflows', its knowledge's answers)
+against the live engine."""
 
 from __future__ import annotations
 
@@ -21,29 +22,30 @@ def register(cli: click.Group) -> None:
 
 @click.group("eval")
 def eval_() -> None:
-    """Workflow evals: scripted conversations with expected writes, state and replies."""
+    """Scripted conversations with expected writes, state, replies and citations."""
 
 
 @eval_.command("run")
 @click.option("--brand", "slug", required=True, help="Brand slug.")
-@click.option("--workflow", help="Only this workflow's cases.")
+@click.option("--suite", "--workflow", "suite",
+              help="Only this suite's cases: a workflow's name, or e.g. knowledge.")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
               help="Folder of eval files (default: the demo brand's evals).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--min-pass", type=click.FloatRange(0, 1), default=0.0,
               help="Exit 1 when the overall pass rate is below this (0-1).")
 @pass_cli
-def run(ctx: CliContext, slug: str, workflow: str | None, directory: Path | None,
+def run(ctx: CliContext, slug: str, suite: str | None, directory: Path | None,
         as_json: bool, min_pass: float) -> None:
-    """Run the cases and print the pass rate per workflow, and each failure with why.
+    """Run the cases and print the pass rate per suite, and each failure with why.
 
     Each case starts from a fresh copy of the brand's test system (POST /reset on the tools'
     base URL): run it against a test or demo system, never production."""
     directory = directory or WORKFLOWS_DIR / slug / "evals"
-    suites = load_suites(directory, workflow)
+    suites = load_suites(directory, suite)
     if not suites:
         raise click.ClickException(f"no eval cases in {directory}"
-                                   + (f" for workflow {workflow!r}" if workflow else ""))
+                                   + (f" for suite {suite!r}" if suite else ""))
     services = ctx.services
     brand = services.brands.get(slug)
 
@@ -60,14 +62,14 @@ def run(ctx: CliContext, slug: str, workflow: str | None, directory: Path | None
                                "pass_rate": round(rate, 4),
                                "results": [r.as_dict() for r in results]}, indent=2))
     else:
-        by_workflow: dict[str, list[CaseResult]] = defaultdict(list)
+        by_suite: dict[str, list[CaseResult]] = defaultdict(list)
         for result in results:
-            by_workflow[result.workflow].append(result)
+            by_suite[result.workflow].append(result)
         rows = [(name, str(len(cases)), str(sum(c.passed for c in cases)),
                  f"{sum(c.passed for c in cases) / len(cases):.0%}")
-                for name, cases in sorted(by_workflow.items())]
+                for name, cases in sorted(by_suite.items())]
         rows.append(("all", str(len(results)), str(passed), f"{rate:.1%}"))
-        table(rows, ("workflow", "cases", "passed", "pass rate"))
+        table(rows, ("suite", "cases", "passed", "pass rate"))
         for result in results:
             if not result.passed:
                 click.echo(f"\nFAIL {result.workflow}: {result.name}")

@@ -1,4 +1,4 @@
-"""Scripted eval conversations: a workflow's customer turns and what must come of them.
+"""Scripted eval conversations: customer turns and what must come of them.
 
 One YAML file per workflow (`evals/<workflow>.yaml` beside the brand's workflows):
 
@@ -17,8 +17,15 @@ One YAML file per workflow (`evals/<workflow>.yaml` beside the brand's workflows
 
 `writes` lists every write the agent must make, in order, and nothing else happens: an empty
 list means no write at all. `state` maps paths of the brand's system to values its answer must
-contain. `says` are phrases some agent reply must contain (case-insensitive). `outcome` is how
-the workflow ends (resolved, informed, abandoned, escalated).
+contain. `says` are phrases some agent reply must contain (case-insensitive; a list in place
+of a phrase means any one of its phrases, for a fact a generated answer may word in several
+ways), `never_says` phrases none may contain. `cites` are phrases that the title or article
+key of some source an agent reply cites must contain (case-insensitive). `outcome` is how the
+conversation's last workflow ends (resolved, informed, abandoned, escalated; `none` when no
+workflow ran).
+
+A suite that tests no single workflow names itself instead (`suite: knowledge`, for the
+answers the knowledge gives); its cases expect the same things.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from appliance.workflows.schema import parse_document
 
@@ -44,8 +51,9 @@ class ExpectedWrite(_Strict):
 class Expectation(_Strict):
     writes: tuple[ExpectedWrite, ...] = ()
     state: dict[str, Any] = Field(default_factory=dict)
-    says: tuple[str, ...] = ()
+    says: tuple[str | tuple[str, ...], ...] = ()
     never_says: tuple[str, ...] = ()
+    cites: tuple[str, ...] = ()
     outcome: str | None = None
 
 
@@ -65,12 +73,26 @@ class EvalCase(_Strict):
 
 
 class EvalSuite(_Strict):
-    workflow: str
+    #: The workflow the suite tests; or None for a suite named by `suite`.
+    workflow: str | None = None
+    suite: str | None = None
     cases: tuple[EvalCase, ...] = Field(min_length=1)
 
+    @model_validator(mode="after")
+    def _named_once(self) -> EvalSuite:
+        if (self.workflow is None) == (self.suite is None):
+            raise ValueError("name either the workflow the suite tests or the suite")
+        return self
 
-def load_suites(directory: Path, workflow: str | None = None) -> list[EvalSuite]:
-    """The suites in `directory/*.yaml`, optionally only one workflow's."""
+    @property
+    def name(self) -> str:
+        """The workflow's name, or the suite's."""
+        return self.workflow or self.suite or ""
+
+
+def load_suites(directory: Path, name: str | None = None) -> list[EvalSuite]:
+    """The suites in `directory/*.yaml`, optionally only the one called `name` (a workflow's
+    or a suite's name)."""
     suites = [parse_document(path.read_text(encoding="utf-8"), EvalSuite, path.name)
               for path in sorted(directory.glob("*.yaml"))]
-    return [suite for suite in suites if workflow is None or suite.workflow == workflow]
+    return [suite for suite in suites if name is None or suite.name == name]

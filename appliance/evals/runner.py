@@ -18,7 +18,7 @@ import httpx
 
 from appliance.agent.conversations import PENDING_HUMAN, TurnResult
 from appliance.brands import policy_of
-from appliance.db.models import Brand, Conversation
+from appliance.db.models import Brand, Conversation, Message
 from appliance.errors import ConfigError
 from appliance.evals.cases import EvalCase, EvalSuite
 from appliance.evals.customer import ScriptedCustomer, Task, gold_state, state_of
@@ -31,6 +31,7 @@ EVAL_CHANNEL = "eval"
 
 @dataclass
 class CaseResult:
+    #: The suite's name: the workflow it tests, or its own (`knowledge`).
     workflow: str
     name: str
     problems: list[str] = field(default_factory=list)
@@ -58,7 +59,7 @@ def run_suites(services: Services, brand: Brand, suites: list[EvalSuite],
     with httpx.Client(base_url=base_url, timeout=30) as system:
         for suite in suites:
             for case in suite.cases:
-                result = _run_case(services, brand, system, writes, suite.workflow, case)
+                result = _run_case(services, brand, system, writes, suite.name, case)
                 results.append(result)
                 if progress is not None:
                     progress(result)
@@ -66,16 +67,16 @@ def run_suites(services: Services, brand: Brand, suites: list[EvalSuite],
 
 
 def _run_case(services: Services, brand: Brand, system: httpx.Client, writes: set[str],
-              workflow: str, case: EvalCase) -> CaseResult:
+              suite: str, case: EvalCase) -> CaseResult:
     started = time.perf_counter()
-    result = CaseResult(workflow, case.name)
+    result = CaseResult(suite, case.name)
     try:
         system.post("/reset").raise_for_status()
     except httpx.HTTPError as exc:
         raise ConfigError(f"the brand's test system cannot be reset at "
                           f"{system.base_url}/reset: {exc}") from exc
     conversation, _ = services.conversations.start(
-        brand, {"eval": workflow, "case": case.name}, EVAL_CHANNEL)
+        brand, {"eval": suite, "case": case.name}, EVAL_CHANNEL)
     for text in case.turns:
         reply, conversation = say(services, brand, conversation, text)
         result.transcript += [("customer", text), ("agent", reply)]
@@ -94,10 +95,15 @@ def _run_case(services: Services, brand: Brand, system: httpx.Client, writes: se
             result.problems.append(f"state {path}: expected {want}, got "
                                    f"{_excerpt(response, want)}")
     said = " ".join(text for role, text in result.transcript if role == "agent").lower()
-    result.problems += [f"never said {phrase!r}" for phrase in expect.says
-                        if phrase.lower() not in said]
+    result.problems += [
+        "never said " + " or ".join(map(repr, _alternatives(phrase))) for phrase in expect.says
+        if not any(one.lower() in said for one in _alternatives(phrase))]
     result.problems += [f"said {phrase!r}" for phrase in expect.never_says
                         if phrase.lower() in said]
+    if expect.cites:
+        cited = _cited(conversation)
+        result.problems += [f"never cited {source!r} (cited: {cited})" for source in expect.cites
+                            if not any(source.lower() in title.lower() for title in cited)]
     if expect.outcome is not None:
         ended = outcome_of(conversation.status, WorkflowState.from_json(conversation.state))
         if ended != expect.outcome:
@@ -166,6 +172,18 @@ def outcome_of(status: str, state: WorkflowState) -> str:
     if state.run is not None:
         return "running"
     return state.last.ending if state.last is not None else "none"
+
+
+def _alternatives(phrase: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (phrase,) if isinstance(phrase, str) else phrase
+
+
+def _cited(conversation: Conversation) -> list[str]:
+    """The sources the agent's replies cite, each as its title and article key."""
+    replies = Message.select(Message.citations).where(
+        (Message.conversation == conversation.id) & (Message.role == "agent"))
+    return [f"{citation.get('title')} ({citation.get('article')})"
+            for reply in replies for citation in reply.citations or []]
 
 
 def _contains(actual: Any, expected: Any) -> bool:
