@@ -3,8 +3,14 @@
 A passage is split into units a person would quote: the sentences of its paragraphs (pysbd
 finds the boundaries, so "e.g." or "$1.50" does not end one) and the items of its lists, each
 list kept with the sentence that leads into it ("Tell us:" then the items). Headings are not
-units. A unit's relevance is the cosine between its embedding and the question's (the same
-embedder the retrieval uses); units below the brand's `knowledge_min_relevance` are never
+units, and neither are a FAQ's questions (a short line ending in "?" with its answer below):
+each unit remembers the heading or question it sits under. A unit's relevance is the cosine
+between the question's embedding and its own (the same embedder the retrieval uses); under a
+heading that is a question (a FAQ's), the mean of that and the heading's cosine when the mean
+is higher: "Standard shipping takes 3 to 5 business days" answers "how long does delivery
+take?" because the FAQ's question above it asks just that, though its own words share little
+with the customer's. A heading that only names a topic ("Starting a return") lends nothing: a
+whole section would rank with it. Units below the brand's `knowledge_min_relevance` are never
 chosen.
 
 The same choice serves twice: the few units that go into a grounded prompt, within a token
@@ -47,6 +53,8 @@ class Unit:
     item: bool = False
     #: The sentence ends with ":" and the list after it is its continuation.
     leads: bool = False
+    #: The heading, or the FAQ question, the unit sits under ("" for none).
+    heading: str = ""
 
 
 @dataclass(frozen=True)
@@ -60,8 +68,9 @@ class Chosen:
     order: int
 
 
-def passage_units(text: str) -> list[Unit]:
-    """The quotable units of a passage, in order."""
+def passage_units(text: str, heading: str = "") -> list[Unit]:
+    """The quotable units of a passage, in order; `heading` is the one the passage starts
+    under (its chunk's)."""
     segmenter = pysbd.Segmenter(language="en", clean=False)
     lines = [line.strip() for line in text.splitlines()]
     units: list[Unit] = []
@@ -74,7 +83,8 @@ def passage_units(text: str) -> list[Unit]:
             for sentence in segmenter.segment(" ".join(paragraph)):
                 sentence = _tidy(sentence)
                 if sentence:
-                    units.append(Unit(sentence, group, leads=sentence.endswith(":")))
+                    units.append(Unit(sentence, group, leads=sentence.endswith(":"),
+                                      heading=heading))
             paragraph.clear()
             group += 1
 
@@ -89,11 +99,11 @@ def passage_units(text: str) -> list[Unit]:
                 group = units[-1].group  # the list continues its lead-in sentence
             text_of_item = _tidy(item.group("text"))
             if text_of_item:
-                units.append(Unit(text_of_item, group, item=True))
+                units.append(Unit(text_of_item, group, item=True, heading=heading))
             if index + 1 >= len(lines) or not _LIST_ITEM.match(lines[index + 1]):
                 group = max(group, units[-1].group if units else group) + 1
         elif not paragraph and _is_heading(line, any(lines[index + 1:])):
-            pass
+            heading = _HEADING_MARK.sub("", line)
         else:
             paragraph.append(line)
     close_paragraph()
@@ -102,11 +112,11 @@ def passage_units(text: str) -> list[Unit]:
 
 def _is_heading(line: str, more_follows: bool) -> bool:
     """A Markdown heading, or a short line that starts a paragraph, ends without punctuation
-    and has text after it."""
+    (or with a question mark: a FAQ's question) and has text after it."""
     if _HEADING_MARK.match(line):
         return True
     return (more_follows and len(line.split()) <= _HEADING_MAX_WORDS
-            and not line.endswith((".", "!", "?", ":", ",", ";")))
+            and not line.endswith((".", "!", ":", ",", ";")))
 
 
 def _tidy(text: str) -> str:
@@ -122,35 +132,48 @@ class Quoter:
 
     def __init__(self, embedder: Embedder) -> None:
         self._embedder = embedder
-        self._cache: OrderedDict[int, tuple[list[Unit], Vectors]] = OrderedDict()
+        self._cache: OrderedDict[int, tuple[list[Unit], Vectors, Vectors]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _units(self, hit: Hit) -> tuple[list[Unit], Vectors]:
+    def _units(self, hit: Hit) -> tuple[list[Unit], Vectors, Vectors]:
+        """The units of the hit's passage, their embeddings, and row by row the embeddings
+        of the FAQ questions they answer (zeros for a unit under none)."""
         with self._lock:
             cached = self._cache.get(hit.chunk_id)
             if cached is not None:
                 self._cache.move_to_end(hit.chunk_id)
                 return cached
-        units = passage_units(hit.text)
-        vectors = (self._embedder.embed([u.text for u in units]) if units
-                   else np.zeros((0, 1), dtype=np.float32))
+        units = passage_units(hit.text, hit.heading)
+        headings = sorted({u.heading for u in units if u.heading.endswith("?")})
+        if units:
+            # One batch: the units, then each heading once.
+            embedded = self._embedder.embed([u.text for u in units] + headings)
+            vectors, heading_vectors = embedded[:len(units)], embedded[len(units):]
+            of_heading = dict(zip(headings, heading_vectors, strict=True))
+            none = np.zeros(vectors.shape[1], dtype=vectors.dtype)
+            over = np.stack([of_heading.get(u.heading, none) for u in units])
+        else:
+            vectors = over = np.zeros((0, 1), dtype=np.float32)
         with self._lock:
-            self._cache[hit.chunk_id] = (units, vectors)
+            self._cache[hit.chunk_id] = (units, vectors, over)
             while len(self._cache) > _CACHE_CHUNKS:
                 self._cache.popitem(last=False)
-        return units, vectors
+        return units, vectors, over
 
     def rank(self, question: Vectors, hits: Sequence[Hit], min_relevance: float
              ) -> list[Chosen]:
-        """Every unit of `hits` whose relevance to the question (cosine to its embedding)
-        is at least `min_relevance`, most relevant first."""
+        """Every unit of `hits` whose relevance to the question (cosine to its embedding, or
+        the mean of that and its FAQ question's when higher) is at least `min_relevance`,
+        most relevant first."""
         ranked: list[Chosen] = []
         order = 0
         for hit in hits:
-            units, vectors = self._units(hit)
+            units, vectors, headings = self._units(hit)
             if not units:
                 continue
-            for unit, score in zip(units, (vectors @ question).tolist(), strict=True):
+            own = vectors @ question
+            relevance = np.maximum(own, (own + headings @ question) / 2)
+            for unit, score in zip(units, relevance.tolist(), strict=True):
                 if score >= min_relevance:
                     ranked.append(Chosen(unit, hit, float(score), order))
                 order += 1
@@ -166,7 +189,7 @@ class Quoter:
             return None
         facing = [c for c in ranked if c.hit.customer_facing]
         best = (facing or ranked)[0].hit
-        units, _ = self._units(best)
+        units, _, _ = self._units(best)
         mine = [c for c in ranked if c.hit.chunk_id == best.chunk_id][:max_units]
         keep: set[int] = set()
         for chosen in mine:

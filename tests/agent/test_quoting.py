@@ -73,13 +73,16 @@ def test_it_splits_a_passage_into_whole_sentences_and_list_items() -> None:
     ]
     lead, *items = units[2:6]
     assert lead.leads and all(item.item for item in items)
+    assert {unit.heading for unit in units[:8]} == {"Returns and refunds"}
+    assert {unit.heading for unit in units[8:]} == {"How long refunds take"}
     assert {unit.group for unit in units[2:6]} == {lead.group}  # the list goes with its lead
     assert units[6].group != lead.group
 
 
-def _passage(text: str, chunk_id: int = 1, kind: str = "markdown", title: str = "Returns") -> Hit:
+def _passage(text: str, chunk_id: int = 1, kind: str = "markdown", title: str = "Returns",
+             heading: str = "") -> Hit:
     return Hit(chunk_id=chunk_id, article_id=chunk_id, article_key=f"{chunk_id}/{title}",
-               title=title, heading="", text=text, score=0.7,
+               title=title, heading=heading, text=text, score=0.7,
                provenance=[{"kind": kind, "external_id": title, "location": title}])
 
 
@@ -189,3 +192,40 @@ def test_it_never_quotes_a_helpdesk_placeholder() -> None:
 
     assert [unit.text for unit in passage_units(macro)] == [
         "Sorry your pay has not shown up yet.", "Direct deposits can take up to 3 days."]
+
+
+# A FAQ chunk as the knowledge stores it: its first question is the chunk's heading, the next
+# ones are lines of their own above their answers.
+SHIPPING_FAQ = """Standard shipping usually takes 3 to 5 business days from the day your order is \
+processed.
+
+What does "processed" mean?
+Your order has been packed and handed to the carrier. It can't be cancelled or changed anymore.
+"""
+
+
+def test_a_faqs_questions_are_the_headings_of_their_answers() -> None:
+    units = passage_units(SHIPPING_FAQ, "How long does delivery take?")
+
+    assert [(unit.text, unit.heading) for unit in units] == [
+        ("Standard shipping usually takes 3 to 5 business days from the day your order is "
+         "processed.", "How long does delivery take?"),
+        ("Your order has been packed and handed to the carrier.", 'What does "processed" mean?'),
+        ("It can't be cancelled or changed anymore.", 'What does "processed" mean?'),
+    ]
+
+
+def test_an_answer_is_as_relevant_as_the_question_it_answers(
+    quoter: Quoter, embedder: Embedder
+) -> None:
+    """Bitext's wording shares few words with the answer, but its question is the heading."""
+    question = embedder.embed_one("will you give me information about the delivery period?")
+    minimum = Policy().knowledge_min_relevance
+    faq = _passage(SHIPPING_FAQ, chunk_id=3, heading="How long does delivery take?")
+    bare = _passage(SHIPPING_FAQ.split("\n\n", 1)[0], chunk_id=4)
+
+    quoted = quoter.quote(quoter.rank(question, [faq], minimum), max_units=1)
+
+    assert quoted is not None
+    assert quoted[1].startswith("Standard shipping usually takes 3 to 5 business days")
+    assert quoter.rank(question, [bare], minimum) == [], "on its own words alone, too far"
