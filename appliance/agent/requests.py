@@ -15,11 +15,16 @@ _GREETING = re.compile(r"^((hi|hello|hey|hiya|good (morning|afternoon|evening))\
 _QUESTION = re.compile(
     r"^(how|what|what's|whats|when|why|which|where|who|is|are|do|does|did|can|could|may|will|"
     r"would|should|am|if)\b", re.IGNORECASE)
-#: Something of the customer's own: then the question is a request about it ("an order I
-#: placed", "my card", an order number or an email).
-_OWN = re.compile(
-    r"\b(my|mine|our|ours)\b|\bi (placed|made|ordered|bought|received|got|paid|sent)\b|"
-    r"[#]?\b[a-z]\d{5,}\b|\S+@\S+\.\w+|\b\d{4,}\b", re.IGNORECASE)
+#: Something of the customer's own: then the question is a request about it ("my card", an
+#: order number or an email).
+_OWN = re.compile(r"\b(my|mine|our|ours)\b|[#]?\b[a-z]\d{5,}\b|\S+@\S+\.\w+|\b\d{4,}\b",
+                  re.IGNORECASE)
+#: Something the customer did ("an order I placed"): a request about it, unless the question
+#: is about things of a kind ("can a refund go to another card than the one I paid with?").
+_DONE = re.compile(r"\bi (placed|made|ordered|bought|received|got|paid|sent)\b", re.IGNORECASE)
+_OF_A_KIND = re.compile(
+    r"^(can|could|does|do|is|are|will|would|may|should|how (long|soon) (does|do|will|would))"
+    r"\s+(a|an|any)\b", re.IGNORECASE)
 _WANTS = re.compile(r"\b(i (want|need|wish)|i'd like|i would like|please|help me)\b",
                     re.IGNORECASE)
 #: Asking about a rule or a fact, whatever the sentence's form ("I want to check the fees").
@@ -32,7 +37,7 @@ def asks_about_policy(text: str) -> bool:
     """True for a question about how something works, not a request to act on the customer's
     own order or account."""
     bare = _GREETING.sub("", text.strip())
-    if _OWN.search(bare):
+    if _OWN.search(bare) or (_DONE.search(bare) and not _OF_A_KIND.match(bare)):
         return False
     learns = bool(_LEARN.search(bare))
     return learns or (bool(_QUESTION.match(bare)) and not _WANTS.search(bare))
