@@ -439,6 +439,15 @@ def test_it_replays_a_refusal_under_its_key_and_refuses_the_key_for_another_requ
                  400, "invalid_idempotency_key")
 
 
+def test_an_idempotent_write_works_on_a_route_without_an_order(retail: FlaskClient) -> None:
+    # The order-id normaliser applies to order routes only; a user's address is not one.
+    first = post(retail, f"/users/{USER}/address", ADDRESS, key="addr-1")
+    again = post(retail, f"/users/{USER}/address", ADDRESS, key="addr-1")
+
+    assert first.status_code == 200, first.json
+    assert again.json == first.json
+
+
 def test_it_keeps_idempotency_keys_in_the_database(db_path: Path, store: RetailStore) -> None:
     create_app(db_path).test_client().post(
         order_path(PENDING_GIFT_CARD_ORDER, "cancel"), json={"reason": "no longer needed"},
