@@ -228,3 +228,31 @@ def test_the_widget_says_so_when_the_signature_is_wrong(
     expect(widget).to_have_attribute("data-state", "error", timeout=30_000)
     expect(widget).to_contain_text("We couldn't confirm that you're signed in")
     assert widget.get_attribute("data-conversation-id") is None
+
+
+def test_the_customer_says_an_answer_solved_it_and_rates_the_chat(
+    page: Page, live_server: LiveServer
+) -> None:
+    page.goto(f"{live_server.url}/chat/lumen-goods")
+    widget = page.locator("#switchboard-chat")
+    expect(widget).to_have_attribute("data-state", "ready", timeout=30_000)
+
+    page.get_by_label("Message Juniper").fill("What is your return policy?")
+    page.get_by_role("button", name="Send").click()
+    expect(widget).to_have_attribute("data-state", "ready", timeout=REPLY_TIMEOUT_MS)
+    ask = page.get_by_role("group", name="Did this solve it?")
+    expect(ask).to_be_visible()
+    ask.get_by_role("button", name="Yes").click()
+    page.get_by_role("button", name="4 out of 5").click()
+    expect(page.locator(".sbw-feedback")).to_have_text("Thanks for your rating!")
+
+    conversation_id = widget.get_attribute("data-conversation-id")
+    key = {"Authorization": f"Bearer {live_server.key('lumen-goods')}"}
+    closed = httpx.post(f"{live_server.url}/v1/conversations/{conversation_id}/close",
+                        headers=key, timeout=10)
+    assert closed.status_code == 200
+    outcome = httpx.get(f"{live_server.url}/v1/conversations/{conversation_id}",
+                        headers=key, timeout=10).json()["outcome"]
+    assert (outcome["type"], outcome["how"], outcome["evidence"]["rule"]) == (
+        "resolved", "confirmed", "feedback_resolved")
+    assert outcome["evidence"]["feedback"]["csat"] == 4

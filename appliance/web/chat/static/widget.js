@@ -305,6 +305,75 @@
     this.scroll();
   };
 
+  /** Under an answer: "Did this solve it?"; a yes then asks for a 1-5 rating. The answers go
+   * to POST /v1/conversations/<id>/feedback (the latest counts). */
+  Widget.prototype.askFeedback = function (item) {
+    var self = this;
+    var box = el("div", { class: "sbw-feedback sbw-feedback-ask", role: "group",
+                          "aria-label": "Did this solve it?" });
+    function choose(label, resolved) {
+      var button = el("button", { type: "button", class: "sbw-action" }, label);
+      button.addEventListener("click", function () {
+        self.sendFeedback(box, { resolved: resolved }, resolved
+          ? null : "Sorry about that. Tell me more, or ask for a colleague.");
+      });
+      return button;
+    }
+    box.appendChild(el("span", {}, "Did this solve it?"));
+    box.appendChild(choose("Yes", true));
+    box.appendChild(choose("No", false));
+    item.appendChild(box);
+    this.scroll();
+  };
+
+  Widget.prototype.askRating = function (box) {
+    var self = this;
+    box.textContent = "";
+    box.classList.add("sbw-feedback-ask");
+    box.setAttribute("aria-label", "Rate this chat from 1 to 5");
+    box.appendChild(el("span", {}, "Glad it helped! How would you rate this chat?"));
+    [1, 2, 3, 4, 5].forEach(function (score) {
+      var button = el("button", { type: "button", class: "sbw-action sbw-rate",
+                                  "aria-label": score + " out of 5" }, String(score));
+      button.addEventListener("click", function () {
+        self.sendFeedback(box, { resolved: true, csat: score }, "Thanks for your rating!");
+      });
+      box.appendChild(button);
+    });
+  };
+
+  /** POST feedback; then thank the customer (`thanks`), or ask for a rating after a yes. */
+  Widget.prototype.sendFeedback = async function (box, body, thanks) {
+    box.querySelectorAll("button").forEach(function (button) { button.disabled = true; });
+    try {
+      var response = await fetch(
+        this.url("/v1/conversations/" + encodeURIComponent(this.conversationId) + "/feedback"),
+        {
+          method: "POST",
+          headers: { Accept: "application/json", "Content-Type": "application/json",
+                     Authorization: "Bearer " + this.token },
+          body: JSON.stringify(body),
+        }
+      );
+      if (!response.ok) {
+        throw new WidgetError(errorMessage(await readJson(response), response.status),
+                              response.status);
+      }
+    } catch (error) {
+      box.querySelectorAll("button").forEach(function (button) { button.disabled = false; });
+      this.showError(describe(error));
+      return;
+    }
+    if (body.resolved && body.csat === undefined) {
+      this.askRating(box);
+      return;
+    }
+    box.classList.remove("sbw-feedback-ask");
+    box.removeAttribute("role");
+    box.textContent = thanks || "Thanks for letting us know.";
+    this.scroll();
+  };
+
   Widget.prototype.scroll = function () {
     this.log.scrollTop = this.log.scrollHeight;
   };
@@ -434,6 +503,9 @@
   /** Send the customer's text and stream the agent's reply into a new bubble. */
   Widget.prototype.reply = async function (text) {
     var hadFocus = document.activeElement === this.input;
+    this.log.querySelectorAll(".sbw-feedback-ask").forEach(function (node) {
+      node.remove(); // a new message answers the question for us
+    });
     var mine = this.addMessage({ role: "customer", text: text });
     var answer = this.addMessage({ role: "agent", text: "" });
     answer.classList.add("sbw-pending");
@@ -447,6 +519,9 @@
       this.show(answer, result.message);
       this.setSources(answer, result.message.citations);
       answer.dataset.messageId = result.message.id;
+      if (result.message.citations && result.message.citations.length) {
+        this.askFeedback(answer);
+      }
       if (result.conversation && result.conversation.status === "closed") {
         next = "ended";
       }
