@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import peewee
 
 from appliance.agent.conversations import AgentLimits, ConversationService
+from appliance.billing.disputes import DisputeService
 from appliance.billing.invoices import InvoiceService
 from appliance.billing.ledger import Ledger
 from appliance.brands import BrandService
@@ -59,6 +60,7 @@ class Services:
     outcomes: OutcomeService
     ledger: Ledger
     invoices: InvoiceService
+    disputes: DisputeService
     warm: WarmUp
 
     def warm_up(self) -> None:
@@ -144,5 +146,6 @@ def build_services(settings: Settings) -> Services:
         outcomes=outcomes,
         ledger=ledger,
         invoices=InvoiceService(db, ledger),
+        disputes=DisputeService(db, ledger),
         warm=warm,
     )
