@@ -22,15 +22,21 @@ EMPTY_CONFIG = Path(__file__).resolve().parents[1] / "empty-config.toml"
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+# Over a hundred conversations, a model turn in many: the suite-wide guard against a hung test
+# (300 s) is shorter than a run on busy cores, and how fast they are is not what this checks.
+@pytest.mark.timeout(1800)
 def test_it_passes_at_least_nine_in_ten_of_lumen_goods_evals(
         services: Services, lumen: Any) -> None:
-    """Every workflow's cases, mid-flow questions to the knowledge included."""
+    """Every workflow's cases, mid-flow questions to the knowledge and questions about a
+    workflow's policy included, and the knowledge's answers."""
     seed_knowledge(services, only="lumen-goods")
     suites = load_suites(EVALS)
     results = run_suites(services, lumen, suites)
     workflows = {path.stem for path in (WORKFLOWS_DIR / "lumen-goods" / "workflows").glob(
         "*.yaml")}
-    assert {suite.workflow for suite in suites} == workflows, "every workflow has evals"
+    assert {suite.workflow for suite in suites if suite.workflow} == workflows, (
+        "every workflow has evals")
+    assert "knowledge" in {suite.suite for suite in suites}
     assert all(len(suite.cases) >= 5 for suite in suites)
     failures = [(r.workflow, r.name, r.problems) for r in results if not r.passed]
     assert len(results) - len(failures) >= 0.9 * len(results), failures
