@@ -225,6 +225,12 @@ class Ledger:
                 "exported_at": timestamp(utcnow()), "anchor": anchor,
                 "head": entries[-1]["hash"] if entries else anchor, "entries": entries}
 
+    def first_at(self, brand: Brand) -> dt.datetime | None:
+        """When the brand's first entry was written (None: an empty ledger)."""
+        first = (LedgerEntry.select(LedgerEntry.created_at).where(LedgerEntry.brand == brand)
+                 .order_by(LedgerEntry.seq).first())
+        return None if first is None else first.created_at
+
     def invoice_close(self, brand: Brand, period: str) -> LedgerEntry | None:
         """The entry that closed the brand's invoice for `period` (YYYY-MM), if any."""
         entry: LedgerEntry | None = (

@@ -13,6 +13,7 @@ bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="template
 # The view modules register their routes on bp.
 from appliance.web.admin import (  # noqa: E402,F401
     auth,
+    billing,
     brands,
     classifiers,
     dashboard,
