@@ -577,7 +577,8 @@ class ConversationService:
                 reply.first_token_at = reply.first_token_at or time.perf_counter()
                 for piece in gate.feed(event.text):
                     yield TextDelta(piece)
-            for piece in gate.flush():
+            cut = routed is not None and routed.completion.finish_reason == "length"
+            for piece in gate.flush(cut=cut):
                 yield TextDelta(piece)
         except ModelError as exc:
             reply.decision["error"] = exc.code

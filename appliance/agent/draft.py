@@ -7,6 +7,8 @@ import re
 from collections.abc import Callable, Iterator
 
 _BOUNDARY = re.compile(r"(?<=[.!?])\s+")
+#: The end of a finished sentence: its punctuation, then perhaps a closing quote or bracket.
+_FINISHED = re.compile(r"[.!?][\"')\]]*\s*$")
 _WORDS = re.compile(r"\w+")
 #: Text after which a small model is writing the customer's next turn, not its own.
 TURN_MARKERS = ("\nCustomer:", "\nUser:", "\nuser:", "<|im_end|>", "<|im_start|>")
@@ -40,11 +42,16 @@ class SentenceGate:
         for sentence in complete:
             yield from self._release(sentence)
 
-    def flush(self) -> Iterator[str]:
-        """Release what is left at the end of generation."""
-        if not self.failed and self._buffer.strip():
-            rest, self._buffer = self._buffer, ""
-            yield from self._release(rest)
+    def flush(self, *, cut: bool = False) -> Iterator[str]:
+        """Release what is left at the end of generation. When the model was `cut` off (it
+        ran out of tokens), a last sentence without its closing punctuation is unfinished
+        ("Refunds usually take 5 to") and is dropped."""
+        rest, self._buffer = self._buffer, ""
+        if self.failed or not rest.strip():
+            return
+        if cut and not _FINISHED.search(rest):
+            return
+        yield from self._release(rest)
 
     def _release(self, sentence: str) -> Iterator[str]:
         if self.failed or not sentence.strip():

@@ -32,3 +32,25 @@ def test_a_model_that_starts_repeating_itself_is_cut_at_the_loop() -> None:
 
     assert text == "Sorry about that. I can help."
     assert gate.ended and not gate.failed
+
+
+def test_an_unfinished_last_sentence_of_a_draft_cut_off_is_dropped() -> None:
+    gate = SentenceGate(lambda sentence: sentence)
+    pieces = list(gate.feed("Refunds go back to your card. They usually take 5 to"))
+
+    assert "".join([*pieces, *gate.flush(cut=True)]) == "Refunds go back to your card."
+
+
+def test_a_finished_last_sentence_of_a_draft_cut_off_is_kept() -> None:
+    gate = SentenceGate(lambda sentence: sentence)
+    pieces = list(gate.feed('Refunds go back to your card. They take "5 to 7 days."'))
+
+    assert "".join([*pieces, *gate.flush(cut=True)]) == (
+        'Refunds go back to your card. They take "5 to 7 days."')
+
+
+def test_a_draft_that_ended_by_itself_keeps_a_last_sentence_without_a_period() -> None:
+    gate = SentenceGate(lambda sentence: sentence)
+    pieces = list(gate.feed("Refunds go back to your card. Happy to help"))
+
+    assert "".join([*pieces, *gate.flush()]) == "Refunds go back to your card. Happy to help"
