@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance.brands import Persona, Policy, policy_of
+from appliance.brands import IdentityPolicy, Persona, Policy, WorkflowMessages, policy_of
 from appliance.config import Settings
 from appliance.db.models import AdminUser
 from appliance.errors import AuthenticationError
@@ -63,6 +63,14 @@ DEMO_BRANDS = (
         policy=Policy(
             unavailable_message="I'm sorry, I can't answer right now. For anything urgent, such "
                                 "as a lost card, please call the number on the back of your card.",
+            # τ²'s bank policy: 2 of 4 details on file before any account data or change.
+            identity=IdentityPolicy(read="knowledge", write="knowledge"),
+            workflow_messages=WorkflowMessages(
+                third_party="I'm sorry, I can only help account holders with their own "
+                            "accounts. The account holder can chat with us here themselves, or "
+                            "call the number on the back of their card.",
+                other_customer="I can only help one customer per conversation, and I've "
+                               "already verified you, so I can't look into another account."),
         ),
         systems_url=lambda settings: settings.demo_bank_url,
     ),

@@ -247,7 +247,8 @@ class Engine:
             return True  # the model reads the answer to this question in the turn itself
         return any(extract(slot, text, values, asked=name in asked,
                            formats=self._formats) is not None
-                   for name, slot in slots.items())
+                   for name, slot in slots.items()
+                   if name in asked or not slot.only_when_asked)
 
     def refuse_third_party(self, text: str) -> TurnOutcome | None:
         """A request about someone else's account ("my wife's card", "my friend's order") is
@@ -422,6 +423,8 @@ class Engine:
             return []
         filled = []
         for name, slot in phase.workflow.slots.items():
+            if slot.only_when_asked and name not in asked:
+                continue
             current = phase.slots.get(name)
             if current not in (None, "", []) and name not in asked and (
                     self._answer_only(slot)) and not (reviewing and slot.type in _CHOICES):
@@ -501,6 +504,8 @@ class Engine:
                     if said.get(key) != _digest(text):
                         said[key] = _digest(text)
                         outcome.messages.append(text)
+                case "record":
+                    phase.slots.update(argument(dict(step.record or {}), values))
                 case "identify":
                     self._verify(phase, step, values, outcome)
                     values = self._values(phase)
@@ -531,6 +536,8 @@ class Engine:
         # (an order's items, once the order is looked up).
         texts = list(reversed(self._run.texts or [self._text]))
         for slot in (s for group in groups for s in group if not filled(s)):
+            if phase.workflow.slots[slot].only_when_asked:
+                continue  # only this turn's answer to it, which _fill read
             for text in texts:
                 value = extract(phase.workflow.slots[slot], text, values,
                                 asked=text == self._text and slot in self._asked,
@@ -579,6 +586,9 @@ class Engine:
 
     def _call(self, phase: _Phase, name: str, arguments: dict[str, Any],
               outcome: TurnOutcome, idempotency_key: str | None = None) -> ToolResult:
+        # An argument whose expression gives nothing is not sent: a detail the customer did
+        # not give ("{{ phone | default(None) }}") is no detail, not a null one.
+        arguments = {key: value for key, value in arguments.items() if value is not None}
         spec = self._tools.spec(name)
         if spec is None or name not in phase.workflow.tools:
             raise _Stop(HANDOFF, "tool_not_allowed")

@@ -7,6 +7,7 @@ and nothing else (no attribute access to internals, no imports, bounded ranges).
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import re
 from collections.abc import Mapping
@@ -71,6 +72,18 @@ def _pick(items: Any, item_ids: Any) -> list[Any]:
     return picked
 
 
+def _years_since(value: Any, date_format: str = "%m/%d/%Y") -> int:
+    """Whole years from the date `value` (written as `date_format`) to today: how long an
+    account has been open ("date_of_account_open | years_since >= 2"). -1 when `value` is no
+    such date, so no rule on an unknown date holds."""
+    try:
+        then = dt.datetime.strptime(str(value), date_format).date()
+    except ValueError:
+        return -1
+    today = dt.datetime.now(dt.UTC).date()
+    return today.year - then.year - ((today.month, today.day) < (then.month, then.day))
+
+
 @functools.cache
 def _environment(strict: bool) -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(
@@ -78,7 +91,7 @@ def _environment(strict: bool) -> ImmutableSandboxedEnvironment:
         trim_blocks=True, lstrip_blocks=True,
     )
     env.filters.update(money=_money, options=_options, address=_address, variant=_variant,
-                       price_in=_price_in, pick=_pick)
+                       price_in=_price_in, pick=_pick, years_since=_years_since)
     return env
 
 

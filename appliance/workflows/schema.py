@@ -30,7 +30,7 @@ LLM_SLOT_TYPES = ("email", "number", "enum", "choice", "address")
 #: What a finished workflow counts as (the outcome issue bills on these).
 OUTCOMES = ("resolved", "saved", "upsold", "informed", "escalated", "abandoned")
 STEP_KINDS = ("ask", "lookup", "check", "confirm", "write", "say", "identify", "answer",
-              "hand_off", "end", "switch")
+              "hand_off", "end", "switch", "record")
 FAILURE_ACTIONS = ("reask", "end", "hand_off")
 #: How sure the agent is of who the customer is, weakest first (appliance.identity.Assurance).
 Level = Literal["contact", "knowledge", "one_time_code", "asserted"]
@@ -104,6 +104,11 @@ class Slot(_Strict):
     #: choice: what "the original" / "the same" means, as an expression.
     default: str | None = None
     extractor: Literal["patterns", "llm"] = "patterns"
+    #: Read only from the answer to its own question, never from other messages: a value
+    #: that other details share the shape of (the date a problem was noticed, beside a date
+    #: of birth) or words a request is made of ("close" in "close my card", for a slot that
+    #: asks whether to close after an offer).
+    only_when_asked: bool = False
 
     @model_validator(mode="after")
     def _check_type_options(self) -> Slot:
@@ -140,6 +145,9 @@ class Step(_Strict):
     end: str | None = None
     #: Another workflow of the brand that takes over, with the slots it shares.
     switch: str | None = Field(default=None, pattern=NAME_RE)
+    #: Values kept with the run's slots, so they are recorded when it ends: what an
+    #: outcome bills on (`upsell_value`), by name, each a template or `{{ expr }}`.
+    record: dict[str, Any] | None = None
 
     when: str | None = None
     prompt: str | None = None
@@ -178,6 +186,9 @@ class Step(_Strict):
             raise ValueError("a lookup step needs `save_as`")
         if self.kind == "check" and not self.message:
             raise ValueError("a check step needs a `message` for when it fails")
+        if self.kind == "record" and not all(re.match(NAME_RE, name) for name in
+                                             self.record or {}):
+            raise ValueError("record names must be lower_snake_case")
         if self.kind == "identify" and not self.profile:
             raise ValueError("an identify step needs `profile` (the tool that loads them)")
         return self
@@ -249,6 +260,8 @@ class Workflow(_Strict):
                 "confirm", "say", "message", "prompt", "identify") if (value := getattr(step, key))]
             found += [(f"{where}.args.{key}", value, False) for key, value in step.args.items()
                       if isinstance(value, str)]
+            found += [(f"{where}.record.{key}", value, False)
+                      for key, value in (step.record or {}).items() if isinstance(value, str)]
         return found
 
 

@@ -1,0 +1,142 @@
+"""Rho-Bank's workflows on the same engine as Lumen Goods, against the bank's own service:
+its scripted evals, and what static scripts cannot play (one-time codes, a signed identity)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from demo_backends import BankBackend
+
+from appliance.brands import policy_of
+from appliance.db.models import Brand, Conversation
+from appliance.demo.seed import WORKFLOWS_DIR
+from appliance.evals.cases import load_suites
+from appliance.evals.runner import run_suites, say
+from appliance.services import Services
+from appliance.workflows.state import WorkflowState
+
+EVALS = WORKFLOWS_DIR / "rho-bank" / "evals"
+
+
+@pytest.fixture
+def rho(services: Services, seeded: dict[str, Any], bank_backend: BankBackend) -> Brand:
+    """Rho-Bank with its demo workflows published and its tools pointed at the bank's
+    service, whose data is fresh."""
+    bank_backend.reset()
+    brand = services.brands.get("rho-bank")
+    policy = policy_of(brand).model_copy(update={"tools_base_url": bank_backend.url})
+    return services.brands.update("rho-bank", policy=policy, actor="test")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+# Dozens of conversations: the suite-wide guard against a hung test (300 s) is shorter than a
+# run on busy cores, and how fast they are is not what this checks.
+@pytest.mark.timeout(1800)
+def test_it_passes_at_least_nine_in_ten_of_rho_banks_evals(services: Services, rho: Brand) -> None:
+    """Every workflow's cases against the bank's service: exact writes, phrases said and
+    never said, verification failures, declines, corrections, someone else's account."""
+    suites = load_suites(EVALS)
+    results = run_suites(services, rho, suites)
+    workflows = {path.stem for path in (WORKFLOWS_DIR / "rho-bank" / "workflows").glob("*.yaml")}
+    assert {suite.workflow for suite in suites} == workflows, "every workflow has evals"
+    assert all(len(suite.cases) >= 4 for suite in suites)
+    failures = [(r.workflow, r.name, r.problems) for r in results if not r.passed]
+    assert len(results) - len(failures) >= 0.9 * len(results), failures
+
+
+def _chat(services: Services, brand: Brand, turns: list[str],
+          customer: dict[str, Any] | None = None) -> tuple[list[str], Conversation]:
+    conversation, _ = services.conversations.start(brand, customer or {}, "api")
+    replies = []
+    for text in turns:
+        reply, conversation = say(services, brand, conversation, text)
+        replies.append(reply)
+    return replies, conversation
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_change_of_contact_details_needs_a_one_time_code_on_top_of_knowledge(
+        services: Services, rho: Brand, bank_backend: BankBackend) -> None:
+    replies, conversation = _chat(services, rho, [
+        "I want to change my email address",
+        "Kenji Tanaka, 07/22/1985, 206-555-0293",
+        "kenji.new@example.com"])
+    assert "you're verified" in replies[1]
+    assert "texted a 6-digit code" in replies[2]
+    assert "To confirm" not in replies[2]  # no confirmation before the code
+    code = bank_backend.sent_code("6680a37184")
+    wrong = "000000" if code != "000000" else "111111"
+
+    replies, conversation = _continue(services, rho, conversation, [wrong, code, "yes"])
+
+    assert "isn't valid" in replies[0]
+    assert "change the email on your file to kenji.new@example.com" in replies[1]
+    assert "email is updated" in replies[2]
+    assert bank_backend.get("/users/6680a37184")["email"] == "kenji.new@example.com"
+    methods = [record.get("method") for record in
+               bank_backend.get("/users/6680a37184")["verification_history"]]
+    assert methods[-2:] == ["knowledge", "one_time_code"]
+    customer = WorkflowState.from_json(conversation.state).customer
+    assert customer is not None and customer.assurance == "one_time_code"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_without_the_code_nothing_changes(
+        services: Services, rho: Brand, bank_backend: BankBackend) -> None:
+    replies, _ = _chat(services, rho, [
+        "I want to change my email address",
+        "Kenji Tanaka, 07/22/1985, 206-555-0293",
+        "kenji.new@example.com", "yes", "yes"])
+
+    assert not any("email is updated" in reply for reply in replies)
+    assert bank_backend.get("/users/6680a37184")["email"] == "kenji.tanaka@outlook.com"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_customer_the_banks_site_signed_in_is_not_asked_to_verify(
+        services: Services, rho: Brand, bank_backend: BankBackend) -> None:
+    replies, conversation = _chat(services, rho, ["What's my balance?"],
+                                  {"id": "6680a37184", "assurance": "asserted"})
+
+    assert "$1,038.52" in replies[0]
+    assert "verify" not in replies[0]
+    state = WorkflowState.from_json(conversation.state)
+    assert state.customer is not None and state.customer.assurance == "asserted"
+    methods = [record.get("method") for record in
+               bank_backend.get("/users/6680a37184")["verification_history"]]
+    assert methods[-1] == "asserted"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_id_without_the_signature_is_not_asserted(
+        services: Services, rho: Brand) -> None:
+    """The API records `assurance` only for a good signature; a customer id alone is what
+    anyone can type."""
+    replies, _ = _chat(services, rho, ["What's my balance?"], {"id": "6680a37184"})
+
+    assert "$1,038.52" not in replies[0]
+    assert "verify your identity" in replies[0]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_card_application_is_an_upsell_carrying_the_cards_annual_fee(
+        services: Services, rho: Brand) -> None:
+    _, conversation = _chat(services, rho, [
+        "I'd like to apply for the platinum card",
+        "Kenji Tanaka, 07/22/1985, kenji.tanaka@outlook.com", "$120,000", "yes"])
+
+    last = WorkflowState.from_json(conversation.state).last
+    assert last is not None
+    assert (last.workflow, last.outcome) == ("apply_for_credit_card", "upsold")
+    assert last.slots["upsell_value"] == 200
+    assert last.slots["card_type"] == "Platinum Rewards Card"
+
+
+def _continue(services: Services, brand: Brand, conversation: Conversation,
+              turns: list[str]) -> tuple[list[str], Conversation]:
+    replies = []
+    for text in turns:
+        reply, conversation = say(services, brand, conversation, text)
+        replies.append(reply)
+    return replies, conversation
