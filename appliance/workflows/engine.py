@@ -676,12 +676,7 @@ class Engine:
         customer_id = render(step.identify or "", values)
         if not customer_id:
             raise _Stop(HANDOFF, "identity_not_found")
-        assert step.profile
-        arguments = argument(step.args, values)
-        result = self._call(phase, step.profile, arguments, outcome)
-        if result.status != OK:
-            outcome.messages.append(self._say.tool_failed)
-            raise _Stop(HANDOFF, "tool_failure")
+        # Before the profile is read: nothing of another customer is fetched.
         level: str = step.assurance
         if level == "asserted" and customer_id != self._asserted:
             # Only the id the brand's site signed is asserted.
@@ -691,6 +686,12 @@ class Engine:
             # Another customer's details never switch the conversation's customer.
             outcome.messages.append(self._say.other_customer)
             raise _Stop(REFUSED, "other_customer", outcome="informed")
+        assert step.profile
+        arguments = argument(step.args, values)
+        result = self._call(phase, step.profile, arguments, outcome)
+        if result.status != OK:
+            outcome.messages.append(self._say.tool_failed)
+            raise _Stop(HANDOFF, "tool_failure")
         if known is not None and _rank(known.assurance) > _rank(level):
             level = known.assurance
         self.state.customer = Customer(customer_id, _profile(result),
