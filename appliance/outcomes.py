@@ -335,14 +335,18 @@ class OutcomeService:
                 for row in query.order_by(Outcome.attributed_at, Outcome.id)]
 
 
-def outcome_json(outcome: Outcome, conversation_id: str) -> dict[str, Any]:
-    """An outcome as the API and the CLI show it."""
+def outcome_json(outcome: Outcome, conversation_id: str, brand: Brand) -> dict[str, Any]:
+    """An outcome as the API and the CLI show it, with what it bills (`amount` and
+    `currency` under the brand's contract when it was attributed; None without one)."""
 
     def iso(value: dt.datetime | None) -> str | None:
         return None if value is None else value.isoformat(timespec="seconds") + "Z"
 
+    contract = contract_at(brand, outcome.attributed_at)
+    amount = None if contract is None else amount_text(price(outcome, contract))
     return {"conversation": conversation_id, "type": outcome.type, "how": outcome.how,
             "state": outcome.state, "billable": outcome.type in BILLABLE,
+            "amount": amount, "currency": None if contract is None else contract.terms.currency,
             "evidence": outcome.evidence, "transcript_sha256": outcome.transcript_sha256,
             "attributed_at": iso(outcome.attributed_at), "settles_at": iso(outcome.settles_at),
             "settled_at": iso(outcome.settled_at), "reversed_at": iso(outcome.reversed_at),

@@ -26,15 +26,15 @@ def outcomes() -> None:
 @pass_cli
 def list_outcomes(ctx: CliContext, slug: str, as_json: bool) -> None:
     """List the brand's outcomes, oldest first, with their evidence."""
-    rows = [outcome_json(outcome, conversation)
-            for outcome, conversation in ctx.services.outcomes.list(
-                ctx.services.brands.get(slug))]
+    brand = ctx.services.brands.get(slug)
+    rows = [outcome_json(outcome, conversation, brand)
+            for outcome, conversation in ctx.services.outcomes.list(brand)]
     if as_json:
         click.echo(json.dumps({"outcomes": rows}, indent=2))
         return
-    table([(r["conversation"], r["type"], r["how"] or "", r["state"], r["evidence"]["rule"],
-            r["attributed_at"]) for r in rows],
-          ("conversation", "type", "how", "state", "rule", "attributed"))
+    table([(r["conversation"], r["type"], r["how"] or "", r["state"], r["amount"] or "",
+            r["currency"] or "", r["evidence"]["rule"], r["attributed_at"]) for r in rows],
+          ("conversation", "type", "how", "state", "amount", "currency", "rule", "attributed"))
 
 
 @outcomes.command("settle")

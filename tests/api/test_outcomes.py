@@ -9,6 +9,7 @@ run real turns of the demo brands through the Flask app.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +22,7 @@ from appliance.billing.evidence import transcript_sha256
 from appliance.brands import Persona
 from appliance.db.models import Brand, Conversation, Handoff, Message, Outcome, ToolCall, utcnow
 from appliance.errors import Conflict
-from appliance.outcomes import Attribution, confirms
+from appliance.outcomes import Attribution, confirms, outcome_json
 from appliance.services import Services
 
 PERSONA = Persona(agent_name="Juniper", tone="Warm.", greeting="Hi!")
@@ -379,7 +380,8 @@ def test_the_cli_lists_and_settles_outcomes(
                                .strftime("%Y-%m-%dT%H:%M:%S")])
 
     assert listed.exit_code == 0, listed.output
-    assert '"rule": "answered_then_left"' in listed.output
+    [shown] = json.loads(listed.output)["outcomes"]
+    assert (shown["evidence"]["rule"], shown["amount"]) == ("answered_then_left", None)
     assert early.output.strip() == "settled 0 outcomes"
     assert late.output.strip() == "settled 1 outcome"
 
@@ -437,6 +439,8 @@ def test_a_resolution_is_provisional_then_settled_in_the_ledger_once(
     conversation = r.conversation.public_id
 
     assert _ledger(services, brand) == [("provisional", "0.99", conversation)]
+    shown = outcome_json(outcome, conversation, brand)
+    assert (shown["amount"], shown["currency"], shown["billable"]) == ("0.99", "EUR", True)
     services.outcomes.settle(now=outcome.settles_at)
     services.outcomes.settle(now=outcome.settles_at + dt.timedelta(days=1))
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from appliance.agent.conversations import TurnResult
 from appliance.brands import policy_of, validated
-from appliance.db.models import Conversation, Message, Outcome
+from appliance.db.models import Brand, Conversation, Message, Outcome
 from appliance.errors import ApplianceError, InvalidRequest, NotFound, PermissionDenied
 from appliance.outcomes import outcome_json
 from appliance.web import services_of_app
@@ -109,7 +109,8 @@ def get_conversation(conversation_id: str) -> Response:
         created_at=_iso(conversation.created_at) or "",
         updated_at=_iso(conversation.updated_at) or "",
         closed_at=_iso(conversation.closed_at), messages=messages,
-        outcome=_outcome_out(outcome, conversation.public_id) if outcome else None,
+        outcome=(_outcome_out(outcome, conversation.public_id, principal.brand) if outcome
+                 else None),
     )
     return jsonify(body.model_dump())
 
@@ -136,12 +137,12 @@ def list_outcomes() -> Response:
         raise PermissionDenied("a widget token cannot read outcomes", code="key_required")
     since, until = (_timestamp(name) for name in ("since", "until"))
     rows = services_of_app().outcomes.list(principal.brand, since, until)
-    return jsonify(schemas.Outcomes(outcomes=[_outcome_out(row, cid) for row, cid in rows])
-                   .model_dump())
+    return jsonify(schemas.Outcomes(outcomes=[_outcome_out(row, cid, principal.brand)
+                                              for row, cid in rows]).model_dump())
 
 
-def _outcome_out(outcome: Outcome, conversation_id: str) -> schemas.OutcomeOut:
-    return schemas.OutcomeOut.model_validate(outcome_json(outcome, conversation_id))
+def _outcome_out(outcome: Outcome, conversation_id: str, brand: Brand) -> schemas.OutcomeOut:
+    return schemas.OutcomeOut.model_validate(outcome_json(outcome, conversation_id, brand))
 
 
 def _timestamp(name: str) -> dt.datetime | None:

@@ -134,6 +134,9 @@ class OutcomeOut(BaseModel):
         "write, or the customer left after an answer (counted after the brand's window).")
     state: Literal["provisional", "settled", "reversed"]
     billable: bool
+    amount: str | None = Field(description="What it bills (a decimal string) under the "
+                               "brand's contract when it was attributed; null without one.")
+    currency: str | None
     evidence: dict[str, Any] = Field(description="The rule that decided, how the conversation "
                                      "ended, and the message, workflow, tool-call and "
                                      "feedback references behind it.")
