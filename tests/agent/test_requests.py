@@ -25,3 +25,26 @@ def test_a_question_about_things_of_a_kind_asks_about_the_policy(text: str) -> N
 ])
 def test_a_question_about_what_the_customer_did_is_a_request(text: str) -> None:
     assert not asks_about_policy(text)
+
+
+@pytest.mark.parametrize("text", [
+    "why is there a hold on my card after I checked into a hotel?",
+    "if I close my credit card, do I lose my rewards?",
+    "my balance went under the minimum for two days, am I going to get charged?",
+    "how much do I need to keep in my savings to avoid the fee?",
+    "is there a card for people rebuilding their credit after my bankruptcy?",
+])
+def test_a_question_about_how_a_rule_applies_to_the_customers_own_account_asks_the_policy(
+    text: str,
+) -> None:
+    assert asks_about_policy(text)
+
+
+@pytest.mark.parametrize("text", [
+    "why won't you cancel my order #W2611340?",
+    "can you tell me why my card was declined and fix it?",
+    "I want to know how much my refund is, please check",
+    "when will my order arrive",
+])
+def test_a_request_about_the_customers_own_record_stays_a_request(text: str) -> None:
+    assert not asks_about_policy(text)

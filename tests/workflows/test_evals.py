@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import make_settings
 from retail_support import RetailBackend
 
+from appliance.config import Settings
 from appliance.demo.seed import WORKFLOWS_DIR, seed_knowledge
 from appliance.evals.cases import load_suites
 from appliance.evals.runner import run_suites
@@ -19,6 +21,14 @@ from appliance.services import Services
 
 EVALS = WORKFLOWS_DIR / "lumen-goods" / "evals"
 EMPTY_CONFIG = Path(__file__).resolve().parents[1] / "empty-config.toml"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    """The product's reply length, not the suite's short one: an eval judges what customers
+    get, and a reply cut at a test's token limit loses its last sentence."""
+    return make_settings(tmp_path, database_url=database_url,
+                         llm_max_reply_tokens=Settings.llm_max_reply_tokens)
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -38,8 +48,17 @@ def test_it_passes_at_least_nine_in_ten_of_lumen_goods_evals(
         "every workflow has evals")
     assert "knowledge" in {suite.suite for suite in suites}
     assert all(len(suite.cases) >= 5 for suite in suites)
-    failures = [(r.workflow, r.name, r.problems) for r in results if not r.passed]
-    assert len(results) - len(failures) >= 0.9 * len(results), failures
+    # Answers from the knowledge (the knowledge suite, and each workflow's question about its
+    # policy: the cases that name a citation) are worded by the model or quoted from passages
+    # the retrieval ranks, and on the CPU default they pass less often than the workflows'
+    # deterministic turns: 17 of their 23 on 2026-12-07, against 99 of the other 100.
+    # Each kind is held to its own floor, so that neither hides a regression of the other.
+    answers = {(suite.suite or suite.workflow, case.name) for suite in suites
+               for case in suite.cases if suite.suite == "knowledge" or case.expect.cites}
+    for kind, floor in (("workflow", 0.9), ("knowledge answer", 0.6)):
+        ran = [r for r in results if ((r.workflow, r.name) in answers) == (kind != "workflow")]
+        failures = [(r.workflow, r.name, r.problems) for r in ran if not r.passed]
+        assert ran and len(ran) - len(failures) >= floor * len(ran), (kind, failures)
 
 
 def test_it_runs_one_workflows_evals_from_the_cli(
@@ -50,7 +69,8 @@ def test_it_runs_one_workflows_evals_from_the_cli(
     env.pop("APPLIANCE_DATABASE_URL", None)
     run = [sys.executable, "-m", "appliance"]
     subprocess.run([*run, "db", "migrate"], env=env, check=True, capture_output=True)
-    subprocess.run([*run, "demo", "seed", "--no-knowledge"], env=env, check=True,
+    # With the knowledge: a workflow's cases include questions about its policy.
+    subprocess.run([*run, "demo", "seed"], env=env, check=True,
                    capture_output=True)
     done = subprocess.run([*run, "eval", "run", "--brand", "lumen-goods", "--workflow",
                            "cancel_order", "--json", "--min-pass", "1"], env=env,
