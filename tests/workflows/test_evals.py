@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -10,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_settings
 from retail_support import RetailBackend
 
 from appliance.config import Settings
@@ -24,11 +24,10 @@ EMPTY_CONFIG = Path(__file__).resolve().parents[1] / "empty-config.toml"
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
+def settings(settings: Settings) -> Settings:
     """The product's reply length, not the suite's short one: an eval judges what customers
     get, and a reply cut at a test's token limit loses its last sentence."""
-    return make_settings(tmp_path, database_url=database_url,
-                         llm_max_reply_tokens=Settings.llm_max_reply_tokens)
+    return dataclasses.replace(settings, llm_max_reply_tokens=Settings.llm_max_reply_tokens)
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
