@@ -55,6 +55,9 @@ class Reason(StrEnum):
     TOOL_FAILURE = "tool_failure"
     IDENTITY_REQUIRED = "identity_required"
     IDENTITY_NOT_FOUND = "identity_not_found"
+    IDENTITY_INSUFFICIENT = "identity_insufficient"
+    IDENTITY_NOT_ASSERTED = "identity_not_asserted"
+    THIRD_PARTY = "third_party"
     POLICY_LIMIT = "policy_limit"
 
 
@@ -123,6 +126,16 @@ ABOUT: dict[Reason, About] = {
     Reason.IDENTITY_REQUIRED: About("the workflow needs a verified customer"),
     Reason.IDENTITY_NOT_FOUND: About("the customer could not be verified",
                                      "Verify the customer's identity another way."),
+    Reason.IDENTITY_INSUFFICIENT: About(
+        "the customer could not be verified as strongly as the request needs",
+        "Verify the customer to the level the request needs (e.g. a one-time code) before "
+        "going on."),
+    Reason.IDENTITY_NOT_ASSERTED: About(
+        "the customer named an account other than the one the brand's site signed in",
+        "Treat the conversation as the signed-in customer's only; verify any other request "
+        "separately."),
+    Reason.THIRD_PARTY: About("the customer asked about someone else's account",
+                              "Tell them how the account holder can reach us."),
     Reason.POLICY_LIMIT: About("the request is outside what the policy lets the agent do",
                                "Decide whether an exception to the policy applies."),
 }
