@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from appliance import audit
 from appliance.db.models import ApiKey, Brand, utcnow
 from appliance.errors import AuthenticationError, Conflict, InvalidRequest, NotFound
-from appliance.workflows.schema import IdentityNeeds
+from appliance.workflows.schema import IdentityNeeds, regular_expressions
 
 KEY_PREFIX = "sbk_"
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -178,12 +178,7 @@ class IdentityPolicy(IdentityNeeds):
     @field_validator("third_party_phrases")
     @classmethod
     def _compiles(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for phrase in value:
-            try:
-                re.compile(phrase)
-            except re.error as exc:
-                raise ValueError(f"{phrase!r} is not a regular expression: {exc}") from exc
-        return value
+        return regular_expressions(value)
 
 
 class BusinessHours(BaseModel):

@@ -37,6 +37,17 @@ Level = Literal["contact", "knowledge", "one_time_code", "asserted"]
 LEVELS: tuple[str, ...] = get_args(Level)
 
 
+def regular_expressions(value: tuple[str, ...]) -> tuple[str, ...]:
+    """`value` when every item compiles as a regular expression; ValueError naming the first
+    that does not (a pydantic validator's error)."""
+    for phrase in value:
+        try:
+            re.compile(phrase)
+        except re.error as exc:
+            raise ValueError(f"phrase {phrase!r} is not a regular expression: {exc}") from exc
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -69,12 +80,7 @@ class Triggers(_Strict):
     @field_validator("phrases")
     @classmethod
     def _compiles(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for phrase in value:
-            try:
-                re.compile(phrase)
-            except re.error as exc:
-                raise ValueError(f"phrase {phrase!r} is not a regular expression: {exc}") from exc
-        return value
+        return regular_expressions(value)
 
 
 class Slot(_Strict):
