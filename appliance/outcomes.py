@@ -67,13 +67,19 @@ _WORKFLOW_OUTCOMES = {"saved": (SAVED, None, "workflow_saved"),
                       "resolved": (RESOLVED, WORKFLOW, "workflow_resolved")}
 _WORKFLOW_DONE = "done"
 
-#: A customer's message that thanks or confirms, and neither asks nor denies.
+#: A customer's message that thanks or confirms, and neither asks nor denies. Measured on
+#: CLINC150's public `thank_you` phrasings and its other intents (docs/outcomes.md).
 _CONFIRMS = re.compile(
-    r"\b(thanks?|thank you|thx|ty|cheers|that (helped|helps|solved it|worked|did it|answers it)"
-    r"|(problem|issue) solved|perfect|great|awesome|got it|all (good|set|sorted)|sorted"
-    r"|solved|resolved|brilliant|makes sense)\b", re.I)
-_NOT_CONFIRMING = re.compile(r"\?|\b(not|no|didn'?t|doesn'?t|isn'?t|still|but|however)\b", re.I)
-
+    r"\b(thanks?|thank you|thankful|thx|ty|cheers|gracias|merci|danke|much obliged"
+    r"|appreciat\w*|grateful|gratitude|that (helped|helps|solved it|worked|did it|answers it)"
+    r"|(problem|issue) solved|perfect|great|awesome|excellent|brilliant|good job|got it"
+    r"|all (good|set|sorted)|sorted|solved|resolved|makes sense|you('re| are) the best"
+    r"|helped me|happy with)\b", re.I)
+_NOT_CONFIRMING = re.compile(
+    r"\?|\b(not|no|didn'?t|doesn'?t|isn'?t|still|but|however|if you|would|i need)\b"
+    r"|^(how|what|when|where|why|which|who|can|could|do|does|is|are|will|would)\b", re.I)
+#: Thanks that only looks like a denial.
+_EMPHATIC_THANKS = re.compile(r"\b(can ?not|can'?t) thank you enough\b", re.I)
 
 #: The slot (or workflow variable) in which an `upsold` workflow records the upsell's value.
 UPSELL_VALUE = "upsell_value"
@@ -127,6 +133,8 @@ class Attribution:
 
 def confirms(text: str) -> bool:
     """Whether a customer's message thanks or confirms that the answer helped."""
+    if _EMPHATIC_THANKS.search(text):
+        return True
     return bool(_CONFIRMS.search(text)) and not _NOT_CONFIRMING.search(text)
 
 

@@ -8,9 +8,11 @@ run real turns of the demo brands through the Flask app.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +27,7 @@ from appliance.errors import Conflict
 from appliance.outcomes import Attribution, confirms, outcome_json
 from appliance.services import Services
 
+DATA = Path(__file__).parent / "data" / "clinc150_thanks.csv"
 PERSONA = Persona(agent_name="Juniper", tone="Warm.", greeting="Hi!")
 CITATION = [{"article": "returns", "title": "Returns", "location": "", "source_ids": []}]
 
@@ -523,3 +526,16 @@ def test_an_upsell_bills_the_contracts_share_of_its_value(
     r.close()
 
     assert _ledger(services, brand) == [("provisional", "25", r.conversation.public_id)]
+
+
+def test_public_thanks_read_as_confirming_and_other_requests_do_not() -> None:
+    """CLINC150's utterances, written by others (data/README.md): its `thank_you` phrasings
+    confirm; a sample of its other intents' requests and questions almost never does."""
+    with DATA.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    thanks = [row["text"] for row in rows if row["thanks"] == "1"]
+    others = [row["text"] for row in rows if row["thanks"] == "0"]
+
+    assert (len(thanks), len(others)) == (120, 3000)
+    assert sum(map(confirms, thanks)) / len(thanks) >= 0.8  # 0.833 on 2026-12-07
+    assert sum(map(confirms, others)) / len(others) <= 0.005  # 6 of 3,000
