@@ -111,10 +111,10 @@ def close_invoices(services: Services) -> dict[str, Any]:
     """Close last month's invoice of every brand that had a contract then (once each)."""
     last_month = (utcnow().replace(day=1) - dt.timedelta(days=1)).strftime("%Y-%m")
     closed = []
+    last_day = month_bounds(last_month)[1] - dt.timedelta(microseconds=1)
     for brand in services.brands.all():
-        invoice = services.invoices.draft(brand, last_month) if contract_at(
-            brand, month_bounds(last_month)[1] - dt.timedelta(microseconds=1)) else None
-        if invoice is not None and invoice["state"] == "open":
+        if (contract_at(brand, last_day) is not None
+                and services.ledger.invoice_close(brand, last_month) is None):
             services.invoices.close(brand, last_month, actor="scheduler")
             closed.append(brand.slug)
     return {"period": last_month, "closed": closed}

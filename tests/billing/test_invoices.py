@@ -15,8 +15,9 @@ from click.testing import Result
 
 from appliance.billing.contracts import parse_contract, set_contract
 from appliance.billing.ledger import EntryType, Ledger
-from appliance.db.models import AuditLog, Brand, Conversation
+from appliance.db.models import AuditLog, Brand, Conversation, utcnow
 from appliance.errors import Conflict, InvalidRequest
+from appliance.jobs import run_job
 from appliance.services import Services
 
 #: The fixtures' types (tests/billing/conftest.py).
@@ -135,3 +136,19 @@ def test_the_cli_closes_and_shows_an_invoice(
     assert closed.output.strip() == "closed acme 2026-11: 20 EUR"
     assert json.loads(shown.output)["state"] == "closed"
     assert isinstance(again.exception, Conflict)
+
+
+def test_the_monthly_job_closes_last_months_invoice_once(
+    services: Services, brand: Brand, ledger: Ledger
+) -> None:
+    set_contract(services.db, brand, parse_contract(
+        'currency = "EUR"\nprice_per_resolution = 1\neffective_from = 2026-01-01\n'),
+        actor="test")
+    last_month = (utcnow().replace(day=1) - dt.timedelta(days=1)).strftime("%Y-%m")
+
+    first = run_job(services, "invoices.close")
+    again = run_job(services, "invoices.close")
+
+    assert first.detail == {"period": last_month, "closed": ["acme"]}
+    assert again.detail == {"period": last_month, "closed": []}
+    assert ledger.invoice_close(brand, last_month) is not None
