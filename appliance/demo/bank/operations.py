@@ -398,8 +398,9 @@ def log_verification(tx: BankTx, now: datetime, user_id: str, method: str) -> Do
               "email": user["email"], "phone_number": user["phone_number"],
               "date_of_birth": user["date_of_birth"], "method": method,
               "time_verified": now.strftime("%Y-%m-%d %H:%M:%S UTC")}
-    tx.put("verification_history", f"{user_id}_{now:%Y%m%d%H%M%S}_{secrets.token_hex(2)}",
-           record)
+    # Ids sort in the order records were made, even two within one second.
+    sequence = len(tx.of_user("verification_history", user_id))
+    tx.put("verification_history", f"{user_id}_{now:%Y%m%d%H%M%S}_{sequence:04d}", record)
     return record
 
 
