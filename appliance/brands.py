@@ -7,7 +7,7 @@ import hashlib
 import re
 import secrets
 import zoneinfo
-from typing import Any
+from typing import Any, Literal
 
 import peewee
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -137,6 +137,12 @@ class WorkflowMessages(BaseModel):
         min_length=1, max_length=500,
         description="The customer asks about an account that is someone else's ('my wife's "
                     "account'); says how the holder can reach the brand.")
+    identity_locked: str = Field(
+        default="For your security I can't take more attempts to verify you in this "
+                "conversation.",
+        min_length=1, max_length=500,
+        description="Said once a customer has failed verification as many times as the "
+                    "identity policy allows (never which detail was wrong).")
     anything_else: str = Field(
         default="Is there anything else I can help with?", min_length=1, max_length=500,
         description="Follows a finished workflow.")
@@ -174,6 +180,16 @@ class IdentityPolicy(IdentityNeeds):
     says a request is about someone else's account (refused at any level)."""
 
     third_party_phrases: tuple[str, ...] = Field(default=THIRD_PARTY_PHRASES, max_length=50)
+    max_failed_checks: int = Field(
+        default=3, ge=1, le=10,
+        description="Failed verifications (details that match no customer, a wrong or expired "
+                    "code) a conversation may have; at this many the customer is locked out of "
+                    "verifying in it.")
+    when_locked: Literal["hand_off", "end"] = Field(
+        default="hand_off",
+        description="What a lock-out does: hand the customer to a human (reason "
+                    "`identity_locked`), or end the request and say `identity_locked` so the "
+                    "customer verifies another way.")
 
     @field_validator("third_party_phrases")
     @classmethod

@@ -57,6 +57,7 @@ class Reason(StrEnum):
     IDENTITY_NOT_FOUND = "identity_not_found"
     IDENTITY_INSUFFICIENT = "identity_insufficient"
     IDENTITY_NOT_ASSERTED = "identity_not_asserted"
+    IDENTITY_LOCKED = "identity_locked"
     THIRD_PARTY = "third_party"
     POLICY_LIMIT = "policy_limit"
 
@@ -134,6 +135,10 @@ ABOUT: dict[Reason, About] = {
         "the customer named an account other than the one the brand's site signed in",
         "Treat the conversation as the signed-in customer's only; verify any other request "
         "separately."),
+    Reason.IDENTITY_LOCKED: About(
+        "the customer failed verification as many times as the brand's policy allows",
+        "Verify the customer by a stronger route (a call back to the number on file) before "
+        "discussing the account; the agent told them nothing about which detail was wrong."),
     Reason.THIRD_PARTY: About("the customer asked about someone else's account",
                               "Tell them how the account holder can reach us."),
     Reason.POLICY_LIMIT: About("the request is outside what the policy lets the agent do",

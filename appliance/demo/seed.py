@@ -70,7 +70,9 @@ DEMO_BRANDS = (
                             "accounts. The account holder can chat with us here themselves, or "
                             "call the number on the back of their card.",
                 other_customer="I can only help one customer per conversation, and I've "
-                               "already verified you, so I can't look into another account."),
+                               "already verified you, so I can't look into another account.",
+                identity_locked="For your security I can't take more attempts to verify you "
+                                "here. A colleague will verify you another way."),
         ),
         systems_url=lambda settings: settings.demo_bank_url,
     ),

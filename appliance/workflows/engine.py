@@ -389,10 +389,22 @@ class Engine:
         A walk that ends short of it hands off."""
         if self._assured(needed):
             return
+        self._unless_locked_out(outcome)
         self._needed = needed
         self._walk(phase, outcome, confirmed_now)
         if not self._assured(needed):
             raise _Stop(HANDOFF, "identity_insufficient")
+
+    def _unless_locked_out(self, outcome: TurnOutcome) -> None:
+        """A customer who failed verification as often as the brand allows is not asked
+        again in this conversation: handed off, or told so, as the policy says."""
+        policy = self._identity_policy
+        if self.state.failed_checks < policy.max_failed_checks:
+            return
+        outcome.messages.append(self._say.identity_locked)
+        if policy.when_locked == "hand_off":
+            raise _Stop(HANDOFF, "identity_locked")
+        raise _Stop(REFUSED, "identity_locked", outcome="informed")
 
     def _step_up(self, phase: _Phase, outcome: TurnOutcome,
                  confirmed_now: Awaiting | None) -> None:
@@ -574,6 +586,10 @@ class Engine:
 
     def _fail(self, phase: _Phase, step: Step, values: Mapping[str, Any],
               outcome: TurnOutcome, message: str) -> None:
+        if phase.workflow.provides_identity and step.on_fail == "reask":
+            # A failed verification: counted for the conversation, whichever workflow asked.
+            self.state.failed_checks += 1
+            self._unless_locked_out(outcome)
         if message:
             outcome.messages.append(message)
         if step.on_fail == "hand_off":

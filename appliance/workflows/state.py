@@ -13,7 +13,7 @@ same keys back, so no row needs migrating:
      "history": [{"workflow", "status", "outcome", "reason", "slots"}],
      "customer_id"?, "assurance"?, "profile"?: {"tool", "args"},
      "values"?: {"customer": profile},
-     "stale_profile"?, "loose": [texts], "offered_workflow"?}
+     "stale_profile"?, "loose": [texts], "offered_workflow"?, "failed_checks"?}
 
 Keys marked ? are written only when set, as they always were. A customer saved before
 `assurance` was kept was verified by contact details (email, or name + zip), the one way
@@ -38,6 +38,11 @@ def _dict(raw: dict[str, Any], key: str) -> dict[str, Any]:
 def _list(raw: dict[str, Any], key: str) -> list[Any]:
     value = raw.get(key)
     return value if isinstance(value, list) else []
+
+
+def _count(raw: dict[str, Any], key: str) -> int:
+    value = raw.get(key)
+    return value if isinstance(value, int) and value > 0 else 0
 
 
 def _text(raw: dict[str, Any], key: str) -> str | None:
@@ -214,6 +219,8 @@ class WorkflowState:
     loose: list[str] = field(default_factory=list)
     #: The workflow offered after the last answer.
     offered: str | None = None
+    #: Failed verifications in this conversation (the brand's policy locks out at a limit).
+    failed_checks: int = 0
 
     @classmethod
     def from_json(cls, raw: Any) -> WorkflowState:
@@ -227,7 +234,8 @@ class WorkflowState:
             history=[FinishedRun.from_json(entry) for entry in _list(raw, "history")
                      if isinstance(entry, dict)],
             customer=_customer(raw), stale_profile=bool(raw.get("stale_profile")),
-            loose=[str(text) for text in _list(raw, "loose")], offered=_text(raw, OFFERED))
+            loose=[str(text) for text in _list(raw, "loose")], offered=_text(raw, OFFERED),
+            failed_checks=_count(raw, "failed_checks"))
 
     def to_json(self) -> dict[str, Any]:
         """What is saved; it shares nothing with this state."""
@@ -246,6 +254,8 @@ class WorkflowState:
             saved["stale_profile"] = True
         if self.offered is not None:
             saved[OFFERED] = self.offered
+        if self.failed_checks:
+            saved["failed_checks"] = self.failed_checks
         return copy.deepcopy(saved)
 
     @property

@@ -18,6 +18,7 @@ from appliance.workflows.tools import ToolResult, ToolRunner
 TOOLS = (WORKFLOWS_DIR / "rho-bank" / "tools.yaml").read_text()
 KENJI, MARGOT = "6680a37184", "c7d8e9f0a1"
 KENJI_DETAILS = "My name is Kenji Tanaka, 07/22/1985, kenji.tanaka@outlook.com"
+KNOWLEDGE = IdentityPolicy(read="knowledge", write="knowledge")
 
 #: Identity by knowledge only, or asserted: no one-time code.
 IDENTITY = """\
@@ -81,10 +82,11 @@ class Bank:
 
 
 def _turn(bank: BankBackend, state: WorkflowState, workflow: Workflow, identity: Workflow,
-          text: str, asserted: str | None = None) -> TurnOutcome:
+          text: str, asserted: str | None = None,
+          policy: IdentityPolicy = KNOWLEDGE) -> TurnOutcome:
     engine = Engine(state, Bank(bank.url), conversation_id="c1", identity=identity,
                     formats=parse_toolset(TOOLS).formats, asserted=asserted,
-                    identity_policy=IdentityPolicy(read="knowledge", write="knowledge"))
+                    identity_policy=policy)
     if engine.running is None:
         engine.start(workflow, None)
     engine.remember(text)
@@ -172,3 +174,49 @@ def test_a_request_about_someone_elses_account_ends_the_run(bank_backend: BankBa
     assert state.run is None and state.last is not None
     assert (state.last.status, state.last.outcome) == (REFUSED, "informed")
     assert engine.refuse_third_party("an order my husband placed") is None
+
+
+WRONG_DETAILS = "My name is Kenji Tanaka, 01/01/1990, kenji.tanaka@outlook.com"
+
+
+def test_the_brands_limit_of_failed_checks_locks_the_customer_out(
+        bank_backend: BankBackend) -> None:
+    """Two failed checks under a limit of two: the second says nothing about which detail
+    was wrong, hands off as `identity_locked`, and the right details cannot verify after it
+    in this conversation."""
+    policy = IdentityPolicy(read="knowledge", write="knowledge", max_failed_checks=2)
+    state, identity = WorkflowState(), parse_workflow(IDENTITY)
+
+    replies = [_turn(bank_backend, state, _balance(), identity, text, policy=policy)
+               for text in ("what's my balance", WRONG_DETAILS, WRONG_DETAILS)]
+
+    assert replies[1].status == WAITING and "Those details don't verify." in replies[1].text
+    assert (replies[2].status, replies[2].reason) == (HANDOFF, "identity_locked")
+    assert replies[2].messages == [
+        "For your security I can't take more attempts to verify you in this conversation."]
+    assert "1990" not in replies[2].text and state.failed_checks == 2
+    again = _turn(bank_backend, WorkflowState.from_json(state.to_json()), _balance(), identity,
+                  KENJI_DETAILS, policy=policy)
+    assert (again.status, again.reason) == (HANDOFF, "identity_locked")
+    assert again.tools == []  # nothing is looked up for a locked-out customer
+
+
+def test_a_brand_may_end_the_request_instead_of_handing_off(bank_backend: BankBackend) -> None:
+    policy = IdentityPolicy(read="knowledge", write="knowledge", max_failed_checks=1,
+                            when_locked="end")
+    state, identity = WorkflowState(), parse_workflow(IDENTITY)
+
+    _turn(bank_backend, state, _balance(), identity, "what's my balance", policy=policy)
+    locked = _turn(bank_backend, state, _balance(), identity, WRONG_DETAILS, policy=policy)
+
+    assert (locked.status, locked.reason, locked.outcome) == (
+        REFUSED, "identity_locked", "informed")
+    assert state.run is None and state.customer is None
+
+
+def test_failed_checks_under_the_limit_still_verify(bank_backend: BankBackend) -> None:
+    state, identity = WorkflowState(), parse_workflow(IDENTITY)
+    replies = [_turn(bank_backend, state, _balance(), identity, text)
+               for text in ("what's my balance", WRONG_DETAILS, WRONG_DETAILS, KENJI_DETAILS)]
+    assert replies[-1].status == DONE and "$1,038.52" in replies[-1].text
+    assert state.failed_checks == 2
