@@ -18,6 +18,7 @@ from retail_support import Customer, RetailBackend
 
 from appliance.brands import policy_of
 from appliance.db.models import Conversation, ToolCall
+from appliance.identity import signature
 from appliance.services import Services
 
 OLIVIA = {"email": "olivia.ito5204@example.com", "user_id": "olivia_ito_3591",
@@ -57,6 +58,29 @@ def test_it_cancels_a_pending_order_for_a_customer_verified_by_email(
     assert after["#W3657213"]["status"] == "cancelled"
     refund = after["#W3657213"]["payment_history"][-1]
     assert (refund["transaction_type"], refund["amount"]) == ("refund", 3570.34)
+
+
+def test_a_customer_the_shops_site_signed_in_is_asked_nothing(
+        client: FlaskClient, services: Services, seeded: dict[str, Any], lumen: Any) -> None:
+    """The widget opened with a signed user id: the order is looked up at once, without an
+    email or a name and zip, and the conversation's customer is the signed one."""
+    _, secret = services.identity.create_secret(services.brands.get("lumen-goods"),
+                                                actor="test")
+    user_id = OLIVIA["user_id"]
+    opened = client.post("/v1/widget/lumen-goods/conversations", json={"customer": {
+        "id": user_id, "signature": signature(secret, user_id)}})
+    assert opened.status_code == 201, opened.get_data(as_text=True)
+    token = opened.get_json()["token"]
+
+    reply = client.post(f"/v1/conversations/{opened.get_json()['id']}/messages",
+                        json={"text": "Where is my order #W5866402?"},
+                        headers={"Authorization": f"Bearer {token}"})
+
+    assert reply.status_code == 200, reply.get_data(as_text=True)
+    text = reply.get_json()["message"]["text"]
+    assert "#W5866402 is delivered" in text and "email" not in text
+    state = Conversation.get(Conversation.public_id == opened.get_json()["id"]).state
+    assert (state["customer_id"], state["assurance"]) == (user_id, "asserted")
 
 
 def test_it_returns_delivered_items_for_a_customer_verified_by_name_and_zip(
