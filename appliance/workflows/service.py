@@ -122,6 +122,14 @@ def identifies(identity: schema.Workflow, text: str, formats: Formats = NO_FORMA
                    for slot in group) for group in (ask.asks, *ask.alternatives))
 
 
+@dataclass(frozen=True)
+class ToolsetUse:
+    """The workflows (names, sorted) that use each of a brand's tools and formats."""
+
+    tools: dict[str, tuple[str, ...]]
+    formats: dict[str, tuple[str, ...]]
+
+
 class WorkflowService:
     def __init__(self, db: peewee.Database, embedder: Embedder) -> None:
         self._db = db
@@ -259,21 +267,73 @@ class WorkflowService:
     # -- tools -----------------------------------------------------------------------------
 
     def save_toolset(self, brand: Brand, source: str, actor: str) -> Toolset:
+        """Validate `source` and store it as the brand's tools and formats. Refused
+        (`toolset_in_use`) when it drops a tool or a format that a published or draft workflow
+        of the brand uses: those workflows must change first."""
         parsed = schema.parse_toolset(source)
         with self._db.atomic():
-            row = Toolset.get_or_none(Toolset.brand == brand)
-            definition = parsed.model_dump(mode="json")
-            if row is None:
-                row = Toolset.create(brand=brand, source=source, definition=definition,
-                                     updated_by=actor)
-            else:
-                row.source, row.definition, row.updated_by, row.updated_at = (
-                    source, definition, actor, utcnow())
-                row.save()
-            audit.record(actor, "toolset.save", brand.slug,
-                         {"tools": [tool.name for tool in parsed.tools]})
+            self._check_kept(brand, self.toolset(brand), parsed)
+            row = self._store_toolset(brand, source, parsed, actor)
         self._invalidate(brand)
         return row
+
+    def _store_toolset(self, brand: Brand, source: str, parsed: schema.Toolset,
+                       actor: str) -> Toolset:
+        row = Toolset.get_or_none(Toolset.brand == brand)
+        definition = parsed.model_dump(mode="json")
+        if row is None:
+            row = Toolset.create(brand=brand, source=source, definition=definition,
+                                 updated_by=actor)
+        else:
+            row.source, row.definition, row.updated_by, row.updated_at = (
+                source, definition, actor, utcnow())
+            row.save()
+        audit.record(actor, "toolset.save", brand.slug,
+                     {"tools": [tool.name for tool in parsed.tools]})
+        return row
+
+    def toolset_use(self, brand: Brand) -> ToolsetUse:
+        """Which workflows use each tool and each format: those whose published version (the
+        one the agent runs, or would again once enabled) or draft calls it or reads a slot of
+        it."""
+        tools: dict[str, set[str]] = {}
+        formats: dict[str, set[str]] = {}
+        rows = (WorkflowVersion.select(WorkflowVersion, Workflow).join(Workflow)
+                .where((Workflow.brand == brand)
+                       & ((WorkflowVersion.status == DRAFT)
+                          | (WorkflowVersion.number == Workflow.published_version))))
+        for version in rows:
+            definition = self.definition(version)
+            for tool in definition.tools:
+                tools.setdefault(tool, set()).add(definition.name)
+            for slot in definition.slots.values():
+                if slot.type not in schema.SLOT_TYPES:
+                    formats.setdefault(slot.type, set()).add(definition.name)
+        return ToolsetUse({name: tuple(sorted(names)) for name, names in tools.items()},
+                          {name: tuple(sorted(names)) for name, names in formats.items()})
+
+    def _check_kept(self, brand: Brand, before: schema.Toolset | None,
+                    after: schema.Toolset) -> None:
+        """Every tool and format of `before` that a workflow uses is in `after` too."""
+        if before is None:
+            return
+        use = self.toolset_use(brand)
+        dropped: dict[str, list[str]] = {}
+        for kind, used, old, new in (
+                ("tool", use.tools, {t.name for t in before.tools}, {t.name for t in after.tools}),
+                ("format", use.formats, set(before.formats), set(after.formats))):
+            for name in sorted((old - new) & set(used)):
+                for workflow in used[name]:
+                    dropped.setdefault(workflow, []).append(f"{kind} {name}")
+        if dropped:
+            named = "; ".join(f"{workflow} uses {', '.join(things)}"
+                              for workflow, things in sorted(dropped.items()))
+            lost_format = any(thing.startswith("format ") for things in dropped.values()
+                              for thing in things)
+            raise InvalidRequest(
+                f"the brand's workflows use what this document no longer defines: {named}. "
+                "Change or retire those workflows first.",
+                param="formats" if lost_format else "tools", code="toolset_in_use")
 
     def toolset(self, brand: Brand) -> schema.Toolset | None:
         row = Toolset.get_or_none(Toolset.brand == brand)
@@ -334,12 +394,14 @@ class WorkflowService:
         sources = {path.name: path.read_text(encoding="utf-8") for path in files}
         for file_name, source in sources.items():
             schema.parse_workflow(source, file_name)
-        if tools_file.exists():
-            schema.parse_toolset(tools_file.read_text(encoding="utf-8"), tools_file.name)
+        tools_source = tools_file.read_text(encoding="utf-8") if tools_file.exists() else None
+        toolset = (schema.parse_toolset(tools_source, tools_file.name)
+                   if tools_source is not None else None)
         changed = []
         with self._db.atomic():
-            if tools_file.exists():
-                self.save_toolset(brand, tools_file.read_text(encoding="utf-8"), actor)
+            before = self.toolset(brand)
+            if tools_source is not None and toolset is not None:
+                self._store_toolset(brand, tools_source, toolset, actor)
             for file_name, source in sources.items():
                 parsed = schema.parse_workflow(source, file_name)
                 existing = Workflow.get_or_none((Workflow.brand == brand)
@@ -352,6 +414,10 @@ class WorkflowService:
                 if publish:
                     self.publish(brand, parsed.name, actor)
                 changed.append(parsed.name)
+            if toolset is not None:
+                # Checked once the imported workflows replaced theirs: an import may drop a
+                # format together with the workflows that read it.
+                self._check_kept(brand, before, toolset)
         self._invalidate(brand)
         return changed
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from appliance.brands import WorkflowMessages
+from appliance.db.models import Toolset
 from appliance.demo.seed import DEMO_BRANDS, WORKFLOWS_DIR
 from appliance.errors import InvalidRequest
 from appliance.services import Services
@@ -221,5 +222,10 @@ def test_a_toolset_with_a_broken_format_saves_nothing_and_workflows_need_declare
         flows.save_draft(brand, RENEW, "tester")
     assert caught.value.code == "unknown_slot_format"
 
-    flows.save_toolset(brand, TOOLS, "tester")
+    with pytest.raises(InvalidRequest) as caught:  # it drops the tools the workflows use
+        flows.save_toolset(brand, TOOLS, "tester")
+    assert caught.value.code == "toolset_in_use"
+    stored = Toolset.get(Toolset.brand == brand).source
+    flows.save_toolset(brand, stored.replace(
+        "formats:\n", "formats:\n" + TOOLS.split("formats:\n", 1)[1], 1), "tester")
     assert flows.save_draft(brand, RENEW, "tester").status == "draft"
