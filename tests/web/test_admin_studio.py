@@ -4,6 +4,8 @@ the test chat and who may see and change what."""
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +15,7 @@ from werkzeug.test import TestResponse
 from appliance.db.models import AuditLog, Conversation, Workflow
 from appliance.services import Services
 from appliance.web.admin.studio_metrics import workflow_metrics
+from appliance.web.admin.studio_yaml import fields_of
 
 Csrf = Callable[[str], str]
 Submit = Callable[[FlaskClient, str, str, dict[str, str]], TestResponse]
@@ -378,3 +381,55 @@ def test_it_refuses_a_studio_post_without_csrf_token(
     assert len(versions(services)) == 1
     assert workflow(services).status == "draft"
     assert Conversation.select().where(Conversation.channel == "studio").count() == 0
+
+
+def selected(page: str, field: str) -> str:
+    """The value of the option selected in the form's select `field`."""
+    select = re.search(rf'<select id="wf-{field}" name="{field}".*?</select>', page, re.S)
+    assert select is not None, field
+    found = re.search(r'<option value="([^"]*)" selected>', select.group(0))
+    assert found is not None, field
+    return found.group(1)
+
+
+def test_it_edits_a_rho_bank_workflows_identity_levels_in_the_form(
+    admin_client: FlaskClient, services: Services, submit: Submit,
+) -> None:
+    brand = services.brands.get("rho-bank")
+    page_path = "/admin/brands/rho-bank/workflows/report_card"
+    report_card = services.workflows.get(brand, "report_card")
+    source = services.workflows.version(report_card).source
+
+    def post(source: str, initial: dict[str, str], **changed: str) -> TestResponse:
+        return submit(admin_client, page_path, page_path, {
+            "source": source, **initial, **changed,
+            **{f"initial_{name}": value for name, value in initial.items()}})
+
+    response = post(source, fields_of(source), identity_read="knowledge",
+                    identity_write="one_time_code")
+    assert response.status_code == 302
+    draft = services.workflows.version(report_card)
+    assert draft.status == "draft"
+    assert draft.definition["identity"] == {"read": "knowledge", "write": "one_time_code"}
+    lines = draft.source.splitlines()
+    assert lines[lines.index("requires_identity: true") + 1:][:3] == [
+        "identity:", "  read: knowledge", "  write: one_time_code"]
+    page = text(admin_client.get(page_path))
+    assert (selected(page, "identity_read"), selected(page, "identity_write")) == (
+        "knowledge", "one_time_code")
+
+    weaker = post(draft.source, fields_of(draft.source), identity_write="contact")
+    assert weaker.status_code == 400
+    shown = re.search(r'<textarea id="wf-source"[^>]*>\n(.*?)</textarea>', text(weaker), re.S)
+    assert shown is not None
+    at = html.unescape(shown.group(1)).splitlines().index("  read: knowledge") + 1
+    assert (f'<a href="#line-{at}">Line {at}</a> · <code>identity</code>: identity.write '
+            "cannot be weaker than identity.read") in text(weaker)
+    assert services.workflows.version(report_card).source == draft.source
+
+    back = post(draft.source, fields_of(draft.source), identity_read="", identity_write="")
+    assert back.status_code == 302
+    policy = services.workflows.version(report_card)
+    assert policy.definition["identity"] is None, "the brand's policy decides"
+    assert not any(line.startswith("identity:") for line in policy.source.splitlines())
+    assert selected(text(admin_client.get(page_path)), "identity_read") == ""

@@ -1,5 +1,6 @@
 """The Agent Studio in a real headless Chromium against a real gunicorn: create a workflow
-from YAML, try it in the test chat, publish, publish a second version and roll back.
+from YAML, try it in the test chat, publish, publish a second version and roll back; read a
+sentence with one of Rho-Bank's slot formats and see a broken format refused on its line.
 
 The `browser`, `page`, `screenshot` and `browser_sign_in` fixtures are in
 tests/web/conftest.py.
@@ -100,3 +101,41 @@ def test_it_builds_tries_publishes_and_rolls_back_a_workflow(
     # The live server is shared with the other browser tests: leave the agent as it was.
     page.get_by_role("button", name="Disable").click()
     expect(page.get_by_role("status")).to_contain_text("Disabled")
+
+
+def test_it_tries_and_edits_rho_banks_slot_formats(
+    page: Page, live_server: LiveServer, screenshot: Screenshot,
+    browser_sign_in: BrowserSignIn,
+) -> None:
+    browser_sign_in(page, live_server)
+    page.goto(f"{live_server.url}/admin/brands/rho-bank/workflows")
+    page.get_by_role("link", name="Tools and formats").click()
+    expect(page.get_by_role("heading", name="Tools and formats", exact=True)).to_be_visible()
+    formats = page.get_by_role("region", name="Slot formats")
+    expect(formats).to_contain_text("the last four digits of a card")
+
+    page.get_by_label("Format", exact=True).select_option("card_last_four")
+    page.get_by_label("Customer's sentence").fill("Hi, my debit card ending in 4417 was stolen")
+    page.get_by_role("button", name="Read it").click()
+    expect(page.locator("#try-result")).to_contain_text("reads card_last_four as 4417")
+    screenshot(page, "studio-try-format")
+
+    editor = page.get_by_label("YAML")
+    saved = editor.input_value()
+    pattern = "    pattern: '^[0-9]{4}$'"
+    assert pattern in saved
+    broken = saved.replace(pattern, "    pattern: '^[0-9{4}$'", 1)
+    line = broken.splitlines().index("    pattern: '^[0-9{4}$'") + 1
+    editor.fill(broken)
+    page.get_by_role("button", name="Save tools and formats").click()
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text(f"Line {line} · formats.card_last_four.pattern")
+    expect(page.locator(f"#line-{line}")).to_have_class("gutter-error")
+    expect(page.get_by_label("YAML")).to_have_value(broken)
+    screenshot(page, "studio-format-error")
+
+    # The live server is shared with the other browser tests: store the document unchanged.
+    page.get_by_label("YAML").fill(saved)
+    page.get_by_role("button", name="Save tools and formats").click()
+    expect(page.get_by_role("status")).to_contain_text("Saved the tools and formats")
+    expect(page.get_by_label("YAML")).to_have_value(saved)

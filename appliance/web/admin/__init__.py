@@ -21,5 +21,6 @@ from appliance.web.admin import (  # noqa: E402,F401
     handoffs,
     knowledge,
     studio,
+    studio_tools,
     users,
 )

@@ -5,7 +5,7 @@ rollback and disable, and a test chat that runs the draft. Readers see; editors 
 Everything goes through `WorkflowService`, as the CLI's `appliance workflows ...` does, so a
 change made here is validated and audited the same way. The YAML ↔ form merging and the
 results per workflow live in `studio_yaml.py` and `studio_metrics.py`; the test chat in
-`studio_sandbox.py`.
+`studio_sandbox.py`; the brand's tools and slot formats have their page in `studio_tools.py`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from appliance.web.admin.studio_yaml import (
     merge_fields,
     posted_fields,
 )
-from appliance.workflows.schema import OUTCOMES
+from appliance.workflows.schema import LEVELS, OUTCOMES
 from appliance.workflows.service import PUBLISHED, RETIRED, WorkflowService
 
 NOTE_MAX = 500
@@ -83,13 +83,12 @@ def _render_editor(
 ) -> str:
     service = _workflows()
     versions = service.versions(workflow) if workflow is not None else []
-    errors = errors or []
     return render_template(
         "admin/workflow.html", brand=brand, workflow=workflow, versions=versions,
         latest=versions[0] if versions else None, shown=shown,
         working=working_version(workflow) if workflow is not None else None, source=source,
-        fields=fields, initial=initial, errors=errors, note=note, note_max=NOTE_MAX,
-        outcomes=OUTCOMES, error_lines={e["line"] for e in errors if e.get("line")},
+        fields=fields, initial=initial, errors=errors or [], note=note, note_max=NOTE_MAX,
+        outcomes=OUTCOMES, levels=LEVELS,
         can_roll_back=workflow is not None and can_roll_back(workflow, versions),
         toolset=service.toolset(brand), editor_roles=EDITOR_ROLES,
         sandbox=sandbox_of(brand, workflow) if workflow is not None else None,

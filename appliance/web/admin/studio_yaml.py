@@ -17,7 +17,10 @@ import yaml
 from appliance.errors import InvalidRequest
 from appliance.workflows.schema import DefinitionError
 
-FIELDS = ("title", "description", "examples", "requires_identity", "outcome")
+FIELDS = ("title", "description", "examples", "requires_identity", "identity_read",
+          "identity_write", "outcome")
+#: The form fields of `identity: {read, write}`: empty leaves the key out (the brand's policy).
+IDENTITY_FIELDS = {"identity_read": "read", "identity_write": "write"}
 #: Names the Studio's URLs take for themselves (/workflows/new).
 RESERVED_NAMES = frozenset({"new"})
 STARTER = """\
@@ -54,11 +57,14 @@ def fields_of(source: str) -> dict[str, str]:
     data = _load(source) or {}
     triggers = data.get("triggers")
     examples = triggers.get("examples") if isinstance(triggers, dict) else None
+    identity = data.get("identity")
     return {
         "title": str(data.get("title") or ""),
         "description": str(data.get("description") or "").strip(),
         "examples": "\n".join(str(e) for e in examples) if isinstance(examples, list) else "",
         "requires_identity": "1" if data.get("requires_identity") is True else "",
+        **{name: str(identity.get(key) or "") if isinstance(identity, dict) else ""
+           for name, key in IDENTITY_FIELDS.items()},
         "outcome": str(data.get("outcome") or "resolved"),
     }
 
@@ -71,12 +77,16 @@ def posted_fields(form: Mapping[str, str], prefix: str = "") -> dict[str, str]:
     values["description"] = values["description"].replace("\r\n", "\n").strip()
     values["title"] = values["title"].strip()
     values["requires_identity"] = "1" if values["requires_identity"] else ""
+    for name in IDENTITY_FIELDS:
+        values[name] = values[name].strip()
     return values
 
 
 def _apply(data: dict[str, Any], name: str, value: str) -> None:
     if name == "requires_identity":
         data[name] = value == "1"
+    elif name in IDENTITY_FIELDS:
+        _apply_level(data, IDENTITY_FIELDS[name], value)
     elif name == "examples":
         triggers = data.get("triggers")
         triggers = dict(triggers) if isinstance(triggers, dict) else {}
@@ -91,6 +101,27 @@ def _apply(data: dict[str, Any], name: str, value: str) -> None:
         data.pop(name, None)
     else:
         data[name] = value
+
+
+def _apply_level(data: dict[str, Any], key: str, level: str) -> None:
+    """Set `identity.<key>` (the schema checks the level), or take it out when empty, and
+    `identity` with it when nothing is left (the brand's policy applies)."""
+    identity = data.get("identity")
+    identity = dict(identity) if isinstance(identity, dict) else {}
+    if level:
+        identity[key] = level
+    else:
+        identity.pop(key, None)
+    if identity and "identity" not in data and "requires_identity" in data:
+        # Beside `requires_identity`, where a reader of the document looks for it.
+        items = list(data.items())
+        at = [key for key, _ in items].index("requires_identity") + 1
+        data.clear()
+        data.update([*items[:at], ("identity", identity), *items[at:]])
+    elif identity:
+        data["identity"] = identity
+    else:
+        data.pop("identity", None)
 
 
 def merge_fields(source: str, fields: dict[str, str],
