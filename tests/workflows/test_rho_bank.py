@@ -133,6 +133,25 @@ def test_a_card_application_is_an_upsell_carrying_the_cards_annual_fee(
     assert last.slots["card_type"] == "Platinum Rewards Card"
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_referrals_are_in_the_bank_and_a_third_within_the_window_is_rejected(
+        services: Services, rho: Brand, bank_backend: BankBackend) -> None:
+    """What the scripted evals cannot state: the bank's records, whose ids it makes up."""
+    replies, _ = _chat(services, rho, [
+        "I want to refer a friend for the EcoCard",
+        "Sofia Papadopoulos, 01/25/1986, 347-555-0387", "yes",
+        "I'd like to refer another friend, for the Platinum card", "yes",
+        "and refer one more friend, for the Silver Rewards Card", "yes"])
+
+    referrals = {r["referred_account_type"]: r
+                 for r in bank_backend.get("/users/584f9c5d00")["referrals"]}
+    assert {card: r["referral_status"] for card, r in referrals.items()} == {
+        "EcoCard": "NO_PROGRESS", "Platinum Rewards Card": "NO_PROGRESS",
+        "Silver Rewards Card": "REJECTED"}
+    assert f"reference {referrals['EcoCard']['referral_id']}" in replies[2]
+    assert "at most 2 referral bonuses in any rolling 7-day window" in replies[-1]
+
+
 def _continue(services: Services, brand: Brand, conversation: Conversation,
               turns: list[str]) -> tuple[list[str], Conversation]:
     replies = []
