@@ -137,12 +137,15 @@ class LiveServer:
 
 
 @pytest.fixture(scope="session")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """`appliance serve` (real gunicorn) on a free loopback port, with the demo seeded."""
+def live_server(tmp_path_factory: pytest.TempPathFactory,
+                bank_backend: BankBackend) -> Iterator[LiveServer]:
+    """`appliance serve` (real gunicorn) on a free loopback port, with the demo seeded and
+    Rho-Bank's tools pointed at the session's bank service (`bank_backend`)."""
     data_dir = tmp_path_factory.mktemp("live") / "data"
     env = {
         **os.environ,
         "APPLIANCE_DATA_DIR": str(data_dir),
+        "APPLIANCE_DEMO_BANK_URL": bank_backend.url,
         "APPLIANCE_LLM_MAX_REPLY_TOKENS": str(TEST_REPLY_TOKENS),
         "APPLIANCE_LLM_TIMEOUT_S": str(NO_TIME_LIMIT_S),
         "APPLIANCE_WEB_WORKERS": "1",
