@@ -39,6 +39,15 @@ _OF_A_KIND = re.compile(
 #: Asking for something ("I need to change…"), not asking whether one must ("do I need to…?").
 _WANTS = re.compile(r"(?<!\bdo )\b(i (want|need|wish)|i'd like|i would like|please|help me)\b",
                     re.IGNORECASE)
+#: Saying what the customer wants done ("I want to dispute a charge", "I'd like to get the
+#: fee waived"): a request even when it names a fee or a charge, unless what they want is to
+#: know ("I want to check the fees", "I'd like to see the charges"), or they don't know what
+#: they need to do.
+_WANTS_DONE = re.compile(
+    r"(?<!\bwhat )\b(i (want|need|wish)|i'd like|i would like)\s+to\s+(?!(know|check|"
+    r"understand|learn|ask|find out|see|view|list|look|review|hear|read|compare|do|"
+    r"get (some |more |a )?(info|information|details|list|quote))\b)\w+",
+    re.IGNORECASE)
 #: Asking about a rule or a fact, whatever the sentence's form ("I want to check the fees").
 _LEARN = re.compile(
     r"\b(polic(y|ies)|options?|fees?|charges?|penalt(y|ies)|methods?|how long|how much|"
@@ -54,5 +63,8 @@ def asks_about_policy(text: str) -> bool:
     if _MINE.search(bare):
         return bool(_APPLIES.search(bare)) and not (_WANTS.search(bare)
                                                    or _ASKS_TO_ACT.search(bare))
+    if _WANTS_DONE.search(bare) and not _QUESTION.match(bare) and (
+            "?" not in bare or _ASKS_TO_ACT.search(bare)):
+        return False  # what they want done, with no question of how things work after it
     learns = bool(_LEARN.search(bare))
     return learns or (bool(_QUESTION.match(bare)) and not _WANTS.search(bare))
