@@ -7,6 +7,7 @@ import json
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -14,6 +15,7 @@ from appliance.cli.context import CliContext, pass_cli, table
 from appliance.demo.seed import WORKFLOWS_DIR
 from appliance.evals.cases import load_suites
 from appliance.evals.runner import CaseResult, run_suites
+from appliance.evals.scores import CaseTrials, by_suite, pass_hat_k, tally
 
 
 def register(cli: click.Group) -> None:
@@ -31,13 +33,17 @@ def eval_() -> None:
               help="Only this suite's cases: a workflow's name, or e.g. knowledge.")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
               help="Folder of eval files (default: the demo brand's evals).")
+@click.option("--trials", type=click.IntRange(1, 20), default=1, show_default=True,
+              help="Run each case this many times (phrasing and sampling vary) for pass^k.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the trials' phrasing and sampling: the same seed, the same run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--min-pass", type=click.FloatRange(0, 1), default=0.0,
-              help="Exit 1 when the overall pass rate is below this (0-1).")
+              help="Exit 1 when pass^1 (the pass rate over all trials) is below this (0-1).")
 @pass_cli
-def run(ctx: CliContext, slug: str, suite: str | None, directory: Path | None,
-        as_json: bool, min_pass: float) -> None:
-    """Run the cases and print the pass rate per suite, and each failure with why.
+def run(ctx: CliContext, slug: str, suite: str | None, directory: Path | None, trials: int,
+        seed: int, as_json: bool, min_pass: float) -> None:
+    """Run the cases and print pass^1..K per suite, and each failure with why.
 
     Each case starts from a fresh copy of the brand's test system (POST /reset on the tools'
     base URL): run it against a test or demo system, never production."""
@@ -51,29 +57,48 @@ def run(ctx: CliContext, slug: str, suite: str | None, directory: Path | None,
 
     def progress(result: CaseResult) -> None:
         if not as_json:
+            trial = f" (trial {result.trial + 1})" if trials > 1 else ""
             click.echo(f"{'pass' if result.passed else 'FAIL'}  {result.workflow}: "
-                       f"{result.name}", err=True)
+                       f"{result.name}{trial}", err=True)
 
-    results = run_suites(services, brand, suites, progress)
-    passed = sum(result.passed for result in results)
-    rate = passed / len(results)
+    results = run_suites(services, brand, suites, progress, trials=trials, seed=seed)
+    cases = tally((r.workflow, r.name, r.passed) for r in results)
+    overall = pass_hat_k(cases)
     if as_json:
-        click.echo(json.dumps({"brand": slug, "cases": len(results), "passed": passed,
-                               "pass_rate": round(rate, 4),
-                               "results": [r.as_dict() for r in results]}, indent=2))
+        click.echo(json.dumps(report(slug, trials, seed, results, cases), indent=2))
     else:
-        by_suite: dict[str, list[CaseResult]] = defaultdict(list)
-        for result in results:
-            by_suite[result.workflow].append(result)
-        rows = [(name, str(len(cases)), str(sum(c.passed for c in cases)),
-                 f"{sum(c.passed for c in cases) / len(cases):.0%}")
-                for name, cases in sorted(by_suite.items())]
-        rows.append(("all", str(len(results)), str(passed), f"{rate:.1%}"))
-        table(rows, ("suite", "cases", "passed", "pass rate"))
+        per_suite = by_suite(cases)
+        ks = [str(k) for k in range(1, trials + 1)]
+        rows = [(name, str(len([c for c in cases if c.suite == name])),
+                 *(f"{scores[k]:.3f}" for k in ks)) for name, scores in per_suite.items()]
+        rows.append(("all", str(len(cases)), *(f"{overall[k]:.3f}" for k in ks)))
+        table(rows, ("suite", "cases", *(f"pass^{k}" for k in ks)))
         for result in results:
             if not result.passed:
-                click.echo(f"\nFAIL {result.workflow}: {result.name}")
+                trial = f" (trial {result.trial + 1})" if trials > 1 else ""
+                click.echo(f"\nFAIL {result.workflow}: {result.name}{trial}")
                 for problem in result.problems:
                     click.echo(f"  - {problem}")
-    if rate < min_pass:
+    if overall["1"] < min_pass:
         sys.exit(1)
+
+
+def report(slug: str, trials: int, seed: int, results: list[CaseResult],
+           cases: list[CaseTrials]) -> dict[str, Any]:
+    """The run as JSON: each case's passes over its trials with the failures and why, and
+    pass^k overall and per workflow (or suite)."""
+    failures: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for result in results:
+        if not result.passed:
+            failures[(result.workflow, result.name)].append(
+                {"trial": result.trial + 1, "problems": result.problems,
+                 "transcript": [list(turn) for turn in result.transcript]})
+    passed = sum(result.passed for result in results)
+    return {
+        "brand": slug, "trials": trials, "seed": seed,
+        "cases": [{"id": f"{case.suite}/{case.name}", "workflow": case.suite,
+                   "name": case.name, "passes": case.passes, "trials": case.trials,
+                   "failures": failures[(case.suite, case.name)]} for case in cases],
+        "runs": len(results), "passed": passed, "pass_rate": round(passed / len(results), 4),
+        "pass_hat_k": pass_hat_k(cases), "by_workflow": by_suite(cases),
+    }

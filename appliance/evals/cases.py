@@ -26,10 +26,16 @@ workflow ran).
 
 A suite that tests no single workflow names itself instead (`suite: knowledge`, for the
 answers the knowledge gives); its cases expect the same things.
+
+A turn may be a list of phrasings of the same thing (`- [yes, "yes please", "sure, go
+ahead"]`). Run once, a case says the first of each; run as several trials
+(`appliance eval run --trials K`), the first trial says the case as written and each later
+trial draws one phrasing per turn from the run's seed, so the trials vary as customers do.
 """
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
@@ -57,19 +63,39 @@ class Expectation(_Strict):
     outcome: str | None = None
 
 
+def _word(item: Any) -> Any:
+    # YAML reads a bare `yes` / `no` turn as a boolean: it was meant as the word.
+    return ("yes" if item else "no") if isinstance(item, bool) else item
+
+
 class EvalCase(_Strict):
     name: str = Field(min_length=1)
-    turns: tuple[str, ...] = Field(min_length=1)
+    #: The customer's turns; a turn may be a list of phrasings (see the module docstring).
+    turns: tuple[str | tuple[str, ...], ...] = Field(min_length=1)
     expect: Expectation
 
     @field_validator("turns", mode="before")
     @classmethod
     def _yaml_booleans(cls, value: Any) -> Any:
-        # YAML reads a bare `yes` / `no` turn as a boolean: it was meant as the word.
         if isinstance(value, list | tuple):
-            return [("yes" if item else "no") if isinstance(item, bool) else item
-                    for item in value]
+            return [[_word(one) for one in item] if isinstance(item, list | tuple)
+                    else _word(item) for item in value]
         return value
+
+    @field_validator("turns")
+    @classmethod
+    def _phrasings(cls, value: tuple[str | tuple[str, ...], ...]
+                   ) -> tuple[str | tuple[str, ...], ...]:
+        if any(not isinstance(turn, str) and not turn for turn in value):
+            raise ValueError("a turn's list of phrasings must not be empty")
+        return value
+
+    def said(self, trial: int = 0, seed: int = 0) -> list[str]:
+        """What the customer says in `trial` (0: the first phrasing of each turn; later
+        trials draw one per turn from `seed`, the same draw for the same seed)."""
+        draw = random.Random(f"{seed}:{self.name}:{trial}")
+        return [turn if isinstance(turn, str) else turn[0] if trial == 0
+                else draw.choice(turn) for turn in self.turns]
 
 
 class EvalSuite(_Strict):

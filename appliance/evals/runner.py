@@ -5,11 +5,16 @@ which the demo backend serves), runs its customer turns through the same turn pi
 the API, then checks the writes the agent made (from the tool-call log), the system's state
 afterwards, what the agent said and how the workflow ended. `run_task` plays a τ-bench task
 with the scripted customer (customer.py) and checks the system's exact end state.
+
+Run as several trials, a case varies as it would with customers: the phrasing of its turns
+(cases.py) and the models' sampling, each trial with its own sampling seed derived from the
+run's seed, so a run can be repeated (scores.py turns the trials into pass^k).
 """
 
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +27,7 @@ from appliance.db.models import Brand, Conversation, Message
 from appliance.errors import ConfigError
 from appliance.evals.cases import EvalCase, EvalSuite
 from appliance.evals.customer import ScriptedCustomer, Task, gold_state, state_of
+from appliance.llm.base import sampling_seed
 from appliance.services import Services
 from appliance.workflows.state import WorkflowState
 from appliance.workflows.tools import OK
@@ -37,19 +43,33 @@ class CaseResult:
     problems: list[str] = field(default_factory=list)
     transcript: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    #: Which trial of the case this was (0: the case as written).
+    trial: int = 0
 
     @property
     def passed(self) -> bool:
         return not self.problems
 
     def as_dict(self) -> dict[str, Any]:
-        return {"workflow": self.workflow, "name": self.name, "passed": self.passed,
-                "problems": self.problems, "seconds": round(self.seconds, 3),
+        return {"workflow": self.workflow, "name": self.name, "trial": self.trial,
+                "passed": self.passed, "problems": self.problems,
+                "seconds": round(self.seconds, 3),
                 "transcript": [list(turn) for turn in self.transcript]}
 
 
+def trial_seed(seed: int, suite: str, case: str, trial: int) -> int:
+    """The models' sampling seed for one trial of one case: the same for the same run seed,
+    different between trials and cases."""
+    return zlib.crc32(f"{seed}:{suite}:{case}:{trial}".encode())
+
+
 def run_suites(services: Services, brand: Brand, suites: list[EvalSuite],
-               progress: Callable[[CaseResult], None] | None = None) -> list[CaseResult]:
+               progress: Callable[[CaseResult], None] | None = None, *,
+               trials: int = 1, seed: int = 0) -> list[CaseResult]:
+    """Every case of `suites`, `trials` times each (trial by trial, so an interrupted run
+    has whole trials), against the brand's test system."""
+    if trials < 1:
+        raise ValueError("trials must be at least 1")
     toolset = services.workflows.toolset(brand)
     if toolset is None:
         raise ConfigError(f"brand {brand.slug!r} has no tools to evaluate workflows against")
@@ -57,27 +77,30 @@ def run_suites(services: Services, brand: Brand, suites: list[EvalSuite],
     writes = {tool.name for tool in toolset.tools if tool.writes}
     results = []
     with httpx.Client(base_url=base_url, timeout=30) as system:
-        for suite in suites:
-            for case in suite.cases:
-                result = _run_case(services, brand, system, writes, suite.name, case)
-                results.append(result)
-                if progress is not None:
-                    progress(result)
+        for trial in range(trials):
+            for suite in suites:
+                for case in suite.cases:
+                    with sampling_seed(trial_seed(seed, suite.name, case.name, trial)):
+                        result = _run_case(services, brand, system, writes, suite.name, case,
+                                           case.said(trial, seed), trial)
+                    results.append(result)
+                    if progress is not None:
+                        progress(result)
     return results
 
 
 def _run_case(services: Services, brand: Brand, system: httpx.Client, writes: set[str],
-              suite: str, case: EvalCase) -> CaseResult:
+              suite: str, case: EvalCase, turns: list[str], trial: int) -> CaseResult:
     started = time.perf_counter()
-    result = CaseResult(suite, case.name)
+    result = CaseResult(suite, case.name, trial=trial)
     try:
         system.post("/reset").raise_for_status()
     except httpx.HTTPError as exc:
         raise ConfigError(f"the brand's test system cannot be reset at "
                           f"{system.base_url}/reset: {exc}") from exc
     conversation, _ = services.conversations.start(
-        brand, {"eval": suite, "case": case.name}, EVAL_CHANNEL)
-    for text in case.turns:
+        brand, {"eval": suite, "case": case.name, "trial": trial}, EVAL_CHANNEL)
+    for text in turns:
         reply, conversation = say(services, brand, conversation, text)
         result.transcript += [("customer", text), ("agent", reply)]
     expect = case.expect

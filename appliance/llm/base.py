@@ -15,7 +15,9 @@ Contract:
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -73,6 +75,31 @@ class GenerationParams:
     #: stopped (finish_reason "stopped"), with the usage so far. A caller that has seen
     #: enough (a draft that failed its checks) stops paying for tokens nobody will read.
     stop_when: Callable[[], bool] | None = field(default=None, hash=False, compare=False)
+    #: Fixes the sampler's random draws (llama.cpp's and vLLM's `seed`), so the same prompt
+    #: gives the same text; None: the backend's own randomness. The router fills it from
+    #: `sampling_seed` when the caller leaves it unset.
+    seed: int | None = None
+
+
+#: The seed for the model calls made inside `sampling_seed` (an eval trial's).
+_SAMPLING_SEED: ContextVar[int | None] = ContextVar("sampling_seed", default=None)
+
+
+@contextlib.contextmanager
+def sampling_seed(seed: int | None) -> Iterator[None]:
+    """Within the block, model calls on this thread (and contexts copied from it) sample with
+    `seed`: an eval trial can be replayed exactly, and trials with different seeds vary as
+    customers would see them vary."""
+    token = _SAMPLING_SEED.set(seed)
+    try:
+        yield
+    finally:
+        _SAMPLING_SEED.reset(token)
+
+
+def current_sampling_seed() -> int | None:
+    """The seed `sampling_seed` set for this context, if any."""
+    return _SAMPLING_SEED.get()
 
 
 @dataclass(frozen=True)

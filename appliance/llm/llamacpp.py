@@ -109,6 +109,7 @@ class LlamaCppModel(ChatModel):
                 top_p=params.top_p,
                 stop=list(params.stop) or None,
                 response_format=response_format,
+                seed=params.seed,
                 stream=True,
             )
             for chunk in chunks:

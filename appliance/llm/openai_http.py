@@ -150,6 +150,8 @@ class OpenAIHttpModel(ChatModel):
         }
         if params.stop:
             body["stop"] = list(params.stop)
+        if params.seed is not None:
+            body["seed"] = params.seed
         if params.json_schema is not None:
             body["response_format"] = self._schema_format(params.json_schema)
         if stream:

@@ -22,7 +22,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from appliance.errors import ConfigError, ModelError, ModelUnavailable
-from appliance.llm.base import ChatMessage, ChatModel, Completion, GenerationParams, TextDelta
+from appliance.llm.base import (
+    ChatMessage,
+    ChatModel,
+    Completion,
+    GenerationParams,
+    TextDelta,
+    current_sampling_seed,
+)
 from appliance.llm.breaker import BreakerPolicy, CircuitBreaker, Clock
 from appliance.llm.manifest import file_absent
 
@@ -219,7 +226,8 @@ class ModelRouter:
                 first_token = min(first_token, params.first_token_timeout_s)
         elif params.first_token_timeout_s is not None:
             first_token = min(timeout, params.first_token_timeout_s)
-        return replace(params, timeout_s=timeout, first_token_timeout_s=first_token)
+        seed = params.seed if params.seed is not None else current_sampling_seed()
+        return replace(params, timeout_s=timeout, first_token_timeout_s=first_token, seed=seed)
 
     def _could_answer(self, model_id: str) -> bool:
         return (not file_absent(self._models[model_id].spec)

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 from machine import machine
-from workflows import lumen_goods, percentile, start_backend, stop_backend
+from workflows import demo_brand, percentile, start_backend, stop_backend
 
 from appliance.evals.customer import load_tasks, policy_problem
 from appliance.evals.runner import run_task
@@ -49,7 +49,7 @@ def main() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="bench-tau-"))
     backend = start_backend(data_dir, args.port)
     try:
-        services, brand = lumen_goods(data_dir, args.port, args.model_store)
+        services, brand = demo_brand(data_dir, args.port, args.model_store)
         with httpx.Client(base_url=f"http://127.0.0.1:{args.port}", timeout=30) as system:
             excluded = {task.index: problem for task in tasks
                         if (problem := policy_problem(system, task)) is not None}

@@ -1,14 +1,16 @@
-"""Lumen Goods' workflows: eval pass rate per workflow, and what a workflow turn costs next to
-a turn the small model answers, measured in the same run.
+"""A demo brand's workflows: eval pass rate per workflow, and what a workflow turn costs next
+to a turn the small model answers, measured in the same run.
 
-Starts Lumen Goods' order system (`appliance demo-backend retail`) on a free port, seeds the
-demo brand with its knowledge and workflows in a temporary data dir, and runs every shipped
-eval case (`appliance/demo/workflows/lumen-goods/evals/`) through the live engine. Reports the
-pass rate per workflow, turn latency p50/p95 for turns the workflow engine answered
-(templates, tool calls included) and for turns a model generated (mid-flow questions and
-other chat), and tool-call latency.
+Starts the brand's systems (`appliance demo-backend retail` for Lumen Goods, `bank` for
+Rho-Bank) on a free port, seeds the demo brand with its knowledge and workflows in a temporary
+data dir, and runs every shipped eval case (`appliance/demo/workflows/<brand>/evals/`) through
+the live engine. Reports the pass rate per workflow, turn latency p50/p95 for turns the
+workflow engine answered (templates, tool calls included) and for turns a model generated
+(mid-flow questions and other chat), and tool-call latency.
 
     .venv/bin/python scripts/bench/workflows.py --out bench-results/workflows.json
+    .venv/bin/python scripts/bench/workflows.py --brand rho-bank \
+        --out bench-results/workflows-rho-bank.json
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from appliance.db.models import Brand, Conversation, ToolCall, TurnTrace
 from appliance.demo.seed import WORKFLOWS_DIR, seed, seed_knowledge
 from appliance.evals.cases import load_suites
 from appliance.evals.runner import EVAL_CHANNEL, run_suites
+from appliance.evals.scores import by_suite, pass_hat_k, tally
 from appliance.services import Services, build_services
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,9 +47,13 @@ def percentile(values: list[float], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
 
 
-def start_backend(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "appliance", "demo-backend", "retail",
-                             "--port", str(port), "--db", str(data_dir / "retail.db")],
+#: Each demo brand's systems: the demo backend that serves them and the setting naming it.
+SYSTEMS = {"lumen-goods": ("retail", "demo_retail_url"), "rho-bank": ("bank", "demo_bank_url")}
+
+
+def start_backend(data_dir: Path, port: int, kind: str = "retail") -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, "-m", "appliance", "demo-backend", kind,
+                             "--port", str(port), "--db", str(data_dir / f"{kind}.db")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(200):
         try:
@@ -55,11 +62,11 @@ def start_backend(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
         except httpx.HTTPError:
             time.sleep(0.1)
     proc.kill()
-    raise SystemExit("the retail backend did not start")
+    raise SystemExit(f"the {kind} backend did not start")
 
 
 def stop_backend(proc: subprocess.Popen[bytes]) -> None:
-    """Stop the order system; kill it if it does not stop in time (a busy machine)."""
+    """Stop the brand's systems; kill them if they do not stop in time (a busy machine)."""
     proc.terminate()
     try:
         proc.wait(timeout=10)
@@ -68,36 +75,44 @@ def stop_backend(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def lumen_goods(data_dir: Path, port: int, model_store: Path | None = None
-                ) -> tuple[Services, Brand]:
-    """Services on a fresh database in `data_dir` with the demo seeded (Lumen Goods' knowledge
-    published), its tools pointed at the order system on `port`."""
+def demo_brand(data_dir: Path, port: int, model_store: Path | None = None,
+               slug: str = "lumen-goods", knowledge: bool = True) -> tuple[Services, Brand]:
+    """Services on a fresh database in `data_dir` with the demo seeded (the brand's knowledge
+    published), its tools pointed at its systems on `port`."""
     settings = load_settings(
         overrides={"data_dir": str(data_dir), "llm_threads": 2,
-                   "demo_retail_url": f"http://127.0.0.1:{port}",
+                   SYSTEMS[slug][1]: f"http://127.0.0.1:{port}",
                    **({"model_store": str(model_store)} if model_store else {})},
         env={"APPLIANCE_CONFIG": str(REPO / "tests" / "empty-config.toml")})
     services = build_services(settings)
     services.db.connect(reuse_if_open=True)
     migrate(services.db)
     seed(services, knowledge=False)
-    seed_knowledge(services, only="lumen-goods")
-    return services, services.brands.get("lumen-goods")
+    if knowledge:
+        seed_knowledge(services, only=slug)
+    return services, services.brands.get(slug)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--brand", choices=sorted(SYSTEMS), default="lumen-goods")
     parser.add_argument("--port", type=int, default=18090)
     parser.add_argument("--out", type=Path, default=REPO / "bench-results" / "workflows.json")
+    parser.add_argument("--trials", type=int, default=1,
+                        help="Runs of each case (phrasings and sampling vary) for pass^k.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--knowledge", action=argparse.BooleanOptionalAction, default=True,
+                        help="Publish the brand's knowledge first (mid-flow questions).")
     args = parser.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="bench-workflows-"))
-    backend = start_backend(data_dir, args.port)
+    backend = start_backend(data_dir, args.port, SYSTEMS[args.brand][0])
     try:
-        services, brand = lumen_goods(data_dir, args.port)
-        suites = load_suites(WORKFLOWS_DIR / "lumen-goods" / "evals")
+        services, brand = demo_brand(data_dir, args.port, slug=args.brand,
+                                     knowledge=args.knowledge)
+        suites = load_suites(WORKFLOWS_DIR / args.brand / "evals")
         started = time.perf_counter()
-        results = run_suites(services, brand, suites)
+        results = run_suites(services, brand, suites, trials=args.trials, seed=args.seed)
         elapsed = time.perf_counter() - started
         conversations = list(Conversation.select().where(Conversation.channel == EVAL_CHANNEL))
         traces = list(TurnTrace.select().where(TurnTrace.conversation.in_(conversations)))
@@ -109,13 +124,16 @@ def main() -> None:
     by_workflow: dict[str, list[bool]] = defaultdict(list)
     for result in results:
         by_workflow[result.workflow].append(result.passed)
+    cases = tally((r.workflow, r.name, r.passed) for r in results)
+    pass_hat = by_suite(cases)
     workflow_turns = [t.latency_ms["total"] for t in traces
                       if t.decision.get("action") == "workflow"]
     model_turns = [t.latency_ms["total"] for t in traces
                    if t.model not in ("template", "canned")]
     passed = sum(result.passed for result in results)
     summary = {
-        "cases": len(results), "passed": passed, "pass_rate": round(passed / len(results), 4),
+        "cases": len(cases), "trials": args.trials, "runs": len(results), "passed": passed,
+        "pass_rate": round(passed / len(results), 4), "pass_hat_k": pass_hat_k(cases),
         "seconds": round(elapsed, 1),
         "workflow_turns": len(workflow_turns),
         "workflow_turn_ms_p50": percentile(workflow_turns, 0.5),
@@ -130,20 +148,27 @@ def main() -> None:
     if summary["workflow_turn_ms_p50"]:
         summary["model_vs_workflow_p50"] = round(
             summary["model_turn_ms_p50"] / summary["workflow_turn_ms_p50"], 1)
-    print(f"{'workflow':<24}{'cases':>7}{'passed':>8}{'rate':>8}")
+    ks = [str(k) for k in range(1, args.trials + 1)]
+    print(f"{'workflow':<24}{'cases':>7}{'runs':>6}{'passed':>8}"
+          + "".join(f"{'pass^' + k:>9}" for k in ks))
     for name, passes in sorted(by_workflow.items()):
-        print(f"{name:<24}{len(passes):>7}{sum(passes):>8}{sum(passes) / len(passes):>8.0%}")
-    print(f"{'all':<24}{len(results):>7}{passed:>8}{passed / len(results):>8.1%}\n")
+        print(f"{name:<24}{len(passes) // args.trials:>7}{len(passes):>6}{sum(passes):>8}"
+              + "".join(f"{pass_hat[name][k]:>9.3f}" for k in ks))
+    overall = pass_hat_k(cases)
+    print(f"{'all':<24}{len(cases):>7}{len(results):>6}{passed:>8}"
+          + "".join(f"{overall[k]:>9.3f}" for k in ks) + "\n")
     for key, value in summary.items():
         print(f"{key:<28}{value}")
-    failures = [{"workflow": r.workflow, "name": r.name, "problems": r.problems}
-                for r in results if not r.passed]
+    failures = [{"workflow": r.workflow, "name": r.name, "trial": r.trial + 1,
+                 "problems": r.problems} for r in results if not r.passed]
     for failure in failures:
         print(f"FAIL {failure['workflow']}: {failure['name']}: {failure['problems']}")
     report: dict[str, Any] = {
-        "benchmark": "workflows", "date": time.strftime("%Y-%m-%d"), "machine": machine(),
+        "benchmark": "workflows", "brand": args.brand, "date": time.strftime("%Y-%m-%d"),
+        "machine": machine(),
         "model": services.router.route("reply")[0], "summary": summary,
-        "per_workflow": {name: {"cases": len(p), "passed": sum(p)}
+        "per_workflow": {name: {"cases": len(p) // args.trials, "runs": len(p),
+                                "passed": sum(p), "pass_hat_k": pass_hat[name]}
                          for name, p in sorted(by_workflow.items())},
         "failures": failures,
     }

@@ -18,6 +18,7 @@ from appliance.llm.base import (
     Health,
     ModelSpec,
     TextDelta,
+    sampling_seed,
 )
 from appliance.llm.breaker import BreakerPolicy
 from appliance.llm.llamacpp import LlamaCppModel
@@ -444,3 +445,27 @@ def test_it_stops_when_the_budget_is_spent(hello: Sequence[ChatMessage]) -> None
 
     assert last.calls == 0
     assert "last (budget_spent)" in caught.value.message
+
+
+def test_an_eval_trials_seed_reaches_the_model_and_fixes_its_sampling(
+    tiny_model: LlamaCppModel, hello: Sequence[ChatMessage]
+) -> None:
+    """Inside `sampling_seed` the router sends the seed with each call, and the real model
+    gives the same text for the same seed at a temperature that samples. (llama.cpp repeats
+    a draw from the same cache state: a prompt evaluated afresh and one found in its cache
+    can sample differently, so the first call only warms the cache.)"""
+    sampled = replace(PARAMS, temperature=1.0, max_tokens=24)
+    router = router_for(tiny_model)
+
+    def reply(seed: int | None) -> str:
+        with sampling_seed(seed):
+            return router.complete("reply", lambda model: hello, sampled).completion.text
+
+    reply(7)
+    assert reply(7) == reply(7)
+    assert len({reply(seed) for seed in (1, 2, 3, 4)}) > 1
+    scripted = answering("scripted")
+    with sampling_seed(11):
+        router_for(scripted).complete("reply", lambda model: hello, PARAMS)
+    router_for(scripted).complete("reply", lambda model: hello, PARAMS)
+    assert [params.seed for params in scripted.params] == [11, None]

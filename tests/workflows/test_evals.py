@@ -72,13 +72,18 @@ def test_it_runs_one_workflows_evals_from_the_cli(
     subprocess.run([*run, "demo", "seed"], env=env, check=True,
                    capture_output=True)
     done = subprocess.run([*run, "eval", "run", "--brand", "lumen-goods", "--workflow",
-                           "cancel_order", "--json", "--min-pass", "1"], env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+                           "cancel_order", "--trials", "2", "--seed", "5", "--json",
+                           "--min-pass", "1"], env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
-    assert report["cases"] == len(load_suites(EVALS, "cancel_order")[0].cases)
-    assert report["pass_rate"] == 1.0
-    assert {r["workflow"] for r in report["results"]} == {"cancel_order"}
+    names = [case.name for case in load_suites(EVALS, "cancel_order")[0].cases]
+    assert (report["trials"], report["seed"], report["runs"]) == (2, 5, 2 * len(names))
+    assert [case["id"] for case in report["cases"]] == [f"cancel_order/{n}" for n in names]
+    assert all((case["passes"], case["trials"], case["failures"]) == (2, 2, [])
+               for case in report["cases"])
+    assert report["pass_hat_k"] == {"1": 1.0, "2": 1.0}
+    assert report["by_workflow"] == {"cancel_order": {"1": 1.0, "2": 1.0}}
     state = retail_backend.order("#W3657213")
     assert state["status"] in ("pending", "cancelled")  # the cases really ran against it
 
