@@ -197,6 +197,29 @@ class IdentityPolicy(IdentityNeeds):
         return regular_expressions(value)
 
 
+class EvalPolicy(BaseModel):
+    """How the brand's evals judge a change before customers see it (the release gate) and
+    what they run against."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    floor: float = Field(
+        default=0.9, ge=0, le=1,
+        description="A draft whose pass^1 on the affected suites is below this is refused.")
+    tolerance: float = Field(
+        default=0.05, ge=0, le=1,
+        description="A draft may pass fewer cases than what is live by at most this (pass^1); "
+                    "a nightly run that drops more than this raises an alert.")
+    trials: int = Field(
+        default=1, ge=1, le=10,
+        description="Trials per case when the gate and the nightly run judge (pass^1..k).")
+    test_base_url: str | None = Field(
+        default=None, pattern=r"^https?://",
+        description="The brand's test systems, which the evals reset and write to; never "
+                    "production. Unset: the tools' base URL, which must then be a test or "
+                    "demo system.")
+
+
 class BusinessHours(BaseModel):
     """When the brand's human agents are at work (local time of `timezone`)."""
 
@@ -324,6 +347,10 @@ class Policy(BaseModel):
         description="What the workflow engine says outside the workflows' templates.")
     supervision: Supervision = Field(
         default_factory=Supervision, description="Thresholds of the supervisor's rules.")
+    evals: EvalPolicy = Field(
+        default_factory=EvalPolicy,
+        description="The release gate's floor and tolerance, trials, and the test systems "
+                    "evals run against.")
     knowledge_auto_publish: bool = Field(
         default=False,
         description="Scheduled re-ingestion publishes its draft when it found no new "

@@ -12,6 +12,7 @@ from appliance.agent.requests import asks_about_policy
 from appliance.agent.supervisor import ESCALATE, Decision, understood
 from appliance.brands import Policy, policy_of
 from appliance.db.models import Brand, Conversation
+from appliance.evals.cases import EVAL_CHANNEL
 from appliance.llm.router import ModelRouter
 from appliance.signals.base import Vectors
 from appliance.signals.service import Signals
@@ -48,9 +49,11 @@ class Flows:
         state = WorkflowState.from_json(conversation.state)
         # A brand without tools still runs workflows that only talk.
         toolset = running.toolset or NO_TOOLS
+        # An eval's conversation acts on the brand's test systems, never production.
+        base_url = (policy.evals.test_base_url if conversation.channel == EVAL_CHANNEL
+                    and policy.evals.test_base_url else policy.tools_base_url)
         caller = _ToolCaller(self._workflows.runner(
-            brand, toolset, policy.tools_base_url, conversation.id,
-            lambda: state.running))
+            brand, toolset, base_url, conversation.id, lambda: state.running))
         engine = Engine(state, caller, conversation_id=conversation.public_id,
                         identity=running.identity, llm_extract=self._llm_extract,
                         workflows=running.workflows, formats=running.formats,

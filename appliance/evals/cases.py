@@ -27,6 +27,9 @@ workflow ran).
 A suite that tests no single workflow names itself instead (`suite: knowledge`, for the
 answers the knowledge gives); its cases expect the same things.
 
+`quarantine: WHY` marks a flaky case: it runs and is reported apart, and never gates a
+release or raises an alert.
+
 A turn may be a list of phrasings of the same thing (`- [yes, "yes please", "sure, go
 ahead"]`). Run once, a case says the first of each; run as several trials
 (`appliance eval run --trials K`), the first trial says the case as written and each later
@@ -42,6 +45,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from appliance.workflows.schema import parse_document
+
+#: The channel of the conversations evals hold: their tool calls go to the brand's test
+#: systems (`evals.test_base_url`), and reports leave them out.
+EVAL_CHANNEL = "eval"
 
 
 class _Strict(BaseModel):
@@ -73,6 +80,9 @@ class EvalCase(_Strict):
     #: The customer's turns; a turn may be a list of phrasings (see the module docstring).
     turns: tuple[str | tuple[str, ...], ...] = Field(min_length=1)
     expect: Expectation
+    #: A flaky case, with why: still run and reported, apart, but it never gates a release
+    #: nor raises an alert.
+    quarantine: str | None = Field(default=None, min_length=1, max_length=500)
 
     @field_validator("turns", mode="before")
     @classmethod

@@ -25,14 +25,14 @@ from appliance.agent.conversations import PENDING_HUMAN, TurnResult
 from appliance.brands import policy_of
 from appliance.db.models import Brand, Conversation, Message
 from appliance.errors import ConfigError
-from appliance.evals.cases import EvalCase, EvalSuite
+from appliance.evals.cases import EVAL_CHANNEL, EvalCase, EvalSuite
 from appliance.evals.customer import ScriptedCustomer, Task, gold_state, state_of
 from appliance.llm.base import sampling_seed
 from appliance.services import Services
 from appliance.workflows.state import WorkflowState
 from appliance.workflows.tools import OK
 
-EVAL_CHANNEL = "eval"
+__all__ = ["EVAL_CHANNEL", "CaseResult", "run_suites", "run_task", "say"]
 
 
 @dataclass
@@ -73,7 +73,9 @@ def run_suites(services: Services, brand: Brand, suites: list[EvalSuite],
     toolset = services.workflows.toolset(brand)
     if toolset is None:
         raise ConfigError(f"brand {brand.slug!r} has no tools to evaluate workflows against")
-    base_url = (policy_of(brand).tools_base_url or toolset.base_url).rstrip("/")
+    policy = policy_of(brand)
+    base_url = (policy.evals.test_base_url or policy.tools_base_url
+                or toolset.base_url).rstrip("/")
     writes = {tool.name for tool in toolset.tools if tool.writes}
     results = []
     with httpx.Client(base_url=base_url, timeout=30) as system:
