@@ -19,6 +19,7 @@ from appliance.brands import BrandService
 from appliance.config import Settings, ensure_secret_key
 from appliance.db import open_database
 from appliance.db.models import Brand
+from appliance.evals.suites import SuiteService
 from appliance.handoff.service import HandoffService
 from appliance.handoff.webhooks import WebhookService
 from appliance.identity import IdentityService
@@ -61,6 +62,7 @@ class Services:
     ledger: Ledger
     invoices: InvoiceService
     disputes: DisputeService
+    suites: SuiteService
     warm: WarmUp
 
     def warm_up(self) -> None:
@@ -147,5 +149,6 @@ def build_services(settings: Settings) -> Services:
         ledger=ledger,
         invoices=InvoiceService(db, ledger),
         disputes=DisputeService(db, ledger),
+        suites=SuiteService(db),
         warm=warm,
     )

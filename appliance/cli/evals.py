@@ -12,7 +12,6 @@ from typing import Any
 import click
 
 from appliance.cli.context import CliContext, pass_cli, table
-from appliance.demo.seed import WORKFLOWS_DIR
 from appliance.evals.cases import load_suites
 from appliance.evals.runner import CaseResult, run_suites
 from appliance.evals.scores import CaseTrials, by_suite, pass_hat_k, tally
@@ -27,12 +26,50 @@ def eval_() -> None:
     """Scripted conversations with expected writes, state, replies and citations."""
 
 
+@eval_.command("list")
+@click.option("--brand", "slug", required=True, help="Brand slug.")
+@pass_cli
+def list_(ctx: CliContext, slug: str) -> None:
+    """The brand's stored suites, with their cases and quarantined cases."""
+    services = ctx.services
+    brand = services.brands.get(slug)
+    rows = []
+    for record, suite in zip(services.suites.records(brand), services.suites.suites(brand),
+                             strict=True):
+        quarantined = sum(case.quarantine is not None for case in suite.cases)
+        rows.append((suite.name, str(len(suite.cases)), str(quarantined),
+                     record.updated_by, record.updated_at.strftime("%Y-%m-%d %H:%M")))
+    table(rows, ("suite", "cases", "quarantined", "updated by", "updated"))
+
+
+@eval_.command("import")
+@click.option("--brand", "slug", required=True, help="Brand slug.")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@pass_cli
+def import_(ctx: CliContext, slug: str, directory: Path) -> None:
+    """Store every DIRECTORY/*.yaml suite for the brand (all validate, or none is saved)."""
+    services = ctx.services
+    names = services.suites.import_dir(services.brands.get(slug), directory, ctx.actor)
+    click.echo(f"stored {len(names)} suites: {', '.join(names)}")
+
+
+@eval_.command("export")
+@click.option("--brand", "slug", required=True, help="Brand slug.")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@pass_cli
+def export(ctx: CliContext, slug: str, directory: Path) -> None:
+    """Write the brand's suites as DIRECTORY/<suite>.yaml."""
+    services = ctx.services
+    for path in services.suites.export_dir(services.brands.get(slug), directory):
+        click.echo(str(path))
+
+
 @eval_.command("run")
 @click.option("--brand", "slug", required=True, help="Brand slug.")
 @click.option("--suite", "--workflow", "suite",
               help="Only this suite's cases: a workflow's name, or e.g. knowledge.")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder of eval files (default: the demo brand's evals).")
+              help="Run the suites in this folder instead of the brand's stored ones.")
 @click.option("--trials", type=click.IntRange(1, 20), default=1, show_default=True,
               help="Run each case this many times (phrasing and sampling vary) for pass^k.")
 @click.option("--seed", type=int, default=0, show_default=True,
@@ -47,13 +84,13 @@ def run(ctx: CliContext, slug: str, suite: str | None, directory: Path | None, t
 
     Each case starts from a fresh copy of the brand's test system (POST /reset on the tools'
     base URL): run it against a test or demo system, never production."""
-    directory = directory or WORKFLOWS_DIR / slug / "evals"
-    suites = load_suites(directory, suite)
-    if not suites:
-        raise click.ClickException(f"no eval cases in {directory}"
-                                   + (f" for suite {suite!r}" if suite else ""))
     services = ctx.services
     brand = services.brands.get(slug)
+    suites = (load_suites(directory, suite) if directory is not None
+              else services.suites.suites(brand, suite))
+    if not suites:
+        raise click.ClickException(f"no eval cases in {directory or f'brand {slug!r}'}"
+                                   + (f" for suite {suite!r}" if suite else ""))
 
     def progress(result: CaseResult) -> None:
         if not as_json:
@@ -62,8 +99,9 @@ def run(ctx: CliContext, slug: str, suite: str | None, directory: Path | None, t
                        f"{result.name}{trial}", err=True)
 
     results = run_suites(services, brand, suites, progress, trials=trials, seed=seed)
-    cases = tally((r.workflow, r.name, r.passed) for r in results)
-    overall = pass_hat_k(cases)
+    gating = [r for r in results if r.quarantine is None]
+    cases = tally((r.workflow, r.name, r.passed) for r in gating)
+    overall = pass_hat_k(cases) or {str(k): 1.0 for k in range(1, trials + 1)}
     if as_json:
         click.echo(json.dumps(report(slug, trials, seed, results, cases), indent=2))
     else:
@@ -72,6 +110,12 @@ def run(ctx: CliContext, slug: str, suite: str | None, directory: Path | None, t
         rows = [(name, str(len([c for c in cases if c.suite == name])),
                  *(f"{scores[k]:.3f}" for k in ks)) for name, scores in per_suite.items()]
         rows.append(("all", str(len(cases)), *(f"{overall[k]:.3f}" for k in ks)))
+        quarantined = tally((r.workflow, r.name, r.passed) for r in results
+                            if r.quarantine is not None)
+        if quarantined:
+            scores = pass_hat_k(quarantined)
+            rows.append(("quarantined (not gating)", str(len(quarantined)),
+                         *(f"{scores[k]:.3f}" for k in ks)))
         table(rows, ("suite", "cases", *(f"pass^{k}" for k in ks)))
         for result in results:
             if not result.passed:
@@ -88,17 +132,23 @@ def report(slug: str, trials: int, seed: int, results: list[CaseResult],
     """The run as JSON: each case's passes over its trials with the failures and why, and
     pass^k overall and per workflow (or suite)."""
     failures: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    quarantined = {(r.workflow, r.name): r.quarantine for r in results if r.quarantine}
     for result in results:
         if not result.passed:
             failures[(result.workflow, result.name)].append(
                 {"trial": result.trial + 1, "problems": result.problems,
                  "transcript": [list(turn) for turn in result.transcript]})
-    passed = sum(result.passed for result in results)
+    every = tally((r.workflow, r.name, r.passed) for r in results)
+    passed = sum(result.passed for result in results if result.quarantine is None)
+    runs = sum(result.quarantine is None for result in results)
     return {
         "brand": slug, "trials": trials, "seed": seed,
         "cases": [{"id": f"{case.suite}/{case.name}", "workflow": case.suite,
                    "name": case.name, "passes": case.passes, "trials": case.trials,
-                   "failures": failures[(case.suite, case.name)]} for case in cases],
-        "runs": len(results), "passed": passed, "pass_rate": round(passed / len(results), 4),
+                   "quarantine": quarantined.get((case.suite, case.name)),
+                   "failures": failures[(case.suite, case.name)]} for case in every],
+        "runs": runs, "passed": passed, "pass_rate": round(passed / runs, 4) if runs else 1.0,
         "pass_hat_k": pass_hat_k(cases), "by_workflow": by_suite(cases),
+        "quarantined": pass_hat_k([case for case in every
+                                   if (case.suite, case.name) in quarantined]),
     }

@@ -557,10 +557,26 @@ class LedgerEntry(BaseModel):
         indexes = ((("brand", "seq"), True), (("brand", "created_at"), False))
 
 
+class EvalSuiteRecord(BaseModel):
+    """One of a brand's eval suites: a YAML document (appliance/evals/cases.py) named by the
+    workflow it tests or by its own name."""
+
+    brand = peewee.ForeignKeyField(Brand, on_delete="CASCADE")
+    brand_id: int
+    name = peewee.CharField(max_length=100)
+    source = peewee.TextField()
+    updated_by = peewee.CharField(max_length=150)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "eval_suite"
+        indexes = ((("brand", "name"), True),)
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     Brand, ApiKey, AdminUser, AuditLog, Conversation, Message, TurnTrace, JobRun,
     KnowledgeSource, IngestRun, Document, Article, Chunk, KnowledgeVersion, VersionArticle,
     Finding, Workflow, WorkflowVersion, Toolset, ToolCall, Handoff,
     WebhookEndpoint, WebhookDelivery, IdentitySecret, Outcome, Feedback,
-    BillingContract, LedgerEntry,
+    BillingContract, LedgerEntry, EvalSuiteRecord,
 )

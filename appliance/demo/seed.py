@@ -106,15 +106,17 @@ WORKFLOWS_DIR = Path(__file__).resolve().parent / "workflows"
 
 
 def seed_workflows(services: Services) -> dict[str, list[str]]:
-    """Import the demo brands' tools and workflows, publishing those that changed, and point
-    each brand's tools at its own systems (`appliance demo-backend retail|bank`). Returns
-    {slug: names of the workflows published}."""
+    """Import the demo brands' tools, workflows and eval suites, publishing the workflows that
+    changed, and point each brand's tools at its own systems (`appliance demo-backend
+    retail|bank`). Returns {slug: names of the workflows published}."""
     published = {}
     for demo in DEMO_BRANDS:
         directory = WORKFLOWS_DIR / demo.slug
         if directory.is_dir():
             published[demo.slug] = services.workflows.import_dir(
                 services.brands.get(demo.slug), directory, ACTOR)
+            services.suites.import_dir(services.brands.get(demo.slug), directory / "evals",
+                                       ACTOR)
         if demo.systems_url is None:
             continue
         url = demo.systems_url(services.settings)

@@ -45,6 +45,8 @@ class CaseResult:
     seconds: float = 0.0
     #: Which trial of the case this was (0: the case as written).
     trial: int = 0
+    #: Why the case is quarantined (reported apart, never gating), if it is.
+    quarantine: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -52,7 +54,7 @@ class CaseResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"workflow": self.workflow, "name": self.name, "trial": self.trial,
-                "passed": self.passed, "problems": self.problems,
+                "passed": self.passed, "quarantine": self.quarantine, "problems": self.problems,
                 "seconds": round(self.seconds, 3),
                 "transcript": [list(turn) for turn in self.transcript]}
 
@@ -94,7 +96,7 @@ def run_suites(services: Services, brand: Brand, suites: list[EvalSuite],
 def _run_case(services: Services, brand: Brand, system: httpx.Client, writes: set[str],
               suite: str, case: EvalCase, turns: list[str], trial: int) -> CaseResult:
     started = time.perf_counter()
-    result = CaseResult(suite, case.name, trial=trial)
+    result = CaseResult(suite, case.name, trial=trial, quarantine=case.quarantine)
     try:
         system.post("/reset").raise_for_status()
     except httpx.HTTPError as exc:

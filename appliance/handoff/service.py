@@ -203,19 +203,27 @@ class HandoffService:
             audit.record(reviewer, "handoff.review", handoff.public_id, {"verdict": verdict})
         return Handoff.get_by_id(handoff.id)
 
-    def eval_case(self, handoff: Handoff) -> str:
-        """A handoff the agent should have handled, as an eval case (appliance/evals) for its
-        workflow: the customer's turns up to the handoff, with the expectations to fill in."""
-        turns = self.customer_turns(handoff)
-        case = {"workflow": handoff.workflow or "unassigned", "cases": [{
+    def case_of(self, handoff: Handoff) -> dict[str, Any]:
+        """A handoff the agent should have handled, as an eval case (appliance/evals): the
+        customer's turns up to the handoff, expected to end resolved rather than escalated.
+        It starts quarantined: it gates no release until someone fills in the writes and
+        phrases the agent should have made and lifts the quarantine."""
+        return {
             "name": f"handoff {handoff.public_id}: {handoff.reason}",
-            "turns": turns,
+            "turns": self.customer_turns(handoff) or ["(the customer wrote nothing)"],
             "expect": {"writes": [], "says": [], "outcome": "resolved"},
-        }]}
+            "quarantine": f"promoted from handoff {handoff.public_id} "
+                          f"(workflow {handoff.workflow or 'none'}); fill in the writes and "
+                          "phrases the agent should have made, then remove this line",
+        }
+
+    def eval_case(self, handoff: Handoff) -> str:
+        """`case_of` as a suite document for the handoff's workflow, to download."""
+        suite = {"workflow": handoff.workflow or "unassigned", "cases": [self.case_of(handoff)]}
         header = ("# From a handoff marked 'agent should have handled it'. Fill in the writes\n"
                   "# and phrases the agent should have made, then add it to the workflow's "
                   "evals.\n")
-        return header + str(yaml.safe_dump(case, sort_keys=False, allow_unicode=True))
+        return header + str(yaml.safe_dump(suite, sort_keys=False, allow_unicode=True))
 
     def customer_turns(self, handoff: Handoff) -> list[str]:
         """What the customer wrote up to the handoff (candidate intent training utterances)."""

@@ -387,6 +387,31 @@ def test_it_turns_a_should_have_review_into_a_downloadable_eval_case(
     assert f'href="{review}/{handoff.public_id}/eval-case.yaml"' in page
 
 
+def test_a_should_have_handoff_joins_the_brands_evals_quarantined(
+    user_client: Callable[..., FlaskClient], submit: Submit, handoff: Handoff,
+    services: Services,
+) -> None:
+    editor = user_client("cara", "cx_editor")
+    review = "/admin/brands/lumen-goods/handoffs"
+    promote = f"{review}/{handoff.public_id}/promote"
+    brand = services.brands.get("lumen-goods")
+
+    early = submit(editor, review, promote, {})  # not reviewed yet: refused
+    assert "Only a handoff the agent should have handled" in html(
+        editor.get(early.headers["Location"]))
+    submit(editor, review, f"{review}/{handoff.public_id}/review",
+           {"verdict": "agent_should_have"})
+    done = submit(editor, review, promote, {})
+
+    assert "to the &#39;handoffs&#39; eval suite" in html(editor.get(done.headers["Location"]))
+    [suite] = services.suites.suites(brand, "handoffs")
+    [case] = suite.cases
+    assert case.turns == (ASKS_FOR_HUMAN,) and case.expect.outcome == "resolved"
+    assert case.quarantine and handoff.public_id in case.quarantine
+    viewer = user_client("vic", "viewer")
+    assert submit(viewer, review, promote, {}).status_code == 403
+
+
 def test_it_records_a_correct_escalation_and_refuses_an_unknown_verdict(
     user_client: Callable[..., FlaskClient], submit: Submit, handoff: Handoff,
 ) -> None:

@@ -13,6 +13,7 @@ from flask.typing import ResponseReturnValue
 
 from appliance.db.models import Brand, Handoff
 from appliance.errors import InvalidRequest
+from appliance.evals.suites import HANDOFF_SUITE
 from appliance.handoff.service import CORRECT, SHOULD_HAVE, HandoffService
 from appliance.web import services_of_app
 from appliance.web.admin import bp
@@ -77,6 +78,28 @@ def handoff_label(slug: str, public_id: str) -> ResponseReturnValue:
         flash(f"Not reviewed: {exc.message}", "error")
     else:
         flash(f"Reviewed {handoff.public_id}: {VERDICTS[verdict].lower()}.", "success")
+    return redirect(url_for("admin.handoff_review", slug=found.slug, _anchor=handoff.public_id))
+
+
+@bp.post("/brands/<slug>/handoffs/<public_id>/promote")
+@login_required(*EDITOR_ROLES)
+def handoff_promote(slug: str, public_id: str) -> ResponseReturnValue:
+    """Add the handoff to the brand's `handoffs` eval suite (quarantined until reviewed)."""
+    user = signed_in_user()
+    found = brand_for(user, slug)
+    handoff = _brand_handoff(found, public_id)
+    if handoff.review != SHOULD_HAVE:
+        flash("Only a handoff the agent should have handled becomes an eval case.", "error")
+    else:
+        case = _handoffs().case_of(handoff)
+        services = services_of_app()
+        try:
+            services.suites.add_case(found, case, user.username)
+        except InvalidRequest as exc:
+            flash(f"Not added: {exc.message}", "error")
+        else:
+            flash(f"Added {handoff.public_id} to the {HANDOFF_SUITE!r} eval suite, "
+                  "quarantined until its expectations are filled in.", "success")
     return redirect(url_for("admin.handoff_review", slug=found.slug, _anchor=handoff.public_id))
 
 
