@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from demo_backends import DemoBackend
@@ -20,6 +24,23 @@ def say(services: Services, brand: Any, conversation_id: str, text: str) -> str:
             result = event
     assert result is not None
     return str(result.message.text)
+
+
+#: The appliance's command line, as the tests run it.
+APPLIANCE = [sys.executable, "-m", "appliance"]
+EMPTY_CONFIG = Path(__file__).resolve().parent / "empty-config.toml"
+
+
+def seeded_cli(data_dir: Path, retail_url: str, *seed_options: str) -> dict[str, str]:
+    """The environment of an appliance CLI on SQLite in `data_dir`, migrated and seeded with
+    the demo (`seed_options`: e.g. --no-knowledge), Lumen Goods' tools at `retail_url`."""
+    env = {**os.environ, "APPLIANCE_DATA_DIR": str(data_dir),
+           "APPLIANCE_CONFIG": str(EMPTY_CONFIG), "APPLIANCE_DEMO_RETAIL_URL": retail_url}
+    env.pop("APPLIANCE_DATABASE_URL", None)
+    subprocess.run([*APPLIANCE, "db", "migrate"], env=env, check=True, capture_output=True)
+    subprocess.run([*APPLIANCE, "demo", "seed", *seed_options], env=env, check=True,
+                   capture_output=True)
+    return env
 
 
 class RetailBackend(DemoBackend):

@@ -5,21 +5,18 @@ nothing, kept apart per brand, and quarantined cases reported apart by the CLI."
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from retail_support import RetailBackend
+from retail_support import APPLIANCE, RetailBackend, seeded_cli
 
 from appliance.db.models import AuditLog, Brand
 from appliance.errors import InvalidRequest, NotFound
 from appliance.services import Services
 from appliance.workflows.schema import DefinitionError
 
-EMPTY_CONFIG = Path(__file__).resolve().parents[1] / "empty-config.toml"
 SUITE = """\
 # The customer cancels: kept as written, comments too.
 suite: cancellations
@@ -101,14 +98,8 @@ def test_a_case_added_to_a_new_suite_creates_it(services: Services, lumen: Brand
 
 def test_the_cli_imports_lists_and_runs_stored_suites_with_quarantine_apart(
         tmp_path: Path, retail_backend: RetailBackend) -> None:
-    env = {**os.environ, "APPLIANCE_DATA_DIR": str(tmp_path / "data"),
-           "APPLIANCE_CONFIG": str(EMPTY_CONFIG),
-           "APPLIANCE_DEMO_RETAIL_URL": retail_backend.url}
-    env.pop("APPLIANCE_DATABASE_URL", None)
-    run = [sys.executable, "-m", "appliance"]
-    subprocess.run([*run, "db", "migrate"], env=env, check=True, capture_output=True)
-    subprocess.run([*run, "demo", "seed", "--no-knowledge"], env=env, check=True,
-                   capture_output=True)
+    env = seeded_cli(tmp_path / "data", retail_backend.url, "--no-knowledge")
+    run = APPLIANCE
     suites = tmp_path / "suites"
     suites.mkdir()
     flaky = SUITE.replace("suite: cancellations", "suite: flaky").replace(

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from retail_support import RetailBackend
+from retail_support import APPLIANCE, RetailBackend, seeded_cli
 
 from appliance.config import Settings
 from appliance.demo.seed import WORKFLOWS_DIR, seed_knowledge
@@ -20,7 +19,6 @@ from appliance.evals.runner import run_suites
 from appliance.services import Services
 
 EVALS = WORKFLOWS_DIR / "lumen-goods" / "evals"
-EMPTY_CONFIG = Path(__file__).resolve().parents[1] / "empty-config.toml"
 
 
 @pytest.fixture
@@ -62,15 +60,9 @@ def test_it_passes_at_least_nine_in_ten_of_lumen_goods_evals(
 
 def test_it_runs_one_workflows_evals_from_the_cli(
         tmp_path: Path, retail_backend: RetailBackend) -> None:
-    env = {**os.environ, "APPLIANCE_DATA_DIR": str(tmp_path / "data"),
-           "APPLIANCE_CONFIG": str(EMPTY_CONFIG),
-           "APPLIANCE_DEMO_RETAIL_URL": retail_backend.url}
-    env.pop("APPLIANCE_DATABASE_URL", None)
-    run = [sys.executable, "-m", "appliance"]
-    subprocess.run([*run, "db", "migrate"], env=env, check=True, capture_output=True)
     # With the knowledge: a workflow's cases include questions about its policy.
-    subprocess.run([*run, "demo", "seed"], env=env, check=True,
-                   capture_output=True)
+    env = seeded_cli(tmp_path / "data", retail_backend.url)
+    run = APPLIANCE
     done = subprocess.run([*run, "eval", "run", "--brand", "lumen-goods", "--workflow",
                            "cancel_order", "--trials", "2", "--seed", "5", "--json",
                            "--min-pass", "1"], env=env,
