@@ -45,8 +45,16 @@ from appliance.agent.supervisor import (
     understood,
 )
 from appliance.brands import Persona, Policy, persona_of, policy_of
-from appliance.db.models import Brand, Conversation, Message, TurnTrace, utcnow
+from appliance.db.models import (
+    Brand,
+    Conversation,
+    KnowledgeVersion,
+    Message,
+    TurnTrace,
+    utcnow,
+)
 from appliance.errors import Conflict, ModelError, NotFound, PayloadTooLarge
+from appliance.evals.candidate import candidate_for
 from appliance.handoff.service import HandoffService
 from appliance.knowledge.index import IndexUnavailable
 from appliance.knowledge.normalize import approx_tokens
@@ -88,7 +96,10 @@ SUPPORT_MARGIN = 0.1
 KNOWLEDGE_TOKENS, HISTORY_TOKENS = 160, 96
 _SMALL_TALK = re.compile(
     r"^(hi|hello|hey|hiya|good (morning|afternoon|evening)|thanks?|thank you|thx|bye|goodbye|"
-    r"ok|okay|cool|great|cheers|how are you|who are you|what is your name)\b",
+    r"ok|okay|cool|great|cheers|how are you|who are you|what is your name|"
+    # Closing words, the answer to "anything else?": "No, that's all. Thank you!"
+    r"(no,? )?(that'?s|that is) (all|it|everything)|(no,? )?nothing else|"
+    r"(no,? )?i'?m (good|all set|fine)|all (good|set)|no,? thank(s| you))\b",
     re.IGNORECASE,
 )
 
@@ -355,9 +366,13 @@ class ConversationService:
         turn.read, turn.small_talk = True, is_small_talk(turn.text)
         vector = self._embed(turn.text, turn.latency)
         turn.signals = self._read_signals(turn.brand, turn.text, vector, turn.latency)
-        turn.grounding = self._ground(turn.brand, vector, turn.small_talk, turn.latency)
+        # The release gate's own eval conversations run its candidate; nothing else does.
+        candidate = candidate_for(turn.conversation)
+        turn.grounding = self._ground(turn.brand, vector, turn.small_talk, turn.latency,
+                                      candidate.knowledge if candidate else None)
         turn.flow = self._flows.flow(turn.brand, turn.conversation, turn.text, vector,
-                                     turn.signals, workflows)
+                                     turn.signals, workflows or (
+                                         candidate.workflows if candidate else None))
         if turn.flow is not None:
             turn.state = turn.flow.state
 
@@ -495,17 +510,20 @@ class ConversationService:
                 for trace in self.traces(conversation)]
 
     def _ground(
-        self, brand: Brand, vector: Vectors, small_talk: bool, latency: dict[str, float]
+        self, brand: Brand, vector: Vectors, small_talk: bool, latency: dict[str, float],
+        candidate: KnowledgeVersion | None = None,
     ) -> Grounding:
-        """Retrieve from the brand's published knowledge, unless there is none or the
-        message is small talk; then pick the passages' sentences that bear on the message.
-        Passages above the retrieval threshold with no such sentence ground nothing: an
-        answer built on them would be about something else."""
+        """Retrieve from the brand's published knowledge (or the `candidate` version the
+        release gate tries), unless there is none or the message is small talk; then pick
+        the passages' sentences that bear on the message. Passages above the retrieval
+        threshold with no such sentence ground nothing: an answer built on them would be
+        about something else."""
         if small_talk:
             return Grounding("chat", "small_talk")
         started = time.perf_counter()
         try:
-            version, hits = self._knowledge.search_vector(brand, vector, k=RETRIEVE_K)
+            version, hits = self._knowledge.search_vector(brand, vector, k=RETRIEVE_K,
+                                                          version=candidate)
         except IndexUnavailable:
             # Knowledge exists but cannot be searched (index missing, embedder changed):
             # never answer as if there were none.

@@ -304,10 +304,12 @@ class KnowledgeService:
                     self._indexes.pop(next(reversed(self._indexes)))
             return index
 
-    def search_vector(self, brand: Brand, vector: np.ndarray, k: int = 5
+    def search_vector(self, brand: Brand, vector: np.ndarray, k: int = 5,
+                      version: KnowledgeVersion | None = None
                       ) -> tuple[KnowledgeVersion | None, list[Hit]]:
-        """Top-k chunks of the brand's published version for a query embedding."""
-        version = self.published(brand)
+        """Top-k chunks of the brand's published version (or of `version`, one of the
+        brand's, as the release gate tries a draft) for a query embedding."""
+        version = version or self.published(brand)
         if version is None:
             return None, []
         if version.embedder != self.embedder.model_id:

@@ -1,0 +1,323 @@
+"""The release gate: a change a person publishes is judged by the brand's evals first.
+
+Publishing a workflow version (CLI, Studio, `appliance workflows import`) or a knowledge
+version (CLI, admin) by a person goes through `ReleaseGate`. It picks the suites the change
+can affect, runs them twice in one call, on what is live and on the draft (the same cases,
+trials and seed, so the comparison is like for like), and refuses the change
+(`GateRefused`, HTTP 409, code `eval_gate_refused`, the failing cases listed with why) when
+the draft's pass^1 over the gating cases is below the brand's `evals.floor`, or below what
+is live by more than `evals.tolerance`. Quarantined cases run and are reported apart; they
+never gate.
+
+Which suites a change affects:
+- a workflow version: the workflow's own suite; every suite when the workflow is new, is the
+  brand's identity workflow (the others run it) or changes its triggers (it may now take
+  messages the others or the knowledge answered);
+- a knowledge version: the `knowledge` suite and every other case that expects a citation.
+A change with no suite to run passes, recorded as such ("no suites").
+
+The draft is swapped in only for the gate's own eval conversations (candidate.py), which act on
+the brand's test systems: customers keep being served what is published while the gate runs.
+
+`--force --reason` (CLI) and the admin's force form publish a refused change: only an
+it_admin may, and the audit log keeps the gate's result with the reason. The system's own
+paths are exempt and audited under their actor: the demo seed and `import_dir` publish
+through `WorkflowService` directly, and knowledge a brand lets auto-publish after a nightly
+ingestion. Rolling back is exempt too: it returns to a version customers were served, and is
+the way out of a bad release.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from appliance import audit
+from appliance.brands import policy_of
+from appliance.db.models import Brand, KnowledgeVersion, WorkflowVersion
+from appliance.errors import Conflict, InvalidRequest, PermissionDenied
+from appliance.evals.candidate import Candidate, trying
+from appliance.evals.cases import EvalSuite
+from appliance.evals.runner import CaseResult, run_suites
+from appliance.evals.scores import pass_hat_k, tally
+from appliance.services import Services
+
+#: The suite of the brand's knowledge answers.
+KNOWLEDGE_SUITE = "knowledge"
+#: The role that may publish past a refusal.
+FORCE_ROLE = "it_admin"
+#: Both runs draw the same phrasings and sampling seeds, so they differ only by the change.
+GATE_SEED = 0
+#: Longest reason kept with a forced release.
+REASON_MAX = 500
+NO_SUITES = "no suites"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A case the draft failed: its suite, its name and why (the first failing trial's
+    problems)."""
+
+    suite: str
+    case: str
+    why: str
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The gate's judgement of one change. `draft` and `live` are pass^1 over the gating
+    (not quarantined) cases; both None when no suite was run."""
+
+    change: str
+    #: What the judgement was made on (the draft and what was live): a result is reused
+    #: only while this is unchanged.
+    basis: str
+    suites: tuple[str, ...]
+    floor: float
+    tolerance: float
+    trials: int
+    draft: float | None = None
+    live: float | None = None
+    failures: tuple[Failure, ...] = ()
+    #: Quarantined cases the draft failed: reported, never gating.
+    quarantined: tuple[Failure, ...] = ()
+    note: str | None = None
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why the change is refused; empty when it passes."""
+        if self.draft is None:
+            return []
+        found = []
+        if self.draft < self.floor:
+            found.append(f"pass^1 {self.draft:.2f} is below the brand's floor {self.floor:.2f}")
+        if self.live is not None and self.draft < self.live - self.tolerance:
+            found.append(f"pass^1 {self.draft:.2f} is more than {self.tolerance:.2f} below "
+                         f"what is live ({self.live:.2f})")
+        return found
+
+    @property
+    def passed(self) -> bool:
+        return not self.reasons
+
+    def summary(self) -> str:
+        """One line: the verdict and the scores."""
+        if self.draft is None:
+            return f"{self.change}: passed ({self.note or NO_SUITES})"
+        verdict = "passed" if self.passed else "refused: " + "; ".join(self.reasons)
+        return (f"{self.change}: {verdict} (pass^1 draft {self.draft:.2f}, live "
+                f"{self.live:.2f}, floor {self.floor:.2f}, tolerance {self.tolerance:.2f}, "
+                f"{self.trials} trial(s); suites: {', '.join(self.suites)})")
+
+    def as_dict(self, max_failures: int | None = None, max_why: int | None = None
+                ) -> dict[str, Any]:
+        """A JSON-ready copy (for the audit log, the CLI and the admin's session), the
+        failures optionally cut to `max_failures` with each why cut to `max_why` characters;
+        `omitted` counts the failures left out."""
+        data = asdict(self)
+
+        def cut(items: list[dict[str, str]]) -> list[dict[str, str]]:
+            kept = items if max_failures is None else items[:max_failures]
+            return kept if max_why is None else [{**one, "why": one["why"][:max_why]}
+                                                 for one in kept]
+
+        failures = cut(data["failures"])
+        data.update(failures=failures, quarantined=cut(data["quarantined"]),
+                    omitted=len(self.failures) - len(failures), passed=self.passed,
+                    reasons=self.reasons, suites=list(self.suites))
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GateResult:
+        """The result `as_dict` wrote (without the failures it left out)."""
+        return cls(
+            change=data["change"], basis=data["basis"], suites=tuple(data["suites"]),
+            floor=data["floor"], tolerance=data["tolerance"], trials=data["trials"],
+            draft=data["draft"], live=data["live"],
+            failures=tuple(Failure(**one) for one in data["failures"]),
+            quarantined=tuple(Failure(**one) for one in data["quarantined"]),
+            note=data["note"])
+
+
+class GateRefused(Conflict):
+    """The release gate refused a change: the message lists the failing cases with why."""
+
+    code = "eval_gate_refused"
+
+    def __init__(self, result: GateResult) -> None:
+        listed = "; ".join(f"{one.suite} / {one.case}: {one.why}" for one in result.failures)
+        super().__init__(f"{result.summary()}. Failing cases: {listed or 'none'}",
+                         param="evals")
+        self.result = result
+
+
+@dataclass(frozen=True)
+class Force:
+    """Publish even if the gate refuses: who asks (their role) and why."""
+
+    reason: str
+    role: str
+
+
+@dataclass
+class ReleaseGate:
+    """Judges and publishes changes (see the module docstring). `record`, when given, is
+    called with every result (e.g. to keep the gate's runs in the evals' history)."""
+
+    services: Services
+    record: Callable[[Brand, GateResult], None] | None = field(default=None)
+
+    # -- workflows -------------------------------------------------------------------------
+
+    def check_workflow(self, brand: Brand, version: WorkflowVersion) -> GateResult:
+        """Run the suites a workflow version affects on it and on what is live."""
+        workflows = self.services.workflows
+        draft = workflows.definition(version)
+        live = workflows.running(brand).workflows.get(draft.name)
+        everything = self.services.suites.suites(brand)
+        wide = live is None or draft.provides_identity or draft.triggers != live.triggers
+        suites = everything if wide else [s for s in everything if s.name == draft.name]
+        candidate = Candidate(brand.id, workflows=workflows.with_draft(brand, version))
+        return self._judge(brand, f"workflow {draft.name} v{version.number}",
+                           self._workflow_basis(brand, version), suites, candidate)
+
+    def publish_workflow(self, brand: Brand, name: str, actor: str, number: int | None = None,
+                         *, force: Force | None = None, checked: GateResult | None = None
+                         ) -> tuple[WorkflowVersion, GateResult]:
+        """Judge version `number` (default: the latest) and publish it when the gate passes
+        or an it_admin forces it; raises GateRefused otherwise. `checked`, a result of
+        `check_workflow`, is used instead of running the suites again while its basis holds."""
+        _allowed(force)
+        workflows = self.services.workflows
+        version = workflows.version(workflows.get(brand, name), number)
+        result = (checked if checked is not None
+                  and checked.basis == self._workflow_basis(brand, version)
+                  else self.check_workflow(brand, version))
+        target = f"{brand.slug}/{name}"
+        self._refuse(target, actor, result, force, "workflow")
+        with self.services.db.atomic():
+            _audit(target, actor, result, force, "workflow")
+            published = workflows.publish(brand, name, actor, version.number)
+        return published, result
+
+    def _workflow_basis(self, brand: Brand, version: WorkflowVersion) -> str:
+        live = sorted(self.services.workflows.running(brand).versions.items())
+        return f"workflow:{version.id}:{version.created_at.isoformat()}:{live}"
+
+    # -- knowledge -------------------------------------------------------------------------
+
+    def check_knowledge(self, brand: Brand, version: KnowledgeVersion) -> GateResult:
+        """Run the knowledge suite and every case expecting a citation on the version and on
+        the published one."""
+        suites = []
+        for suite in self.services.suites.suites(brand):
+            if suite.name == KNOWLEDGE_SUITE:
+                suites.append(suite)
+                continue
+            citing = tuple(case for case in suite.cases if case.expect.cites)
+            if citing:
+                suites.append(suite.model_copy(update={"cases": citing}))
+        return self._judge(brand, f"knowledge v{version.number}",
+                           self._knowledge_basis(brand, version), suites,
+                           Candidate(brand.id, knowledge=version))
+
+    def publish_knowledge(self, brand: Brand, number: int, actor: str, *,
+                          force: Force | None = None) -> tuple[KnowledgeVersion, GateResult]:
+        """Judge knowledge version `number` and publish it when the gate passes or an
+        it_admin forces it; raises GateRefused otherwise."""
+        _allowed(force)
+        knowledge = self.services.knowledge
+        result = self.check_knowledge(brand, knowledge.version(brand, number))
+        self._refuse(brand.slug, actor, result, force, "knowledge")
+        with self.services.db.atomic():
+            _audit(brand.slug, actor, result, force, "knowledge")
+            published = knowledge.publish(brand, number, actor=actor)
+        return published, result
+
+    def _knowledge_basis(self, brand: Brand, version: KnowledgeVersion) -> str:
+        live = self.services.knowledge.published(brand)
+        return f"knowledge:{version.id}:{live.id if live else None}"
+
+    # -- judging ---------------------------------------------------------------------------
+
+    def _judge(self, brand: Brand, change: str, basis: str, suites: list[EvalSuite],
+               candidate: Candidate) -> GateResult:
+        evals = policy_of(brand).evals
+        if not suites:
+            result = GateResult(change, basis, (), evals.floor, evals.tolerance, evals.trials,
+                                note=NO_SUITES)
+        else:
+            live = run_suites(self.services, brand, suites, trials=evals.trials,
+                              seed=GATE_SEED)
+            with trying(candidate):
+                draft = run_suites(self.services, brand, suites, trials=evals.trials,
+                                   seed=GATE_SEED)
+            result = GateResult(
+                change, basis, tuple(suite.name for suite in suites), evals.floor,
+                evals.tolerance, evals.trials, draft=_pass_1(draft), live=_pass_1(live),
+                failures=_failures(draft, quarantined=False),
+                quarantined=_failures(draft, quarantined=True))
+        if self.record is not None:
+            self.record(brand, result)
+        return result
+
+    def _refuse(self, target: str, actor: str, result: GateResult, force: Force | None,
+                kind: str) -> None:
+        """Raise GateRefused unless the change passed or is forced; the refusal is audited
+        though nothing is published."""
+        if result.passed or force is not None:
+            return
+        with self.services.db.atomic():
+            audit.record(actor, f"{kind}.release_gate.refuse", target, result.as_dict())
+        raise GateRefused(result)
+
+
+def _audit(target: str, actor: str, result: GateResult, force: Force | None,
+           kind: str) -> None:
+    """The gate's verdict on a change being published, in the publish's transaction: passed,
+    or forced with the reason."""
+    if result.passed:
+        audit.record(actor, f"{kind}.release_gate.pass", target, result.as_dict())
+    else:
+        assert force is not None  # _refuse let it through
+        audit.record(actor, f"{kind}.release_gate.force", target,
+                     {**result.as_dict(), "reason": force.reason})
+
+
+def _allowed(force: Force | None) -> None:
+    """Only an it_admin may force, and only with a reason: checked before anything runs."""
+    if force is None:
+        return
+    if force.role != FORCE_ROLE:
+        raise PermissionDenied("only an it_admin may publish past the release gate",
+                               code="force_not_allowed")
+    if not force.reason.strip():
+        raise InvalidRequest("a forced release needs a reason", param="reason",
+                             code="reason_required")
+    if len(force.reason) > REASON_MAX:
+        raise InvalidRequest(f"the reason is longer than {REASON_MAX} characters",
+                             param="reason", code="reason_too_long")
+
+
+def _pass_1(results: list[CaseResult]) -> float:
+    gating = tally((r.workflow, r.name, r.passed) for r in results if r.quarantine is None)
+    return pass_hat_k(gating).get("1", 1.0)
+
+
+def _failures(results: list[CaseResult], *, quarantined: bool) -> tuple[Failure, ...]:
+    """Each failing case once, with how many of its trials failed and the first's
+    problems."""
+    failed: dict[tuple[str, str], list[CaseResult]] = {}
+    trials: dict[tuple[str, str], int] = {}
+    for result in results:
+        if (result.quarantine is not None) != quarantined:
+            continue
+        key = (result.workflow, result.name)
+        trials[key] = trials.get(key, 0) + 1
+        if not result.passed:
+            failed.setdefault(key, []).append(result)
+    return tuple(
+        Failure(suite, name, (f"failed {len(runs)} of {trials[suite, name]} trials: "
+                              if trials[suite, name] > 1 else "") + "; ".join(runs[0].problems))
+        for (suite, name), runs in failed.items())

@@ -1,0 +1,141 @@
+"""The release gate on Lumen Goods' real workflows, engine and order system: a draft whose
+write sends the wrong reason is refused with its failing cases while the live version keeps
+serving customers; a good draft publishes; only an it_admin may force, and forcing is
+audited; a change no suite covers passes, recorded as such."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from gate_support import BROKEN_SOURCE, GOOD_SOURCE, short_cancel_suite
+from retail_support import RetailBackend
+
+from appliance.agent.conversations import TurnResult
+from appliance.db.models import AuditLog
+from appliance.errors import InvalidRequest, PermissionDenied
+from appliance.evals.candidate import Candidate, trying
+from appliance.evals.gate import Force, GateRefused, GateResult, ReleaseGate
+from appliance.services import Services
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+UP_FRONT = ["Please cancel order W3657213, I ordered it by mistake. My email is "
+            "olivia.ito5204@example.com", "yes please"]
+
+
+@pytest.fixture
+def gate(services: Services, lumen: Any) -> ReleaseGate:
+    short_cancel_suite(services, lumen)
+    return ReleaseGate(services)
+
+
+def customer_cancels(services: Services, brand: Any, backend: RetailBackend) -> list[Any]:
+    """A customer on the web channel cancels an order they ordered by mistake; the reasons
+    the order system was sent."""
+    backend.reset()
+    conversation, _ = services.conversations.start(brand, {}, "web")
+    for text in UP_FRONT:
+        for event in services.conversations.reply(brand, conversation.public_id, text):
+            assert not isinstance(event, TurnResult) or event.message.text
+    assert backend.order("#W3657213")["status"] == "cancelled"
+    return [call.arguments["reason"]
+            for call in services.workflows.tool_calls(brand, conversation.id)
+            if call.tool == "cancel_order"]
+
+
+def audits(action: str) -> list[AuditLog]:
+    return list(AuditLog.select().where(AuditLog.action == action).order_by(AuditLog.id))
+
+
+def test_it_refuses_a_draft_whose_write_is_wrong_and_the_live_version_keeps_serving(
+        services: Services, lumen: Any, gate: ReleaseGate,
+        retail_backend: RetailBackend) -> None:
+    draft = services.workflows.save_draft(lumen, BROKEN_SOURCE, "editor")
+
+    with pytest.raises(GateRefused) as refused:
+        gate.publish_workflow(lumen, "cancel_order", "editor")
+
+    result = refused.value.result
+    assert (refused.value.status, refused.value.code) == (409, "eval_gate_refused")
+    assert result.suites == ("cancel_order",)
+    assert (result.live, round(result.draft or 0, 2)) == (1.0, 0.67)
+    assert [failure.case for failure in result.failures] == ["everything up front"]
+    assert "reason': 'no longer needed'" in result.failures[0].why
+    assert "everything up front" in refused.value.message
+    assert "below the brand's floor 0.90" in refused.value.message
+    workflow = services.workflows.get(lumen, "cancel_order")
+    assert workflow.published_version == draft.number - 1
+    assert services.workflows.version(workflow).status == "draft"
+    assert audits("workflow.release_gate.refuse")[-1].detail["failures"][0]["case"] == (
+        "everything up front")
+    assert customer_cancels(services, lumen, retail_backend) == ["ordered by mistake"]
+
+
+def test_a_customer_served_while_the_gate_tries_a_draft_gets_what_is_published(
+        services: Services, lumen: Any, retail_backend: RetailBackend) -> None:
+    draft = services.workflows.save_draft(lumen, BROKEN_SOURCE, "editor")
+    candidate = Candidate(lumen.id, workflows=services.workflows.with_draft(lumen, draft))
+
+    with trying(candidate):
+        reasons = customer_cancels(services, lumen, retail_backend)
+
+    assert reasons == ["ordered by mistake"]
+
+
+def test_it_publishes_a_good_draft_and_audits_the_pass(
+        services: Services, lumen: Any, gate: ReleaseGate) -> None:
+    draft = services.workflows.save_draft(lumen, GOOD_SOURCE, "editor")
+
+    published, result = gate.publish_workflow(lumen, "cancel_order", "editor")
+
+    assert published.number == draft.number and published.status == "published"
+    assert (result.passed, result.draft, result.live, result.failures) == (True, 1.0, 1.0, ())
+    entry = audits("workflow.release_gate.pass")[-1]
+    assert (entry.actor, entry.target, entry.detail["draft"]) == (
+        "editor", "lumen-goods/cancel_order", 1.0)
+
+
+def test_an_it_admin_forces_a_refused_draft_with_a_reason_and_it_is_audited(
+        services: Services, lumen: Any, gate: ReleaseGate) -> None:
+    draft = services.workflows.save_draft(lumen, BROKEN_SOURCE, "editor")
+    with pytest.raises(PermissionDenied):
+        gate.publish_workflow(lumen, "cancel_order", "editor",
+                              force=Force("trust me", "cx_editor"))
+    with pytest.raises(InvalidRequest, match="needs a reason"):
+        gate.publish_workflow(lumen, "cancel_order", "admin", force=Force("  ", "it_admin"))
+
+    published, result = gate.publish_workflow(
+        lumen, "cancel_order", "admin", force=Force("the order system ignores the reason",
+                                                    "it_admin"))
+
+    assert published.number == draft.number and not result.passed
+    entry = audits("workflow.release_gate.force")[-1]
+    assert entry.actor == "admin"
+    assert entry.detail["reason"] == "the order system ignores the reason"
+    assert entry.detail["failures"][0]["case"] == "everything up front"
+    assert entry.detail["passed"] is False
+
+
+def test_a_check_is_reused_only_while_the_draft_and_what_is_live_are_unchanged(
+        services: Services, lumen: Any, gate: ReleaseGate) -> None:
+    draft = services.workflows.save_draft(lumen, BROKEN_SOURCE, "editor")
+    checked = gate.check_workflow(lumen, draft)
+    stored = GateResult.from_dict(checked.as_dict())
+    assert stored == checked and not checked.passed
+    services.workflows.save_draft(lumen, GOOD_SOURCE, "editor")  # the draft changed since
+
+    _, result = gate.publish_workflow(lumen, "cancel_order", "editor", checked=stored)
+
+    assert result.passed and result.basis != checked.basis
+
+
+def test_a_change_no_suite_covers_passes_with_a_note(
+        services: Services, lumen: Any, gate: ReleaseGate) -> None:
+    services.suites.delete(lumen, "cancel_order", "test")
+    services.workflows.save_draft(lumen, BROKEN_SOURCE, "editor")
+
+    _, result = gate.publish_workflow(lumen, "cancel_order", "editor")
+
+    assert (result.passed, result.suites, result.note) == (True, (), "no suites")
+    assert audits("workflow.release_gate.pass")[-1].detail["note"] == "no suites"

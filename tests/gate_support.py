@@ -1,0 +1,32 @@
+"""Helpers for tests of the release gate: Lumen Goods' cancel_order workflow as drafts that
+the gate must refuse or pass, and a short suite of its cases that need no knowledge."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from appliance.demo.seed import WORKFLOWS_DIR
+from appliance.services import Services
+
+LUMEN = WORKFLOWS_DIR / "lumen-goods"
+CANCEL_SOURCE = (LUMEN / "workflows" / "cancel_order.yaml").read_text(encoding="utf-8")
+WRITE_ARGS = 'args: {order_id: "{{ order_id }}", reason: "{{ reason }}"}'
+#: The write sends one reason whatever the customer gave: a customer who ordered by mistake
+#: has their order cancelled as "no longer needed".
+BROKEN_SOURCE = CANCEL_SOURCE.replace(
+    WRITE_ARGS, 'args: {order_id: "{{ order_id }}", reason: "no longer needed"}')
+#: The same workflow, reworded where no case looks.
+GOOD_SOURCE = CANCEL_SOURCE.replace("I couldn't cancel order", "I could not cancel order")
+#: The shipped cases of cancel_order the gate runs in these tests (no knowledge needed).
+CASES = ("step by step, by email", "everything up front", "declined at the confirmation")
+
+
+def short_cancel_suite(services: Services, brand: Any) -> None:
+    """Replace the brand's cancel_order suite by three of its shipped cases."""
+    document = yaml.safe_load((LUMEN / "evals" / "cancel_order.yaml").read_text())
+    document["cases"] = [case for case in document["cases"] if case["name"] in CASES]
+    assert len(document["cases"]) == len(CASES)
+    services.suites.save(brand, yaml.safe_dump(document, sort_keys=False), "test",
+                         "cancel_order.yaml")
