@@ -23,10 +23,14 @@ GOOD_SOURCE = CANCEL_SOURCE.replace("I couldn't cancel order", "I could not canc
 CASES = ("step by step, by email", "everything up front", "declined at the confirmation")
 
 
-def short_cancel_suite(services: Services, brand: Any) -> None:
-    """Replace the brand's cancel_order suite by three of its shipped cases."""
+def short_cancel_suite_source() -> str:
+    """A cancel_order suite of three of its shipped cases."""
     document = yaml.safe_load((LUMEN / "evals" / "cancel_order.yaml").read_text())
     document["cases"] = [case for case in document["cases"] if case["name"] in CASES]
     assert len(document["cases"]) == len(CASES)
-    services.suites.save(brand, yaml.safe_dump(document, sort_keys=False), "test",
-                         "cancel_order.yaml")
+    return str(yaml.safe_dump(document, sort_keys=False))
+
+
+def short_cancel_suite(services: Services, brand: Any) -> None:
+    """Replace the brand's cancel_order suite by three of its shipped cases."""
+    services.suites.save(brand, short_cancel_suite_source(), "test", "cancel_order.yaml")

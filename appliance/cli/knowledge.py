@@ -9,6 +9,8 @@ from typing import Any
 import click
 
 from appliance.cli.context import CliContext, pass_cli, table
+from appliance.cli.release import echo_result, exit_refused, force_of, force_options
+from appliance.evals.gate import GateRefused, ReleaseGate
 
 
 def register(cli: click.Group) -> None:
@@ -71,10 +73,15 @@ def list_sources(ctx: CliContext, slug: str) -> None:
 @knowledge.command()
 @brand_option
 @click.option("--source", "source_id", type=int, help="Only this source (others keep theirs).")
-@click.option("--publish", is_flag=True, help="Publish the new version at once.")
+@click.option("--publish", is_flag=True,
+              help="Publish the new version at once, through the release gate.")
+@force_options
 @pass_cli
-def ingest(ctx: CliContext, slug: str, source_id: int | None, publish: bool) -> None:
-    """Read the sources and make a draft version; exit 1 if any document failed."""
+def ingest(ctx: CliContext, slug: str, source_id: int | None, publish: bool, force: bool,
+           reason: str | None) -> None:
+    """Read the sources and make a draft version (with --publish, published once the release
+    gate passes it); exit 1 if any document failed or the gate refused."""
+    forced = force_of(force, reason)
     services = ctx.services
     brand = services.brands.get(slug)
     state = {"stage": ""}
@@ -91,10 +98,19 @@ def ingest(ctx: CliContext, slug: str, source_id: int | None, publish: bool) -> 
             shown = str(done)
         click.echo(f"\r{stage:<6} {shown}", nl=False, err=True)
 
-    outcome = services.knowledge.ingest(brand, source_id=source_id, publish=publish,
-                                        progress=progress, actor=ctx.actor)
+    outcome = services.knowledge.ingest(brand, source_id=source_id, progress=progress,
+                                        actor=ctx.actor)
     click.echo("", err=True)
     version = outcome.version
+    refused = None
+    if publish and version is not None:
+        try:
+            version, result = ReleaseGate(services).publish_knowledge(
+                brand, version.number, ctx.actor, force=forced)
+        except GateRefused as exc:
+            refused = exc
+        else:
+            echo_result(result)
     stats = outcome.run.stats or {}
     label = f"{version.number} ({version.status})" if version else "-"
     click.echo(f"version {label}: {stats.get('documents', 0)} documents, "
@@ -110,6 +126,8 @@ def ingest(ctx: CliContext, slug: str, source_id: int | None, publish: bool) -> 
             click.echo(f"  source {error['source']} {error['document']}: {error['error']}",
                        err=True)
         sys.exit(1)
+    if refused is not None:
+        exit_refused(refused)
 
 
 @knowledge.command()
@@ -146,11 +164,19 @@ def diff(ctx: CliContext, slug: str, old: int | None, new: int, as_json: bool) -
 @knowledge.command()
 @brand_option
 @click.argument("version", type=int)
+@force_options
 @pass_cli
-def publish(ctx: CliContext, slug: str, version: int) -> None:
-    """Publish a version: the agent answers from it from now on."""
+def publish(ctx: CliContext, slug: str, version: int, force: bool, reason: str | None) -> None:
+    """Publish a version once the release gate passes it (the knowledge suite and the cases
+    citing sources, on it and on the published version): the agent answers from it from now
+    on. Exit 1, listing the failing cases, if the gate refuses."""
     services = ctx.services
-    services.knowledge.publish(services.brands.get(slug), version, actor=ctx.actor)
+    try:
+        _, result = ReleaseGate(services).publish_knowledge(
+            services.brands.get(slug), version, ctx.actor, force=force_of(force, reason))
+    except GateRefused as exc:
+        exit_refused(exc)
+    echo_result(result)
     click.echo(f"published version {version}")
 
 

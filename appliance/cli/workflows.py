@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 
 from appliance.cli.context import CliContext, pass_cli, table
+from appliance.cli.release import echo_result, exit_refused, force_of, force_options
+from appliance.evals.gate import GateRefused, ReleaseGate
 from appliance.workflows import schema
 
 
@@ -67,13 +69,33 @@ def validate(files: tuple[Path, ...]) -> None:
 @brand_option
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--no-publish", is_flag=True, help="Save changed workflows as drafts only.")
+@force_options
 @pass_cli
-def import_(ctx: CliContext, slug: str, directory: Path, no_publish: bool) -> None:
-    """Load DIRECTORY/tools.yaml and DIRECTORY/workflows/*.yaml (all or nothing)."""
+def import_(ctx: CliContext, slug: str, directory: Path, no_publish: bool, force: bool,
+            reason: str | None) -> None:
+    """Load DIRECTORY/tools.yaml and DIRECTORY/workflows/*.yaml (all or nothing), then
+    publish each changed workflow through the release gate; exit 1 if it refused any (those
+    stay drafts)."""
     services = ctx.services
-    changed = services.workflows.import_dir(services.brands.get(slug), directory, ctx.actor,
-                                            publish=not no_publish)
+    forced = force_of(force, reason)
+    brand = services.brands.get(slug)
+    changed = services.workflows.import_dir(brand, directory, ctx.actor, publish=False)
     click.echo(f"{len(changed)} workflow(s) changed: {', '.join(changed) or 'none'}")
+    if no_publish:
+        return
+    gate, refused = ReleaseGate(services), []
+    for name in changed:
+        try:
+            version, result = gate.publish_workflow(brand, name, ctx.actor, force=forced)
+        except GateRefused as exc:
+            echo_result(exc.result)
+            refused.append(name)
+            continue
+        echo_result(result)
+        click.echo(f"{name}: version {version.number} published")
+    if refused:
+        click.echo(f"not published, left as drafts: {', '.join(refused)}", err=True)
+        sys.exit(1)
 
 
 @workflows.command()
@@ -91,11 +113,19 @@ def export(ctx: CliContext, slug: str, directory: Path) -> None:
 @brand_option
 @click.argument("name")
 @click.option("--version", "number", type=int, help="Version to publish (default: latest).")
+@force_options
 @pass_cli
-def publish(ctx: CliContext, slug: str, name: str, number: int | None) -> None:
-    """Make a version the one the agent runs."""
+def publish(ctx: CliContext, slug: str, name: str, number: int | None, force: bool,
+            reason: str | None) -> None:
+    """Make a version the one the agent runs, once the release gate passes it (the suites it
+    affects, on it and on what is live); exit 1, listing the failing cases, if it refuses."""
     services = ctx.services
-    version = services.workflows.publish(services.brands.get(slug), name, ctx.actor, number)
+    try:
+        version, result = ReleaseGate(services).publish_workflow(
+            services.brands.get(slug), name, ctx.actor, number, force=force_of(force, reason))
+    except GateRefused as exc:
+        exit_refused(exc)
+    echo_result(result)
     click.echo(f"{name}: version {version.number} published")
 
 
