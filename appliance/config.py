@@ -113,6 +113,10 @@ class Settings:
         "https://switchboard.example.internal; webhook payloads link each conversation's page "
         "under it. Default: the links are paths (/admin/conversations/ID)."
     )
+    evals_nightly_hour: int = _setting(
+        2, "Hour of the day (UTC, 0-23) at which the scheduler runs every brand's eval suites "
+        "against what is live (the evals.nightly job)."
+    )
     log_level: str = _setting("INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")
 
     def public_items(self) -> list[tuple[str, str, str]]:
@@ -262,6 +266,8 @@ def _derive(settings: Settings) -> Settings:
     if settings.webhook_console_url and not settings.webhook_console_url.startswith(
             ("http://", "https://")):
         raise ConfigError("setting 'webhook_console_url': must start with http:// or https://")
+    if not 0 <= settings.evals_nightly_hour <= 23:
+        raise ConfigError("setting 'evals_nightly_hour': must be an hour from 0 to 23")
     return dataclasses.replace(settings, **changes)
 
 

@@ -19,6 +19,7 @@ from appliance.brands import BrandService
 from appliance.config import Settings, ensure_secret_key
 from appliance.db import open_database
 from appliance.db.models import Brand
+from appliance.evals.history import EvalHistory
 from appliance.evals.suites import SuiteService
 from appliance.handoff.service import HandoffService
 from appliance.handoff.webhooks import WebhookService
@@ -63,6 +64,7 @@ class Services:
     invoices: InvoiceService
     disputes: DisputeService
     suites: SuiteService
+    evals: EvalHistory
     warm: WarmUp
 
     def warm_up(self) -> None:
@@ -150,5 +152,6 @@ def build_services(settings: Settings) -> Services:
         invoices=InvoiceService(db, ledger),
         disputes=DisputeService(db, ledger),
         suites=SuiteService(db),
+        evals=EvalHistory(db, manifest, router, knowledge, webhooks),
         warm=warm,
     )

@@ -3,6 +3,7 @@ against the live engine."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 from collections import defaultdict
@@ -12,6 +13,8 @@ from typing import Any
 import click
 
 from appliance.cli.context import CliContext, pass_cli, table
+from appliance.db.models import EvalRun
+from appliance.evals import report as risk_report
 from appliance.evals.cases import load_suites
 from appliance.evals.runner import CaseResult, run_suites
 from appliance.evals.scores import CaseTrials, by_suite, pass_hat_k, tally
@@ -77,13 +80,16 @@ def export(ctx: CliContext, slug: str, directory: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--min-pass", type=click.FloatRange(0, 1), default=0.0,
               help="Exit 1 when pass^1 (the pass rate over all trials) is below this (0-1).")
+@click.option("--record", is_flag=True,
+              help="Keep the run in the brand's eval history (the admin's trend, the report).")
 @pass_cli
 def run(ctx: CliContext, slug: str, suite: str | None, directory: Path | None, trials: int,
-        seed: int, as_json: bool, min_pass: float) -> None:
+        seed: int, as_json: bool, min_pass: float, record: bool) -> None:
     """Run the cases and print pass^1..K per suite, and each failure with why.
 
     Each case starts from a fresh copy of the brand's test system (POST /reset on the tools'
-    base URL): run it against a test or demo system, never production."""
+    base URL): run it against a test or demo system, never production. With --record the
+    run is kept in the history (only the brand's stored suites, not a --dir)."""
     services = ctx.services
     brand = services.brands.get(slug)
     suites = (load_suites(directory, suite) if directory is not None
@@ -98,12 +104,21 @@ def run(ctx: CliContext, slug: str, suite: str | None, directory: Path | None, t
             click.echo(f"{'pass' if result.passed else 'FAIL'}  {result.workflow}: "
                        f"{result.name}{trial}", err=True)
 
+    if record and directory is not None:
+        raise click.UsageError("--record keeps runs of the brand's stored suites, not of --dir")
+    recorded = (services.evals.start(brand, "cli", trials, seed, ctx.actor, suite)
+                if record else None)
     results = run_suites(services, brand, suites, progress, trials=trials, seed=seed)
+    if recorded is not None:
+        services.evals.finish(recorded, results)
     gating = [r for r in results if r.quarantine is None]
     cases = tally((r.workflow, r.name, r.passed) for r in gating)
     overall = pass_hat_k(cases) or {str(k): 1.0 for k in range(1, trials + 1)}
     if as_json:
-        click.echo(json.dumps(report(slug, trials, seed, results, cases), indent=2))
+        ran = report(slug, trials, seed, results, cases)
+        if recorded is not None:
+            ran["eval_run"] = recorded.id
+        click.echo(json.dumps(ran, indent=2))
     else:
         per_suite = by_suite(cases)
         ks = [str(k) for k in range(1, trials + 1)]
@@ -123,8 +138,71 @@ def run(ctx: CliContext, slug: str, suite: str | None, directory: Path | None, t
                 click.echo(f"\nFAIL {result.workflow}: {result.name}{trial}")
                 for problem in result.problems:
                     click.echo(f"  - {problem}")
+        if recorded is not None:
+            click.echo(f"\nrecorded as eval run {recorded.id}")
     if overall["1"] < min_pass:
         sys.exit(1)
+
+
+@eval_.command("history")
+@click.option("--brand", "slug", required=True, help="Brand slug.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=30, show_default=True,
+              help="How many runs, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+@pass_cli
+def history(ctx: CliContext, slug: str, limit: int, as_json: bool) -> None:
+    """The brand's recorded eval runs, newest first: trigger, status, pass^1..k and the
+    suites a nightly run found regressed."""
+    services = ctx.services
+    runs = services.evals.runs(services.brands.get(slug), limit)
+    if as_json:
+        click.echo(json.dumps([run_json(run) for run in runs], indent=2))
+        return
+    rows = []
+    for run in runs:
+        scores = (run.scores or {}).get("pass_hat_k", {})
+        rows.append((str(run.id), _when(run.finished_at or run.created_at), run.trigger,
+                     run.suite or "all", run.status,
+                     " ".join(f"{scores[k]:.3f}" for k in sorted(scores, key=int)) or "-",
+                     ", ".join(r["suite"] for r in run.regressions or []) or run.error or ""))
+    table(rows, ("run", "when", "trigger", "suites", "status", "pass^1..k",
+                 "regressed / error"))
+
+
+@eval_.command("report")
+@click.option("--brand", "slug", required=True, help="Brand slug.")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write it: a .html or .pdf file.")
+@pass_cli
+def report_(ctx: CliContext, slug: str, out: Path) -> None:
+    """Write the brand's model-risk report (versions live, latest results with pass^k, the
+    history, quarantined cases, who changed what) as HTML or PDF, by OUT's extension."""
+    if out.suffix.lower() not in (".html", ".pdf"):
+        raise click.BadParameter("must end in .html or .pdf", param_hint="--out")
+    services = ctx.services
+    built = risk_report.build(services, services.brands.get(slug))
+    if out.suffix.lower() == ".pdf":
+        out.write_bytes(risk_report.to_pdf(built))
+    else:
+        out.write_text(risk_report.to_html(built), encoding="utf-8")
+    click.echo(str(out))
+
+
+def _when(value: dt.datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value is not None else "-"
+
+
+def run_json(run: EvalRun) -> dict[str, Any]:
+    """A recorded run as JSON (times in UTC, ISO 8601)."""
+    def iso(value: dt.datetime | None) -> str | None:
+        return value.isoformat(timespec="seconds") + "Z" if value is not None else None
+
+    return {"id": run.id, "trigger": run.trigger, "status": run.status, "suite": run.suite,
+            "trials": run.trials, "seed": run.seed, "requested_by": run.requested_by,
+            "created_at": iso(run.created_at), "started_at": iso(run.started_at),
+            "finished_at": iso(run.finished_at), "node": run.node, "error": run.error,
+            "scores": run.scores, "cases": run.cases, "versions": run.versions,
+            "regressions": run.regressions or []}
 
 
 def report(slug: str, trials: int, seed: int, results: list[CaseResult],

@@ -573,10 +573,45 @@ class EvalSuiteRecord(BaseModel):
         indexes = ((("brand", "name"), True),)
 
 
+class EvalRun(BaseModel):
+    """One run of a brand's eval suites (appliance/evals/history.py): what was judged, how
+    it did, and the regressions a nightly run found against the one before."""
+
+    brand = peewee.ForeignKeyField(Brand, on_delete="CASCADE")
+    brand_id: int
+    #: nightly | cli | gate | admin (asked for on the brand's evals page)
+    trigger = peewee.CharField(max_length=16)
+    #: queued (asked for, waiting for the scheduler) | running | done | failed (not run:
+    #: the test system could not be reached; never counted as a fail)
+    status = peewee.CharField(max_length=16)
+    #: The one suite run, if not all of them.
+    suite = peewee.CharField(max_length=100, null=True)
+    trials = peewee.IntegerField()
+    seed = peewee.IntegerField()
+    requested_by = peewee.CharField(max_length=150)
+    created_at = peewee.DateTimeField(default=utcnow, index=True)
+    started_at = peewee.DateTimeField(null=True)
+    finished_at = peewee.DateTimeField(null=True)
+    #: {"pass_hat_k": {"1": ...}, "by_suite": {suite: {"1": ...}}, "quarantined": {...}}
+    scores = JSONField(null=True)
+    #: Each case: suite, name, passes, trials, quarantine and its failures (trimmed).
+    cases = JSONField(null=True)
+    #: The live versions judged: workflows, knowledge, models, classifiers, thresholds.
+    versions = JSONField(null=True)
+    #: Suites whose pass^1 fell beyond the tolerance since the previous nightly run.
+    regressions = JSONField(null=True)
+    error = peewee.TextField(null=True)
+    node = peewee.CharField(max_length=255, null=True)
+
+    class Meta:
+        table_name = "eval_run"
+        indexes = ((("brand", "trigger", "created_at"), False),)
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     Brand, ApiKey, AdminUser, AuditLog, Conversation, Message, TurnTrace, JobRun,
     KnowledgeSource, IngestRun, Document, Article, Chunk, KnowledgeVersion, VersionArticle,
     Finding, Workflow, WorkflowVersion, Toolset, ToolCall, Handoff,
     WebhookEndpoint, WebhookDelivery, IdentitySecret, Outcome, Feedback,
-    BillingContract, LedgerEntry, EvalSuiteRecord,
+    BillingContract, LedgerEntry, EvalSuiteRecord, EvalRun,
 )

@@ -36,7 +36,7 @@ from appliance.errors import InvalidRequest, NotFound
 
 log = logging.getLogger(__name__)
 
-EVENTS = ("handoff.created", "handoff.resolved")
+EVENTS = ("handoff.created", "handoff.resolved", "evals.regressed")
 ENVELOPE_KEYS = frozenset({"version", "id", "event", "created_at", "brand"})
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 PAYLOAD_VERSION = 1
@@ -179,6 +179,10 @@ class WebhookService:
             "status": conversation.status,
             "url": f"{self._console_url}/admin/conversations/{conversation.public_id}",
         }
+
+    def console_link(self, path: str) -> str:
+        """`path` (an admin page, /admin/...) under `webhook_console_url`, for a payload."""
+        return f"{self._console_url}{path}"
 
     def enqueue(self, brand: Brand, event: str, data: Mapping[str, Any]) -> Deliveries:
         """Store `event` for every active endpoint of the brand subscribed to it.

@@ -15,8 +15,10 @@ from typing import Any
 
 from appliance.billing.contracts import contract_at
 from appliance.billing.ledger import month_bounds
+from appliance.config import Settings
 from appliance.db.models import JobRun, KnowledgeSource, utcnow
 from appliance.errors import ApplianceError, NotFound
+from appliance.evals import nightly
 from appliance.services import Services
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,15 @@ class Job:
     help: str
     #: Run once when the scheduler starts (cheap, idempotent checks only).
     at_start: bool = True
+    #: The setting that moves a daily job's hour, if one does.
+    hour_setting: str | None = None
+
+    def schedule(self, settings: Settings) -> tuple[str, dict[str, int]]:
+        """The trigger, with the hour from `hour_setting` when the job has one."""
+        kind, args = self.trigger
+        if self.hour_setting is None:
+            return kind, args
+        return kind, {**args, "hour": int(getattr(settings, self.hour_setting))}
 
     def describe_schedule(self) -> str:
         kind, args = self.trigger
@@ -120,6 +131,19 @@ def close_invoices(services: Services) -> dict[str, Any]:
     return {"period": last_month, "closed": closed}
 
 
+def nightly_evals(services: Services) -> dict[str, Any]:
+    """Run every brand's eval suites against what is live, on its test system, once a day
+    (hour: the `evals_nightly_hour` setting); record each run and, where a suite's pass^1
+    fell beyond the brand's tolerance since the last nightly run, an alert and an
+    `evals.regressed` webhook event. Brands without a test system are skipped."""
+    return nightly.nightly(services)
+
+
+def requested_evals(services: Services) -> dict[str, Any]:
+    """Run the eval runs asked for on the admin's evals pages ("Run now")."""
+    return nightly.requested(services)
+
+
 JOBS: dict[str, Job] = {
     job.id: job
     for job in (
@@ -135,6 +159,10 @@ JOBS: dict[str, Job] = {
             settle_outcomes.__doc__ or ""),
         Job("invoices.close", close_invoices, ("cron", {"day": 1, "hour": 1, "minute": 0}),
             close_invoices.__doc__ or "", at_start=False),
+        Job("evals.nightly", nightly_evals, ("cron", {"hour": 2, "minute": 0}),
+            nightly_evals.__doc__ or "", at_start=False, hour_setting="evals_nightly_hour"),
+        Job("evals.requested", requested_evals, ("interval", {"minutes": 1}),
+            requested_evals.__doc__ or ""),
     )
 }
 

@@ -21,7 +21,7 @@ def build_scheduler(services: Services) -> BlockingScheduler:
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
     )
     for job in JOBS.values():
-        kind, args = job.trigger
+        kind, args = job.schedule(services.settings)
         scheduler.add_job(run_job, kind, args=(services, job.id), id=job.id,
                           name=job.help.splitlines()[0], **args)
     return scheduler
