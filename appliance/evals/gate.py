@@ -10,9 +10,10 @@ is live by more than `evals.tolerance`. Quarantined cases run and are reported a
 never gate.
 
 Which suites a change affects:
-- a workflow version: the workflow's own suite; every suite when the workflow is new, is the
-  brand's identity workflow (the others run it) or changes its triggers (it may now take
-  messages the others or the knowledge answered);
+- a workflow version: the workflow's own suite; with the `knowledge` suite when its triggers
+  are new or changed (it may now take questions the knowledge answered); every suite when it
+  is the brand's identity workflow (the others run it). Other workflows' suites are left to
+  the nightly run: a gate that ran everything on every change would take minutes per publish;
 - a knowledge version: the `knowledge` suite and every other case that expects a citation.
 A change with no suite to run passes, recorded as such ("no suites").
 
@@ -175,12 +176,14 @@ class ReleaseGate:
         workflows = self.services.workflows
         draft = workflows.definition(version)
         live = workflows.running(brand).workflows.get(draft.name)
-        everything = self.services.suites.suites(brand)
-        wide = live is None or draft.provides_identity or draft.triggers != live.triggers
-        suites = everything if wide else [s for s in everything if s.name == draft.name]
+        names = {draft.name}
+        if live is None or draft.triggers != live.triggers:
+            names.add(KNOWLEDGE_SUITE)
+        suites = [suite for suite in self.services.suites.suites(brand)
+                  if draft.provides_identity or suite.name in names]
         candidate = Candidate(brand.id, workflows=workflows.with_draft(brand, version))
         return self._judge(brand, f"workflow {draft.name} v{version.number}",
-                           self._workflow_basis(brand, version), suites, candidate)
+                           self.workflow_basis(brand, version), suites, candidate)
 
     def publish_workflow(self, brand: Brand, name: str, actor: str, number: int | None = None,
                          *, force: Force | None = None, checked: GateResult | None = None
@@ -192,7 +195,7 @@ class ReleaseGate:
         workflows = self.services.workflows
         version = workflows.version(workflows.get(brand, name), number)
         result = (checked if checked is not None
-                  and checked.basis == self._workflow_basis(brand, version)
+                  and checked.basis == self.workflow_basis(brand, version)
                   else self.check_workflow(brand, version))
         target = f"{brand.slug}/{name}"
         self._refuse(target, actor, result, force, "workflow")
@@ -201,7 +204,8 @@ class ReleaseGate:
             published = workflows.publish(brand, name, actor, version.number)
         return published, result
 
-    def _workflow_basis(self, brand: Brand, version: WorkflowVersion) -> str:
+    def workflow_basis(self, brand: Brand, version: WorkflowVersion) -> str:
+        """What a check of `version` is made on: the draft as saved and the brand's live set."""
         live = sorted(self.services.workflows.running(brand).versions.items())
         return f"workflow:{version.id}:{version.created_at.isoformat()}:{live}"
 

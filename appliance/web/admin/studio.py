@@ -17,11 +17,13 @@ from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from appliance.db.models import AdminUser, Brand, Workflow, WorkflowVersion
-from appliance.errors import Conflict, InvalidRequest
+from appliance.errors import ConfigError, Conflict, InvalidRequest, PermissionDenied
+from appliance.evals.gate import FORCE_ROLE, Force, GateRefused, ReleaseGate
 from appliance.web import services_of_app
 from appliance.web.admin import bp
 from appliance.web.admin.auth import EDITOR_ROLES, READER_ROLES, login_required, signed_in_user
 from appliance.web.admin.scope import brand_for
+from appliance.web.admin.studio_gate import checked_result, keep
 from appliance.web.admin.studio_metrics import workflow_metrics
 from appliance.web.admin.studio_sandbox import sandbox_of, working_version
 from appliance.web.admin.studio_yaml import (
@@ -92,6 +94,8 @@ def _render_editor(
         can_roll_back=workflow is not None and can_roll_back(workflow, versions),
         toolset=service.toolset(brand), editor_roles=EDITOR_ROLES,
         sandbox=sandbox_of(brand, workflow) if workflow is not None else None,
+        gate=checked_result(brand, workflow) if workflow is not None else None,
+        force_role=FORCE_ROLE,
     )
 
 
@@ -164,6 +168,8 @@ def _back(brand: Brand, name: str) -> ResponseReturnValue:
 @bp.post("/brands/<slug>/workflows/<name>/publish")
 @login_required(*EDITOR_ROLES)
 def workflow_publish(slug: str, name: str) -> ResponseReturnValue:
+    """Publish the draft through the release gate: the verdict "Check evals" kept, while
+    current, else a new run; `force` with a `reason` publishes past a refusal (it_admin)."""
     user = signed_in_user()
     found = brand_for(user, slug)
     service = _workflows()
@@ -171,13 +177,23 @@ def workflow_publish(slug: str, name: str) -> ResponseReturnValue:
     if target.status == PUBLISHED:
         flash(f"Version {target.number} is already published.", "info")
         return _back(found, name)
+    force = (Force(request.form.get("reason", "").strip(), user.role)
+             if request.form.get("force") else None)
     try:
-        service.publish(found, name, user.username, number=target.number)
-    except (Conflict, InvalidRequest) as exc:  # e.g. a tool the brand no longer defines
+        _, result = ReleaseGate(services_of_app()).publish_workflow(
+            found, name, user.username, number=target.number, force=force,
+            checked=checked_result(found, target.workflow).result)
+    except GateRefused as exc:
+        keep(found, name, exc.result)
+        flash("Not published: the release gate refused it (see the evals below).", "error")
+    except (Conflict, InvalidRequest, PermissionDenied, ConfigError) as exc:
+        # e.g. a tool no longer defined, or test systems the evals cannot reach
         flash(f"Not published: {exc.message}", "error")
     else:
-        flash(f"Published version {target.number}: the agent runs it now, and the brand's "
-              "intents were retrained from the published workflows' trigger examples.", "success")
+        keep(found, name, result)
+        flash(f"Published version {target.number}{' past the release gate' if force else ''}: "
+              "the agent runs it now, and the brand's intents were retrained from the "
+              "published workflows' trigger examples.", "success")
     return _back(found, name)
 
 
