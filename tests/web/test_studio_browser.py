@@ -8,6 +8,7 @@ tests/web/conftest.py.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ BrowserSignIn = Callable[[Page, LiveServer], None]
 
 #: A test-chat turn embeds the message and may call the tiny CPU model: leave room.
 TURN_TIMEOUT_MS = 60_000
+#: The gate plays a suite's conversations twice (draft and live) within one request.
+GATE_TIMEOUT_MS = 300_000
 NAME = "studio_store_hours"
 SOURCE = f"""\
 name: {NAME}
@@ -54,8 +57,10 @@ def test_it_builds_tries_publishes_and_rolls_back_a_workflow(
     browser_sign_in: BrowserSignIn,
 ) -> None:
     browser_sign_in(page, live_server)
-    page.goto(f"{live_server.url}/admin/brands/lumen-goods/workflows")
-    expect(page.get_by_role("link", name="order_status")).to_be_visible()
+    # Rho-Bank: no suite covers store hours, so the release gate has nothing to run (the gate
+    # refusing a draft is the next test), and the bank's test system is the session's.
+    page.goto(f"{live_server.url}/admin/brands/rho-bank/workflows")
+    expect(page.get_by_role("link", name="report_card")).to_be_visible()
     page.get_by_role("link", name="New workflow").click()
 
     page.get_by_label("YAML").fill(SOURCE)
@@ -73,6 +78,9 @@ def test_it_builds_tries_publishes_and_rolls_back_a_workflow(
     expect(transcript).to_contain_text("rule workflow_done")
     screenshot(page, "studio-test-chat")
 
+    expect(page.get_by_role("button", name="Publish version 1")).to_be_disabled()
+    page.get_by_role("button", name="Check evals").click()
+    expect(page.locator(".gate-verdict")).to_contain_text("no suite covers this change")
     page.get_by_role("button", name="Publish version 1").click()
     expect(page.get_by_role("status")).to_contain_text("retrained")
     expect(version_row(page, 1)).to_contain_text("published")
@@ -81,6 +89,7 @@ def test_it_builds_tries_publishes_and_rolls_back_a_workflow(
     page.get_by_label("Note").fill("longer hours")
     page.get_by_role("button", name="Save draft").click()
     expect(version_row(page, 2)).to_contain_text("draft")
+    page.get_by_role("button", name="Check evals").click()
     page.get_by_role("button", name="Publish version 2").click()
     expect(version_row(page, 2)).to_contain_text("published")
     expect(version_row(page, 1)).to_contain_text("retired")
@@ -101,6 +110,44 @@ def test_it_builds_tries_publishes_and_rolls_back_a_workflow(
     # The live server is shared with the other browser tests: leave the agent as it was.
     page.get_by_role("button", name="Disable").click()
     expect(page.get_by_role("status")).to_contain_text("Disabled")
+
+
+def test_the_release_gate_refuses_a_draft_whose_write_is_wrong_before_it_can_be_published(
+    page: Page, live_server: LiveServer, screenshot: Screenshot,
+    browser_sign_in: BrowserSignIn,
+) -> None:
+    """Rho-Bank's limit increase asking for half the amount the customer gave: its suite
+    runs on the draft and on the live version against the bank's test system."""
+    browser_sign_in(page, live_server)
+    page.goto(f"{live_server.url}/admin/brands/rho-bank/workflows/request_limit_increase")
+    editor = page.get_by_label("YAML")
+    live = editor.input_value()
+    amount = "requested_increase_amount: \"{{ increase | replace(',', '') | int }}\""
+    assert amount in live
+    editor.fill(live.replace(amount, "requested_increase_amount: "
+                             "\"{{ (increase | replace(',', '') | int) // 2 }}\""))
+    page.get_by_role("button", name="Save draft").click()
+    expect(page.get_by_role("status")).to_contain_text("as a draft")
+    publish = page.get_by_role("button", name=re.compile(r"^Publish version \d+$"))
+    expect(publish).to_be_disabled()
+
+    page.get_by_role("button", name="Check evals").click()
+
+    verdict = page.locator(".gate-verdict")
+    expect(verdict).to_have_attribute("data-verdict", "refused", timeout=GATE_TIMEOUT_MS)
+    expect(verdict).to_contain_text("below the brand's floor 0.90")
+    failing = page.get_by_role("list", name="Failing cases")
+    expect(failing).to_contain_text("request_limit_increase / an increase within the tier's "
+                                    "largest: writes: expected")
+    expect(publish).to_be_disabled()
+    expect(page.get_by_role("button", name="Publish anyway")).to_be_visible()
+    screenshot(page, "studio-gate-refused")
+    expect(version_row(page, 1)).to_contain_text("published")
+
+    # The live server is shared with the other browser tests: the draft goes back to live.
+    page.get_by_label("YAML").fill(live)
+    page.get_by_role("button", name="Save draft").click()
+    expect(page.get_by_role("status")).to_contain_text("as a draft")
 
 
 def test_it_tries_and_edits_rho_banks_slot_formats(
