@@ -4,7 +4,6 @@ moved by dating a stored run a day back, never by waiting."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,11 +11,11 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from eval_support import BROKEN, FLAKY, a_day_back, with_small_suite
 from pypdf import PdfReader
 from retail_support import EMPTY_CONFIG, RetailBackend
 from webhook_receiver import Receiver, receiving
 
-from appliance.brands import policy_of
 from appliance.cli import cli
 from appliance.cli.context import CliContext
 from appliance.db.models import Brand, EvalRun, WebhookDelivery
@@ -28,50 +27,15 @@ from appliance.services import Services
 #: Runs play conversations through the engine: once, on SQLite.
 ON_SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
-SUITE = """\
-suite: cancellations
-cases:
-  - name: reason given up front
-    turns: ["cancel order #W3657213, I ordered it by mistake", olivia.ito5204@example.com, yes]
-    expect:
-      writes: [{tool: cancel_order, args: {order_id: "#W3657213"}}]
-      state: {/orders/%23W3657213: {status: cancelled}}
-      outcome: resolved
-"""
-#: The same case expecting what the agent rightly does not do: the suite now fails.
-BROKEN = SUITE.replace("outcome: resolved", "outcome: escalated")
-FLAKY = SUITE.replace("suite: cancellations", "suite: flaky").replace(
-    "    expect:", "    quarantine: waits on the shop's new cancel flow\n    expect:").replace(
-    "outcome: resolved", "outcome: escalated")
-
-
 @pytest.fixture
 def evaluated(services: Services, lumen: Brand, retail_backend: RetailBackend) -> Brand:
-    """Lumen Goods with one small suite and its order system named as its test system;
-    Rho-Bank's tools on a production address, so it has no test system."""
-    for record in services.suites.records(lumen):
-        services.suites.delete(lumen, record.name, "test")
-    services.suites.save(lumen, SUITE, "cara")
-    policy = policy_of(lumen)
-    brand = services.brands.update("lumen-goods", actor="test", policy=policy.model_copy(
-        update={"evals": policy.evals.model_copy(update={"test_base_url": retail_backend.url})}))
-    rho = policy_of(services.brands.get("rho-bank"))
-    services.brands.update("rho-bank", actor="test", policy=rho.model_copy(
-        update={"tools_base_url": "https://bank.example/api"}))
-    return brand
+    return with_small_suite(services, lumen, retail_backend.url)
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     with receiving() as listening:
         yield listening
-
-
-def _yesterday(run_id: int) -> None:
-    """Date a run a day back, as if the nightly job had made it last night."""
-    run = EvalRun.get_by_id(run_id)
-    EvalRun.update(created_at=run.created_at - dt.timedelta(days=1)).where(
-        EvalRun.id == run_id).execute()
 
 
 def _cli(services: Services, *args: str, exit_code: int = 0) -> Any:
@@ -122,7 +86,7 @@ def test_a_drop_beyond_the_tolerance_raises_an_alert_and_a_signed_webhook_event(
     _, secret = services.webhooks.add(evaluated, receiver.url, ["evals.regressed"],
                                       actor="test")
     passed = run_job(services, "evals.nightly").detail["lumen-goods"]
-    _yesterday(passed["run"])
+    a_day_back(passed["run"])
     services.suites.save(evaluated, BROKEN, "dan")
     services.suites.save(evaluated, FLAKY, "dan")
 

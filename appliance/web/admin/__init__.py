@@ -17,6 +17,7 @@ from appliance.web.admin import (  # noqa: E402,F401
     brands,
     classifiers,
     dashboard,
+    evals,
     handoff_review,
     handoffs,
     knowledge,

@@ -71,18 +71,19 @@ def _live_key_count(slug: str) -> int:
 @login_required()
 def dashboard() -> ResponseReturnValue:
     user = signed_in_user()
-    brands, models, latest = [], [], None
+    brands, models, latest, eval_alerts = [], [], None, []
     if user.role in READER_ROLES:  # human agents see the conversations only
         brands = [(brand, _live_key_count(brand.slug)) for brand in visible_brands(user)]
         latest = _latest_health_run()
         models = _model_rows(latest)
+        eval_alerts = services_of_app().evals.alerts(brand_ids_of(user))
     # Each waiting conversation's open handoff, to link its console.
     consoles = {handoff.conversation_id: handoff.public_id
                 for handoff in services_of_app().handoffs.queue(brand_ids_of(user))}
     return render_template(
         "admin/dashboard.html", brands=brands, models=models, health_run=latest,
         conversations=recent_conversations(user), handoffs=pending_handoffs(user),
-        consoles=consoles,
+        consoles=consoles, eval_alerts=eval_alerts,
     )
 
 
