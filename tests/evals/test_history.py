@@ -16,10 +16,12 @@ from pypdf import PdfReader
 from retail_support import EMPTY_CONFIG, RetailBackend
 from webhook_receiver import Receiver, receiving
 
+from appliance.brands import policy_of
 from appliance.cli import cli
 from appliance.cli.context import CliContext
 from appliance.db.models import Brand, EvalRun, WebhookDelivery
 from appliance.evals.history import regressions
+from appliance.evals.runner import CaseResult
 from appliance.handoff.webhooks import verify_signature
 from appliance.jobs import JOBS, run_job
 from appliance.services import Services
@@ -173,3 +175,57 @@ def test_the_report_lists_versions_results_history_quarantine_and_changes(
                      "eval_suite.save"):
         assert expected in text, expected
     assert "must end in .html or .pdf" in refused.output
+
+
+@ON_SQLITE
+def test_a_test_system_that_cannot_be_reached_fails_the_run_and_is_tried_again(
+        services: Services, evaluated: Brand, retail_backend: RetailBackend) -> None:
+    policy = policy_of(evaluated)
+    services.brands.update("lumen-goods", actor="test", policy=policy.model_copy(update={
+        "evals": policy.evals.model_copy(update={"test_base_url": "http://127.0.0.1:9"})}))
+
+    unreachable = run_job(services, "evals.nightly").detail["lumen-goods"]
+    policy = policy_of(services.brands.get("lumen-goods"))
+    services.brands.update("lumen-goods", actor="test", policy=policy.model_copy(update={
+        "evals": policy.evals.model_copy(update={"test_base_url": retail_backend.url})}))
+    retried = run_job(services, "evals.nightly").detail["lumen-goods"]
+
+    assert unreachable["status"] == "failed"
+    assert "cannot be reset at http://127.0.0.1:9/reset" in unreachable["error"]
+    assert retried["status"] == "done" and retried["pass^1"] == 1.0
+    failed, done = sorted(services.evals.runs(evaluated), key=lambda run: run.id)
+    assert (failed.status, failed.scores, failed.cases) == ("failed", None, None)
+    assert services.evals.latest(evaluated) == done
+
+
+def _result(suite: str, name: str, passed: bool, quarantine: str | None = None) -> CaseResult:
+    return CaseResult(suite, name, [] if passed else ["outcome: expected resolved, got none"],
+                      [("customer", "hi"), ("agent", "x" * 1000)], quarantine=quarantine)
+
+
+def test_the_history_keeps_each_brands_runs_and_alerts_on_its_latest_nightly_only(
+        services: Services, seeded: dict[str, Any]) -> None:
+    lumen, rho = services.brands.get("lumen-goods"), services.brands.get("rho-bank")
+
+    def nightly(brand: Brand, *results: CaseResult) -> EvalRun:
+        run = services.evals.start(brand, "nightly", 1, 0, "scheduler")
+        services.evals.finish(run, list(results))
+        return run
+
+    nightly(lumen, _result("cancel_order", "a", True), _result("flaky", "q", True, "flaky"))
+    worse = nightly(lumen, _result("cancel_order", "a", False),
+                    _result("flaky", "q", False, "flaky"))
+    nightly(rho, _result("report_card", "b", True))
+    nightly(rho, _result("report_card", "b", False))
+    nightly(rho, _result("report_card", "b", False))  # no worse than the night before
+
+    assert [run.id for run in services.evals.alerts()] == [worse.id]
+    assert services.evals.alerts([rho.id]) == []
+    [case, quarantined] = worse.cases
+    assert case["failures"][0]["transcript"] == [["customer", "hi"], ["agent", "x" * 400]]
+    assert quarantined["quarantine"] == "flaky"
+    assert worse.scores == {"pass_hat_k": {"1": 0.0}, "by_suite": {"cancel_order": {"1": 0.0}},
+                            "quarantined": {"1": 0.0}}
+    assert [run.id for run in services.evals.runs(lumen)] == [worse.id, worse.id - 1]
+    trend = services.evals.trend(services.evals.runs(lumen))
+    assert [value for _, value in trend["cancel_order"]] == [1.0, 0.0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import time
@@ -9,11 +10,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from retail_support import EMPTY_CONFIG
 
 from appliance.brands import Persona
+from appliance.config import load_settings
 from appliance.db.models import Brand, Conversation, JobRun, utcnow
-from appliance.errors import ModelUnavailable, NotFound
+from appliance.errors import ConfigError, ModelUnavailable, NotFound
 from appliance.jobs import JOBS, Job, run_job
+from appliance.jobs.scheduler import build_scheduler
 from appliance.services import Services
 
 CLOSE_IDLE = "conversations.close_idle"
@@ -175,3 +179,17 @@ def test_it_records_the_health_of_every_routed_model(services: Services) -> None
     assert tasks["reply_large"] == {"ok": True, "present": ["smollm2-135m-instruct"],
                                     "absent": ["cpu-large"]}
     assert all(task["ok"] for task in tasks.values())
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_nightly_evals_run_at_the_hour_the_settings_give(services: Services) -> None:
+    moved = dataclasses.replace(services, settings=dataclasses.replace(
+        services.settings, evals_nightly_hour=5))
+
+    scheduled = build_scheduler(moved).get_job("evals.nightly")
+
+    assert "hour='5'" in str(scheduled.trigger) and "minute='0'" in str(scheduled.trigger)
+    assert JOBS["evals.nightly"].schedule(services.settings) == ("cron", {"hour": 2, "minute": 0})
+    with pytest.raises(ConfigError, match="evals_nightly_hour"):
+        load_settings(overrides={"evals_nightly_hour": 24},
+                      env={"APPLIANCE_CONFIG": str(EMPTY_CONFIG)})

@@ -79,8 +79,9 @@ def run_evals(slug: str) -> ResponseReturnValue:
     brand = brand_for(user, slug)
     services = services_of_app()
     suite = request.form.get("suite") or None
-    if suite is not None and suite not in {s.name for s in services.suites.suites(brand)}:
-        flash(f"{brand.name} has no suite {suite!r}.", "error")
+    names = {record.name for record in services.suites.records(brand)}
+    if not names or (suite is not None and suite not in names):
+        flash(f"Not queued: {brand.name} has no suite {suite or ''}".rstrip() + ".", "error")
         return redirect(url_for("admin.evals", slug=brand.slug))
     try:
         run = services.evals.queue(brand, user.username, suite, request.remote_addr)
