@@ -3,10 +3,12 @@ the gate must refuse or pass, and a short suite of its cases that need no knowle
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
 
+from appliance.db.models import KnowledgeVersion
 from appliance.demo.seed import WORKFLOWS_DIR
 from appliance.services import Services
 
@@ -34,3 +36,37 @@ def short_cancel_suite_source() -> str:
 def short_cancel_suite(services: Services, brand: Any) -> None:
     """Replace the brand's cancel_order suite by three of its shipped cases."""
     services.suites.save(brand, short_cancel_suite_source(), "test", "cancel_order.yaml")
+
+
+RETURNS = ("Items can be returned within 30 days of delivery for a full refund to the original "
+           "payment method. Refunds reach the customer within 5 to 7 business days.")
+GIFT_CARDS = "Gift cards never expire and can be used on any order, in part or in full."
+KNOWLEDGE_SUITE = """\
+suite: knowledge
+cases:
+  - name: the return window
+    turns: ["How long do I have to return something?"]
+    expect:
+      writes: []
+      cites: [Return policy]
+"""
+
+
+def knowledge_dropping_the_returns_page(services: Services, brand: Any, tmp_path: Path
+                                        ) -> tuple[KnowledgeVersion, KnowledgeVersion]:
+    """The brand's only suite a knowledge case citing the return policy; its knowledge a
+    published version with the policy and a draft without it: (published, draft)."""
+    for record in services.suites.records(brand):
+        services.suites.delete(brand, record.name, "test")
+    services.suites.save(brand, KNOWLEDGE_SUITE, "test", "knowledge.yaml")
+    pages = tmp_path / "policies"
+    pages.mkdir()
+    (pages / "returns.md").write_text(f"# Return policy\n\n{RETURNS}\n")
+    (pages / "gift-cards.md").write_text(f"# Gift cards\n\n{GIFT_CARDS}\n")
+    services.knowledge.add_source(brand, {"kind": "markdown", "location": str(pages),
+                                          "owner": "policy@lumen.example"}, actor="test")
+    live = services.knowledge.ingest(brand, publish=True).version
+    (pages / "returns.md").unlink()
+    draft = services.knowledge.ingest(brand).version
+    assert live is not None and draft is not None
+    return live, draft

@@ -5,10 +5,16 @@ audited; a change no suite covers passes, recorded as such."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
-from gate_support import BROKEN_SOURCE, GOOD_SOURCE, short_cancel_suite
+from gate_support import (
+    BROKEN_SOURCE,
+    GOOD_SOURCE,
+    knowledge_dropping_the_returns_page,
+    short_cancel_suite,
+)
 from retail_support import RetailBackend
 
 from appliance.agent.conversations import TurnResult
@@ -139,3 +145,21 @@ def test_a_change_no_suite_covers_passes_with_a_note(
 
     assert (result.passed, result.suites, result.note) == (True, (), "no suites")
     assert audits("workflow.release_gate.pass")[-1].detail["note"] == "no suites"
+
+
+
+def test_it_refuses_a_knowledge_draft_that_drops_the_article_a_case_cites(
+        services: Services, lumen: Any, tmp_path: Path) -> None:
+    live, draft = knowledge_dropping_the_returns_page(services, lumen, tmp_path)
+    gate = ReleaseGate(services)
+
+    with pytest.raises(GateRefused) as refused:
+        gate.publish_knowledge(lumen, draft.number, "editor")
+
+    result = refused.value.result
+    assert (result.suites, result.live, result.draft) == (("knowledge",), 1.0, 0.0)
+    assert [(f.suite, f.case) for f in result.failures] == [("knowledge", "the return window")]
+    assert "never cited 'Return policy'" in refused.value.message
+    assert services.knowledge.published(lumen) == live
+    assert services.knowledge.search(lumen, "return window")[1][0].title == "Return policy"
+    assert audits("knowledge.release_gate.refuse")[-1].target == "lumen-goods"

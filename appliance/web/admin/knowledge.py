@@ -17,7 +17,8 @@ from flask.typing import ResponseReturnValue
 from appliance.agent.conversations import PROMPT_K, RETRIEVE_K
 from appliance.brands import policy_of
 from appliance.db.models import Article, Brand, KnowledgeVersion, VersionArticle
-from appliance.errors import Conflict, InvalidRequest
+from appliance.errors import ConfigError, Conflict, InvalidRequest, PermissionDenied
+from appliance.evals.gate import FORCE_ROLE, Force, GateRefused, ReleaseGate
 from appliance.knowledge.connectors import KINDS
 from appliance.knowledge.ingest import RunOutcome
 from appliance.knowledge.service import SCHEDULES, KnowledgeService
@@ -173,24 +174,35 @@ def knowledge_version(slug: str, number: int) -> ResponseReturnValue:
         "admin/knowledge_version.html", brand=found, version=version, base=base,
         changes=changes, titles=_titles(found, [v for v in (version, base) if v], keys),
         versions=versions, can_roll_back=can_roll_back(versions), editor_roles=EDITOR_ROLES,
+        force_role=FORCE_ROLE,
     )
 
 
 @bp.post("/brands/<slug>/knowledge/versions/<int:number>/publish")
 @login_required(*EDITOR_ROLES)
 def knowledge_publish(slug: str, number: int) -> ResponseReturnValue:
+    """Publish through the release gate (the knowledge suite and the cases citing sources,
+    on this version and on the published one); `force` with a `reason` publishes past a
+    refusal (it_admin, audited)."""
     user = signed_in_user()
     found = brand_for(user, slug)
     service = _knowledge()
+    force = (Force(request.form.get("reason", "").strip(), user.role)
+             if request.form.get("force") else None)
     if service.version(found, number).status == "published":
         flash(f"Version {number} is already published.", "info")
     else:
         try:
-            service.publish(found, number, actor=user.username)
-        except Conflict as exc:  # its index is missing on disk
+            _, result = ReleaseGate(services_of_app()).publish_knowledge(
+                found, number, user.username, force=force)
+        except GateRefused as exc:
+            flash(f"Not published: the release gate refused it. {exc.message}", "error")
+        except (Conflict, InvalidRequest, PermissionDenied, ConfigError) as exc:
+            # its index is missing on disk, or the evals' test systems cannot be reached
             flash(f"Not published: {exc.message}", "error")
         else:
-            flash(f"Published version {number}: the agent answers from it now.", "success")
+            flash(f"Published version {number}: the agent answers from it now. Release gate: "
+                  f"{result.summary()}", "success")
     return redirect(url_for("admin.knowledge_version", slug=found.slug, number=number))
 
 
