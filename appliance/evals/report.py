@@ -24,6 +24,9 @@ from appliance.brands import policy_of
 from appliance.db.models import AuditLog, Brand, EvalRun, utcnow
 from appliance.services import Services
 
+#: An audit entry's detail as the report shows it at most (a policy change holds the whole
+#: policy).
+DETAIL_CHARS = 300
 #: A PDF table cell's longest text: a row must fit on a page.
 PDF_CELL_CHARS = 600
 #: How many runs of the history and entries of the audit log the report lists.
@@ -160,15 +163,21 @@ def _quarantine(services: Services, brand: Brand) -> Section:
         Table(("Suite", "Case", "Why quarantined"), rows)])
 
 
+def _trimmed(text: str) -> str:
+    return text if len(text) <= DETAIL_CHARS else text[:DETAIL_CHARS] + " ..."
+
+
 def _changes(brand: Brand) -> Section:
     entries = (AuditLog.select().where((AuditLog.target == brand.slug)
                                        | AuditLog.target.startswith(f"{brand.slug}/"))
                .order_by(AuditLog.at.desc(), AuditLog.id.desc()).limit(AUDIT_ENTRIES))
     rows = [(_when(entry.at), entry.actor, entry.action, entry.target,
-             json.dumps(entry.detail, sort_keys=True) if entry.detail else "")
+             _trimmed(json.dumps(entry.detail, sort_keys=True)) if entry.detail else "")
             for entry in entries]
     return Section("Changes", [
-        f"Who changed what for this brand, from the audit log (the latest {AUDIT_ENTRIES})."],
+        f"Who changed what for this brand, from the audit log (the latest {AUDIT_ENTRIES}; "
+        f"details longer than {DETAIL_CHARS} characters are cut, the audit log keeps them "
+        "whole)."],
         [Table(("When", "Who", "What", "Target", "Detail"), rows)])
 
 
