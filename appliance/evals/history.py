@@ -32,6 +32,8 @@ from appliance.llm.router import ModelRouter
 if TYPE_CHECKING:  # the runner needs Services, which holds this service
     from appliance.evals.runner import CaseResult
 
+#: A run still "running" after this was left by a scheduler that stopped mid-run.
+RUN_GIVEN_UP_AFTER = dt.timedelta(hours=6)
 TRIGGERS = ("nightly", "cli", "gate", "admin")
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 REGRESSED_EVENT = "evals.regressed"
@@ -156,11 +158,14 @@ class EvalHistory:
     def queue(self, brand: Brand, actor: str, suite: str | None = None,
               remote_addr: str | None = None) -> EvalRun:
         """Ask the scheduler to run the brand's suites (or one) with its trials; Conflict
-        while one asked for is still waiting or running."""
+        while one asked for is still waiting or running (a run left running longer than
+        RUN_GIVEN_UP_AFTER, by a scheduler that stopped mid-run, no longer counts)."""
         with self._db.atomic():
             waiting = EvalRun.select().where(
                 (EvalRun.brand == brand) & (EvalRun.trigger == "admin")
-                & EvalRun.status.in_((QUEUED, RUNNING))).exists()
+                & ((EvalRun.status == QUEUED)
+                   | ((EvalRun.status == RUNNING)
+                      & (EvalRun.started_at > utcnow() - RUN_GIVEN_UP_AFTER)))).exists()
             if waiting:
                 raise Conflict(f"an eval run of {brand.slug!r} is already waiting or running",
                                code="eval_run_waiting")

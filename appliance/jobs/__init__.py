@@ -162,7 +162,7 @@ JOBS: dict[str, Job] = {
         Job("evals.nightly", nightly_evals, ("cron", {"hour": 2, "minute": 0}),
             nightly_evals.__doc__ or "", at_start=False, hour_setting="evals_nightly_hour"),
         Job("evals.requested", requested_evals, ("interval", {"minutes": 1}),
-            requested_evals.__doc__ or ""),
+            requested_evals.__doc__ or "", at_start=False),
     )
 }
 

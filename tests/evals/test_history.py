@@ -4,6 +4,7 @@ moved by dating a stored run a day back, never by waiting."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,8 +20,9 @@ from webhook_receiver import Receiver, receiving
 from appliance.brands import policy_of
 from appliance.cli import cli
 from appliance.cli.context import CliContext
-from appliance.db.models import Brand, EvalRun, WebhookDelivery
-from appliance.evals.history import regressions
+from appliance.db.models import Brand, EvalRun, WebhookDelivery, utcnow
+from appliance.errors import Conflict
+from appliance.evals.history import RUN_GIVEN_UP_AFTER, regressions
 from appliance.evals.runner import CaseResult
 from appliance.handoff.webhooks import verify_signature
 from appliance.jobs import JOBS, run_job
@@ -229,3 +231,21 @@ def test_the_history_keeps_each_brands_runs_and_alerts_on_its_latest_nightly_onl
     assert [run.id for run in services.evals.runs(lumen)] == [worse.id, worse.id - 1]
     trend = services.evals.trend(services.evals.runs(lumen))
     assert [value for _, value in trend["cancel_order"]] == [1.0, 0.0]
+
+
+def test_a_run_asked_for_blocks_another_until_it_ends_or_is_given_up(
+        services: Services, seeded: dict[str, Any]) -> None:
+    lumen = services.brands.get("lumen-goods")
+    asked = services.evals.queue(lumen, "cara", "cancel_order")
+
+    with pytest.raises(Conflict):
+        services.evals.queue(lumen, "dan")
+    assert services.evals.claim(asked) and not services.evals.claim(asked)
+    with pytest.raises(Conflict):
+        services.evals.queue(lumen, "dan")
+    EvalRun.update(started_at=utcnow() - RUN_GIVEN_UP_AFTER - dt.timedelta(minutes=1)).where(
+        EvalRun.id == asked.id).execute()
+    again = services.evals.queue(lumen, "dan")
+
+    assert [run.id for run in services.evals.queued()] == [again.id]
+    assert (again.trigger, again.suite, again.requested_by) == ("admin", None, "dan")
