@@ -164,10 +164,13 @@ class Force:
 @dataclass
 class ReleaseGate:
     """Judges and publishes changes (see the module docstring). `record`, when given, is
-    called with every result (e.g. to keep the gate's runs in the evals' history)."""
+    called with every judgement that ran suites: the brand, the result, and the case results
+    on what is live and on the draft (the hook for keeping the gate's runs in the evals'
+    history; nothing records them yet)."""
 
     services: Services
-    record: Callable[[Brand, GateResult], None] | None = field(default=None)
+    record: Callable[[Brand, GateResult, list[CaseResult], list[CaseResult]], None] | None = (
+        field(default=None))
 
     # -- workflows -------------------------------------------------------------------------
 
@@ -249,21 +252,19 @@ class ReleaseGate:
                candidate: Candidate) -> GateResult:
         evals = policy_of(brand).evals
         if not suites:
-            result = GateResult(change, basis, (), evals.floor, evals.tolerance, evals.trials,
-                                note=NO_SUITES)
-        else:
-            live = run_suites(self.services, brand, suites, trials=evals.trials,
-                              seed=GATE_SEED)
-            with trying(candidate):
-                draft = run_suites(self.services, brand, suites, trials=evals.trials,
-                                   seed=GATE_SEED)
-            result = GateResult(
-                change, basis, tuple(suite.name for suite in suites), evals.floor,
-                evals.tolerance, evals.trials, draft=_pass_1(draft), live=_pass_1(live),
-                failures=_failures(draft, quarantined=False),
-                quarantined=_failures(draft, quarantined=True))
+            return GateResult(change, basis, (), evals.floor, evals.tolerance, evals.trials,
+                              note=NO_SUITES)
+        live = run_suites(self.services, brand, suites, trials=evals.trials, seed=GATE_SEED)
+        with trying(candidate):
+            draft = run_suites(self.services, brand, suites, trials=evals.trials,
+                               seed=GATE_SEED)
+        result = GateResult(
+            change, basis, tuple(suite.name for suite in suites), evals.floor,
+            evals.tolerance, evals.trials, draft=_pass_1(draft), live=_pass_1(live),
+            failures=_failures(draft, quarantined=False),
+            quarantined=_failures(draft, quarantined=True))
         if self.record is not None:
-            self.record(brand, result)
+            self.record(brand, result, live, draft)
         return result
 
     def _refuse(self, target: str, actor: str, result: GateResult, force: Force | None,
@@ -281,10 +282,9 @@ def _audit(target: str, actor: str, result: GateResult, force: Force | None,
            kind: str) -> None:
     """The gate's verdict on a change being published, in the publish's transaction: passed,
     or forced with the reason."""
-    if result.passed:
+    if result.passed or force is None:  # None only when passed: _refuse stops the rest
         audit.record(actor, f"{kind}.release_gate.pass", target, result.as_dict())
     else:
-        assert force is not None  # _refuse let it through
         audit.record(actor, f"{kind}.release_gate.force", target,
                      {**result.as_dict(), "reason": force.reason})
 
