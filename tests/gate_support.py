@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from appliance.brands import policy_of
 from appliance.db.models import KnowledgeVersion
 from appliance.demo.seed import WORKFLOWS_DIR
 from appliance.services import Services
@@ -23,6 +24,14 @@ BROKEN_SOURCE = CANCEL_SOURCE.replace(
 GOOD_SOURCE = CANCEL_SOURCE.replace("I couldn't cancel order", "I could not cancel order")
 #: The shipped cases of cancel_order the gate runs in these tests (no knowledge needed).
 CASES = ("step by step, by email", "everything up front", "declined at the confirmation")
+
+
+def with_test_system(services: Services, brand: Any, url: str | None) -> Any:
+    """The brand with `url` as its evals' test system (the gate runs nothing without one)."""
+    policy = policy_of(brand)
+    evals = policy.evals.model_copy(update={"test_base_url": url})
+    return services.brands.update(brand.slug, policy=policy.model_copy(update={"evals": evals}),
+                                  actor="test")
 
 
 def short_cancel_suite_source() -> str:

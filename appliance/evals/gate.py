@@ -15,7 +15,9 @@ Which suites a change affects:
   is the brand's identity workflow (the others run it). Other workflows' suites are left to
   the nightly run: a gate that ran everything on every change would take minutes per publish;
 - a knowledge version: the `knowledge` suite and every other case that expects a citation.
-A change with no suite to run passes, recorded as such ("no suites").
+A change with no suite to run passes, recorded as such ("no suites"). So does a change of a
+brand without a test system (`evals.test_base_url`, or tools on the appliance's demo backends:
+nightly.py's `eval_system`): the gate never plays its conversations against production.
 
 The draft is swapped in only for the gate's own eval conversations (candidate.py), which act on
 the brand's test systems: customers keep being served what is published while the gate runs.
@@ -40,6 +42,7 @@ from appliance.db.models import Brand, KnowledgeVersion, WorkflowVersion
 from appliance.errors import Conflict, InvalidRequest, PermissionDenied
 from appliance.evals.candidate import Candidate, trying
 from appliance.evals.cases import EvalSuite
+from appliance.evals.nightly import eval_system
 from appliance.evals.runner import CaseResult, run_suites
 from appliance.evals.scores import pass_hat_k, tally
 from appliance.services import Services
@@ -53,6 +56,7 @@ GATE_SEED = 0
 #: Longest reason kept with a forced release.
 REASON_MAX = 500
 NO_SUITES = "no suites"
+NO_TEST_SYSTEM = "no test system (set the brand's evals.test_base_url)"
 
 
 @dataclass(frozen=True)
@@ -251,9 +255,10 @@ class ReleaseGate:
     def _judge(self, brand: Brand, change: str, basis: str, suites: list[EvalSuite],
                candidate: Candidate) -> GateResult:
         evals = policy_of(brand).evals
-        if not suites:
+        if not suites or eval_system(self.services, brand) is None:
+            # Nothing to run, or nowhere to run it but production: passed, and noted so.
             return GateResult(change, basis, (), evals.floor, evals.tolerance, evals.trials,
-                              note=NO_SUITES)
+                              note=NO_SUITES if not suites else NO_TEST_SYSTEM)
         live = run_suites(self.services, brand, suites, trials=evals.trials, seed=GATE_SEED)
         with trying(candidate):
             draft = run_suites(self.services, brand, suites, trials=evals.trials,

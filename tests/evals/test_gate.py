@@ -14,6 +14,7 @@ from gate_support import (
     GOOD_SOURCE,
     knowledge_dropping_the_returns_page,
     short_cancel_suite,
+    with_test_system,
 )
 from retail_support import RetailBackend
 
@@ -28,6 +29,12 @@ pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 UP_FRONT = ["Please cancel order W3657213, I ordered it by mistake. My email is "
             "olivia.ito5204@example.com", "yes please"]
+
+
+@pytest.fixture
+def lumen(lumen: Any, services: Services, retail_backend: RetailBackend) -> Any:
+    """Lumen Goods with its order system as its evals' test system."""
+    return with_test_system(services, lumen, retail_backend.url)
 
 
 @pytest.fixture
@@ -163,3 +170,17 @@ def test_it_refuses_a_knowledge_draft_that_drops_the_article_a_case_cites(
     assert services.knowledge.published(lumen) == live
     assert services.knowledge.search(lumen, "return window")[1][0].title == "Return policy"
     assert audits("knowledge.release_gate.refuse")[-1].target == "lumen-goods"
+
+
+def test_a_brand_without_a_test_system_is_never_evaluated_against_production(
+        services: Services, lumen: Any) -> None:
+    # Its tools are the order system at a URL that is neither a test system nor a demo one.
+    brand = with_test_system(services, lumen, None)
+    short_cancel_suite(services, brand)
+    services.workflows.save_draft(brand, BROKEN_SOURCE, "editor")
+
+    _, result = ReleaseGate(services).publish_workflow(brand, "cancel_order", "editor")
+
+    assert (result.passed, result.suites, result.note) == (
+        True, (), "no test system (set the brand's evals.test_base_url)")
+    assert services.workflows.tool_calls(brand) == [], "no conversation called a tool"

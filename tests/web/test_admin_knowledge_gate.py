@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from gate_support import knowledge_dropping_the_returns_page
+from gate_support import knowledge_dropping_the_returns_page, with_test_system
+from retail_support import RetailBackend
 from werkzeug.test import TestResponse
 
 from appliance.db.models import AuditLog, KnowledgeVersion
@@ -19,6 +20,12 @@ from appliance.services import Services
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 Submit = Callable[[FlaskClient, str, str, dict[str, str]], TestResponse]
+
+
+@pytest.fixture
+def lumen(lumen: Any, services: Services, retail_backend: RetailBackend) -> Any:
+    """Lumen Goods with its order system as its evals' test system."""
+    return with_test_system(services, lumen, retail_backend.url)
 
 
 @pytest.fixture

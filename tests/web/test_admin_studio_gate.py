@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from gate_support import BROKEN_SOURCE, GOOD_SOURCE, short_cancel_suite
+from gate_support import BROKEN_SOURCE, GOOD_SOURCE, short_cancel_suite, with_test_system
+from retail_support import RetailBackend
 from werkzeug.test import TestResponse
 
 from appliance.db.models import AuditLog
@@ -47,6 +48,12 @@ def publish_button(text: str) -> tuple[bool, int]:
 def published(services: Services) -> int:
     brand = services.brands.get("lumen-goods")
     return int(services.workflows.get(brand, "cancel_order").published_version)
+
+
+@pytest.fixture
+def lumen(lumen: Any, services: Services, retail_backend: RetailBackend) -> Any:
+    """Lumen Goods with its order system as its evals' test system."""
+    return with_test_system(services, lumen, retail_backend.url)
 
 
 @pytest.fixture

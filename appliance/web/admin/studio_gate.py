@@ -23,7 +23,7 @@ from appliance.web.admin.scope import brand_for
 from appliance.workflows.service import DRAFT
 
 #: What the session keeps of a verdict: a cookie holds a few kilobytes.
-KEPT_FAILURES, KEPT_WHY = 8, 240
+KEPT_FAILURES, KEPT_WHY = 6, 200
 
 
 @dataclass(frozen=True)
