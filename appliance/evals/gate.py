@@ -214,7 +214,8 @@ class ReleaseGate:
     def workflow_basis(self, brand: Brand, version: WorkflowVersion) -> str:
         """What a check of `version` is made on: the draft as saved and the brand's live set."""
         live = sorted(self.services.workflows.running(brand).versions.items())
-        return f"workflow:{version.id}:{version.created_at.isoformat()}:{live}"
+        return (f"workflow:{version.id}:{version.created_at.isoformat()}:{live}:"
+                f"{self._judged_by(brand)}")
 
     # -- knowledge -------------------------------------------------------------------------
 
@@ -248,7 +249,14 @@ class ReleaseGate:
 
     def _knowledge_basis(self, brand: Brand, version: KnowledgeVersion) -> str:
         live = self.services.knowledge.published(brand)
-        return f"knowledge:{version.id}:{live.id if live else None}"
+        return f"knowledge:{version.id}:{live.id if live else None}:{self._judged_by(brand)}"
+
+    def _judged_by(self, brand: Brand) -> str:
+        """The suites as saved and the brand's eval policy: a verdict made on others is
+        stale."""
+        saved = [(row.name, row.updated_at.isoformat())
+                 for row in self.services.suites.records(brand)]
+        return f"{saved}:{policy_of(brand).evals.model_dump_json()}"
 
     # -- judging ---------------------------------------------------------------------------
 
