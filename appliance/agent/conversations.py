@@ -96,7 +96,10 @@ SUPPORT_MARGIN = 0.1
 KNOWLEDGE_TOKENS, HISTORY_TOKENS = 160, 96
 _SMALL_TALK = re.compile(
     r"^(hi|hello|hey|hiya|good (morning|afternoon|evening)|thanks?|thank you|thx|bye|goodbye|"
-    r"ok|okay|cool|great|cheers|how are you|who are you|what is your name)\b",
+    r"ok|okay|cool|great|cheers|how are you|who are you|what is your name|"
+    # Closing words, the answer to "anything else?": "No, that's all. Thank you!"
+    r"(no,? )?(that'?s|that is) (all|it|everything)|(no,? )?nothing else|"
+    r"(no,? )?i'?m (good|all set|fine)|all (good|set)|no,? thank(s| you))\b",
     re.IGNORECASE,
 )
 

@@ -226,7 +226,9 @@ def escalation(facts: TurnFacts, policy: Supervision) -> Decision | None:
         return Decision(ESCALATE, "frustration_high", task, {
             "frustration": round(signals.frustration, 4), "sentiment": signals.sentiment,
             "threshold": threshold, "answering": facts.answering})
-    if facts.answering:
+    if facts.answering or facts.small_talk:
+        # A thanks or a goodbye ("No, that's all. Thank you!") closes the conversation: a
+        # trend of earlier messages is no reason to hand it over now.
         return None
     window = policy.frustration_rising_turns
     recent = [turn.signals.frustration for turn in facts.past[-(window - 1):]]

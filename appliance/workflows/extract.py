@@ -136,17 +136,25 @@ def extract(slot: Slot, text: str, values: Mapping[str, Any], *, asked: bool,
         case "text":
             return text.strip() if asked else None
     slot_format = formats.get(slot.type)
-    return formatted(slot_format, text) if slot_format is not None else None
+    return formatted(slot_format, text, asked=asked) if slot_format is not None else None
 
 
-def formatted(slot_format: SlotFormat, text: str) -> str | None:
+def formatted(slot_format: SlotFormat, text: str, *, asked: bool = False) -> str | None:
     """The first value written in `slot_format` in `text`, normalised; None if there is
-    none."""
+    none. The answer to the slot's own question may be the bare value ("4821" when asked
+    for a card's last four digits): then a standalone run of text matching the format's
+    `pattern` is the value too."""
     for found in re.finditer(slot_format.find, text):
         said = next((group for group in found.groups() if group is not None), found.group(0))
         value = normalised(slot_format, said)
         if re.fullmatch(slot_format.pattern, value):
             return value
+    if asked:
+        bare = slot_format.pattern.removeprefix("^").removesuffix("$")
+        for found in re.finditer(rf"(?<![\w/.-])(?:{bare})(?![\w/-]|\.\w)", text):
+            value = normalised(slot_format, found.group(0))
+            if re.fullmatch(slot_format.pattern, value):
+                return value
     return None
 
 
@@ -178,6 +186,11 @@ def person_name(text: str, *, asked: bool) -> tuple[str, str] | None:
     # A bare answer: the words before any number look like a name when they are capitalised
     # ("Olivia Ito, 80218"), or are all there is ("olivia ito"); "I really can't say" is not.
     head = re.split(r"[\d@,;]", text, maxsplit=1)[0]
+    # Only the last sentence before them: "Ugh. Kenji Tanaka 07/22/1985", "Of course. Kenji
+    # Tanaka" (unless it is too short to be a name: "J. Doe").
+    last = re.split(r"(?<=[.!?])\s+", head.strip())[-1]
+    if len(re.findall(r"[A-Za-z][A-Za-z'-]+", last)) >= 2:
+        head = last
     words_in_head = re.findall(r"[A-Za-z][A-Za-z'-]*", head)
     tokens = [t for t in words_in_head if t.lower() not in _NOT_NAMES and "'" not in t]
     capitalised = [t for t in tokens if t[0].isupper()]

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from appliance.agent.conversations import is_small_talk
 from appliance.agent.supervisor import (
     ANSWER,
     CLARIFY,
@@ -88,6 +89,15 @@ def test_frustration_rising_over_the_window_escalates_below_the_high_threshold()
 
     assert decision.rule == "frustration_rising"
     assert decision.evidence["trend"] == [0.1, 0.3, 0.5]
+
+
+def test_a_closing_thanks_is_not_handed_off_for_earlier_frustration() -> None:
+    """The customer was angry at the start and says "No, that's all. Thank you!": closing,
+    not escalating (a trend the simulated angry customer showed)."""
+    past = (turn(frustration=0.0), turn(frustration=0.48))
+    closing = facts("No, that's all. Thank you!", past=past, frustration=0.49, small_talk=True)
+    assert escalation(closing, POLICY) is None
+    assert decide(closing, POLICY).rule == "small_talk"
 
 
 @pytest.mark.parametrize("trend", [(0.1, 0.3, 0.3), (0.3, 0.1, 0.5), (0.1, 0.2, 0.3)])
@@ -294,3 +304,15 @@ def test_asking_for_a_person_in_so_many_words_escalates_whatever_the_classifier_
                                   "talk to you later", "someone stole my card"])
 def test_words_about_people_or_connecting_are_not_a_request_for_one(text: str) -> None:
     assert decide(facts(text, human_request=0.02), POLICY).action != ESCALATE
+
+
+@pytest.mark.parametrize(("text", "closing"), [
+    ("No, that's all. Thank you!", True), ("That's everything, thanks.", True),
+    ("nothing else, bye", True), ("no thanks", True), ("I'm all set", True),
+    ("No, I want to return it", False),
+    ("That's all I needed to know about the fee schedule for wires today", False),
+])
+def test_closing_words_are_small_talk(text: str, closing: bool) -> None:
+    """The answer to "anything else?" gets the small-talk reply, not a search of the
+    knowledge or an out-of-scope answer."""
+    assert is_small_talk(text) is closing

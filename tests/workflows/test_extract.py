@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.workflows.extract import person_name
+from appliance.workflows.extract import formatted, person_name
+from appliance.workflows.schema import SlotFormat
 
 
 @pytest.mark.parametrize(("text", "asked", "name"), [
@@ -31,3 +32,25 @@ def test_it_reads_a_name_given_as_one(text: str, asked: bool, name: tuple[str, s
 ])
 def test_a_sentence_that_starts_like_a_name_is_not_one(text: str) -> None:
     assert person_name(text, asked=True) is None
+
+
+@pytest.mark.parametrize(("text", "name"), [
+    ("Ugh. Kenji Tanaka 07/22/1985 Phone: 206-555-0293 Can we hurry up?", ("Kenji", "Tanaka")),
+    ("Of course. Kenji Tanaka 07/22/1985 It's kenji.tanaka@outlook.com.", ("Kenji", "Tanaka")),
+    ("J. Doe, 80218", ("J", "Doe")),
+])
+def test_a_bare_name_is_read_from_the_sentence_it_ends(text: str, name: tuple[str, str]) -> None:
+    """Words before it in another sentence ("Ugh.", "Of course.") are not the name (what a
+    simulated angry or chatty customer showed)."""
+    assert person_name(text, asked=True) == name
+
+
+def test_the_bare_value_answers_its_formats_question() -> None:
+    """Asked for a card's last four digits, "4821" or "It's 4821." is the answer; the same
+    digits inside a date or a phone number are not, and unasked a bare number is nothing."""
+    last_four = SlotFormat(description="a card's last four digits", pattern="^[0-9]{4}$",
+                           find=r"ending in (\d{4})\b")
+    assert [formatted(last_four, text, asked=True) for text in (
+        "4821", "It's 4821.", "noticed 11/12/2025", "call 206-555-0293")] == [
+        "4821", "4821", None, None]
+    assert formatted(last_four, "4821") is None
