@@ -41,6 +41,8 @@ from appliance.workflows.service import WorkflowService
 #: reply: everyday replies (small model first); reply_large: complex turns (large model first,
 #: then small); extraction: fields out of text; summary: handoff summaries.
 TASKS = ("reply", "reply_large", "extraction", "summary")
+#: simulate: the customer in an eval played by a model (appliance/evals/simulator.py).
+OPTIONAL_TASKS = ("simulate",)
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,10 @@ def build_router(settings: Settings, manifest: Manifest) -> ModelRouter:
     """The profile's route for every task (`reply_models` overrides the reply task's), with a
     backend object per routed model, in route order. Nothing loads until first use."""
     routes = {task: manifest.route(settings.model_profile, task) for task in TASKS}
+    # Optional tasks run only where the profile routes them (the GPU profile's simulated
+    # customers for evals; appliance/evals/simulator.py).
+    routes.update({task: ids for task, ids in manifest.profiles.get(
+        settings.model_profile, {}).items() if task in OPTIONAL_TASKS})
     if settings.reply_models:
         routes["reply"] = settings.reply_models
     wanted = dict.fromkeys(model_id for ids in routes.values() for model_id in ids)

@@ -33,16 +33,18 @@ def eval_() -> None:
 @click.option("--brand", "slug", required=True, help="Brand slug.")
 @pass_cli
 def list_(ctx: CliContext, slug: str) -> None:
-    """The brand's stored suites, with their cases and quarantined cases."""
+    """The brand's stored suites: scripted cases, goals and quarantined ones."""
     services = ctx.services
     brand = services.brands.get(slug)
     rows = []
     for record, suite in zip(services.suites.records(brand), services.suites.suites(brand),
                              strict=True):
-        quarantined = sum(case.quarantine is not None for case in suite.cases)
-        rows.append((suite.name, str(len(suite.cases)), str(quarantined),
-                     record.updated_by, record.updated_at.strftime("%Y-%m-%d %H:%M")))
-    table(rows, ("suite", "cases", "quarantined", "updated by", "updated"))
+        quarantined = sum(case.quarantine is not None for case in suite.cases) + sum(
+            goal.quarantine is not None for goal in suite.goals)
+        rows.append((suite.name, str(len(suite.cases)), str(len(suite.goals)),
+                     str(quarantined), record.updated_by,
+                     record.updated_at.strftime("%Y-%m-%d %H:%M")))
+    table(rows, ("suite", "cases", "goals", "quarantined", "updated by", "updated"))
 
 
 @eval_.command("import")
@@ -111,7 +113,7 @@ def run(ctx: CliContext, slug: str, suite: str | None, directory: Path | None, t
     results = run_suites(services, brand, suites, progress, trials=trials, seed=seed)
     if recorded is not None:
         services.evals.finish(recorded, results)
-    gating = [r for r in results if r.quarantine is None]
+    gating = [r for r in results if r.counts]
     cases = tally((r.workflow, r.name, r.passed) for r in gating)
     overall = pass_hat_k(cases) or {str(k): 1.0 for k in range(1, trials + 1)}
     if as_json:
@@ -215,10 +217,11 @@ def report(slug: str, trials: int, seed: int, results: list[CaseResult],
         if not result.passed:
             failures[(result.workflow, result.name)].append(
                 {"trial": result.trial + 1, "problems": result.problems,
+                 "simulator_error": result.simulator_error,
                  "transcript": [list(turn) for turn in result.transcript]})
     every = tally((r.workflow, r.name, r.passed) for r in results)
-    passed = sum(result.passed for result in results if result.quarantine is None)
-    runs = sum(result.quarantine is None for result in results)
+    passed = sum(result.passed for result in results if result.counts)
+    runs = sum(result.counts for result in results)
     return {
         "brand": slug, "trials": trials, "seed": seed,
         "cases": [{"id": f"{case.suite}/{case.name}", "workflow": case.suite,
@@ -229,4 +232,5 @@ def report(slug: str, trials: int, seed: int, results: list[CaseResult],
         "pass_hat_k": pass_hat_k(cases), "by_workflow": by_suite(cases),
         "quarantined": pass_hat_k([case for case in every
                                    if (case.suite, case.name) in quarantined]),
+        "simulator_errors": sum(result.simulator_error is not None for result in results),
     }

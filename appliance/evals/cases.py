@@ -16,7 +16,8 @@ One YAML file per workflow (`evals/<workflow>.yaml` beside the brand's workflows
           outcome: resolved
 
 `writes` lists every write the agent must make, in order, and nothing else happens: an empty
-list means no write at all. `state` maps paths of the brand's system to values its answer must
+list means no write at all; an argument that is a list of plain values (item ids) matches the
+same values in any order. `state` maps paths of the brand's system to values its answer must
 contain. `says` are phrases some agent reply must contain (case-insensitive; a list in place
 of a phrase means any one of its phrases, for a fact a generated answer may word in several
 ways), `never_says` phrases none may contain. `cites` are phrases that the title or article
@@ -39,8 +40,9 @@ trial draws one phrasing per turn from the run's seed, so the trials vary as cus
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -108,16 +110,79 @@ class EvalCase(_Strict):
                 else draw.choice(turn) for turn in self.turns]
 
 
+#: How a simulated customer talks (appliance/evals/simulator.py).
+Persona = Literal["plain", "terse", "chatty", "angry", "changes_mind"]
+
+
+class Fact(_Strict):
+    """Something the simulated customer knows: its value, and for a customer who changes
+    their mind, what they say first (corrected when the agent reads it back)."""
+
+    value: str = Field(min_length=1)
+    first: str | None = None
+
+
+class Reply(_Strict):
+    """What the customer says when an agent reply contains any of `when` (case-insensitive):
+    an answer to an offer, a choice the facts cannot make."""
+
+    when: tuple[str, ...] = Field(min_length=1)
+    say: str | tuple[str, ...]
+
+
+class Goal(_Strict):
+    """A case written as what the customer wants rather than what they type: the simulator
+    (appliance/evals/simulator.py) plays it, and `expect` judges it as a scripted case's."""
+
+    name: str = Field(min_length=1)
+    #: The request, in one or more phrasings; `{fact}` is a fact's value.
+    wants: tuple[str, ...] = Field(min_length=1)
+    #: What the customer knows, by name (email, order, reason, date_of_birth, card, ...).
+    facts: dict[str, Fact] = Field(default_factory=dict)
+    #: Extra words by which the agent asks for a fact, beyond the simulator's defaults.
+    asked: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    #: A confirmation is said yes to only when it contains all of these (else the customer
+    #: says it is not right).
+    accepts: tuple[str, ...] = ()
+    replies: tuple[Reply, ...] = ()
+    persona: Persona = "plain"
+    expect: Expectation
+    quarantine: str | None = Field(default=None, min_length=1, max_length=500)
+
+    @field_validator("facts", mode="before")
+    @classmethod
+    def _plain_values(cls, value: Any) -> Any:
+        # `email: jo@x.com` is short for `email: {value: jo@x.com}`.
+        if isinstance(value, dict):
+            return {name: fact if isinstance(fact, dict) else {"value": str(fact)}
+                    for name, fact in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _knows_what_it_says(self) -> Goal:
+        for text in (*self.wants, *(r.say for r in self.replies if isinstance(r.say, str)),
+                     *(s for r in self.replies if not isinstance(r.say, str) for s in r.say)):
+            for name in re.findall(r"\{(\w+)\}", text):
+                if name not in self.facts:
+                    raise ValueError(f"{text!r} names {{{name}}}, which is not a fact")
+        if self.persona == "changes_mind" and not any(f.first for f in self.facts.values()):
+            raise ValueError("a customer who changes their mind needs a fact with `first`")
+        return self
+
+
 class EvalSuite(_Strict):
     #: The workflow the suite tests; or None for a suite named by `suite`.
     workflow: str | None = None
     suite: str | None = None
-    cases: tuple[EvalCase, ...] = Field(min_length=1)
+    cases: tuple[EvalCase, ...] = ()
+    goals: tuple[Goal, ...] = ()
 
     @model_validator(mode="after")
     def _named_once(self) -> EvalSuite:
         if (self.workflow is None) == (self.suite is None):
             raise ValueError("name either the workflow the suite tests or the suite")
+        if not self.cases and not self.goals:
+            raise ValueError("a suite needs cases or goals")
         return self
 
     @property

@@ -63,7 +63,8 @@ def summarise(results: Sequence[CaseResult]) -> tuple[dict[str, Any], list[dict[
     """A run's scores (pass^k overall and per suite over the non-quarantined cases, and the
     quarantined cases' apart) and its cases, each with passes, trials, quarantine and its
     failed trials with their problems and a trimmed transcript."""
-    gating = tally((r.workflow, r.name, r.passed) for r in results if r.quarantine is None)
+    # A trial the simulated customer spoiled judges nobody: it is kept, not scored.
+    gating = tally((r.workflow, r.name, r.passed) for r in results if r.counts)
     quarantined = tally((r.workflow, r.name, r.passed) for r in results if r.quarantine)
     scores = {"pass_hat_k": pass_hat_k(gating), "by_suite": by_suite(gating),
               "quarantined": pass_hat_k(quarantined)}
@@ -73,6 +74,7 @@ def summarise(results: Sequence[CaseResult]) -> tuple[dict[str, Any], list[dict[
         if not result.passed:
             failures.setdefault((result.workflow, result.name), []).append({
                 "trial": result.trial + 1, "problems": result.problems,
+                "simulator_error": result.simulator_error,
                 "transcript": [[role, text[:TURN_CHARS]]
                                for role, text in result.transcript[-TRANSCRIPT_TURNS:]]})
     cases = [{"suite": case.suite, "name": case.name, "passes": case.passes,

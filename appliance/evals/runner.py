@@ -25,8 +25,9 @@ from appliance.agent.conversations import PENDING_HUMAN, TurnResult
 from appliance.brands import policy_of
 from appliance.db.models import Brand, Conversation, Message
 from appliance.errors import ConfigError
-from appliance.evals.cases import EVAL_CHANNEL, EvalCase, EvalSuite
+from appliance.evals.cases import EVAL_CHANNEL, EvalCase, EvalSuite, Expectation, Goal
 from appliance.evals.customer import ScriptedCustomer, Task, gold_state, state_of
+from appliance.evals.simulator import Customer, LlmCustomer, SimulatedCustomer, contradictions
 from appliance.llm.base import sampling_seed
 from appliance.services import Services
 from appliance.workflows.state import WorkflowState
@@ -47,6 +48,14 @@ class CaseResult:
     trial: int = 0
     #: Why the case is quarantined (reported apart, never gating), if it is.
     quarantine: str | None = None
+    #: A failed goal's simulated customer contradicted its goal: the failure is the
+    #: simulator's, not the agent's.
+    simulator_error: str | None = None
+
+    @property
+    def counts(self) -> bool:
+        """Whether the result judges the agent: not quarantined, not the simulator's fault."""
+        return self.quarantine is None and self.simulator_error is None
 
     @property
     def passed(self) -> bool:
@@ -54,7 +63,8 @@ class CaseResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"workflow": self.workflow, "name": self.name, "trial": self.trial,
-                "passed": self.passed, "quarantine": self.quarantine, "problems": self.problems,
+                "passed": self.passed, "quarantine": self.quarantine,
+                "simulator_error": self.simulator_error, "problems": self.problems,
                 "seconds": round(self.seconds, 3),
                 "transcript": [list(turn) for turn in self.transcript]}
 
@@ -83,31 +93,85 @@ def run_suites(services: Services, brand: Brand, suites: list[EvalSuite],
     with httpx.Client(base_url=base_url, timeout=30) as system:
         for trial in range(trials):
             for suite in suites:
-                for case in suite.cases:
+                every: tuple[EvalCase | Goal, ...] = (*suite.cases, *suite.goals)
+                for case in every:
                     with sampling_seed(trial_seed(seed, suite.name, case.name, trial)):
-                        result = _run_case(services, brand, system, writes, suite.name, case,
-                                           case.said(trial, seed), trial)
+                        if isinstance(case, Goal):
+                            result = _run_goal(services, brand, system, writes, suite.name,
+                                               case, trial, seed)
+                        else:
+                            result = _run_case(services, brand, system, writes, suite.name,
+                                               case, case.said(trial, seed), trial)
                     results.append(result)
                     if progress is not None:
                         progress(result)
     return results
 
 
-def _run_case(services: Services, brand: Brand, system: httpx.Client, writes: set[str],
-              suite: str, case: EvalCase, turns: list[str], trial: int) -> CaseResult:
-    started = time.perf_counter()
-    result = CaseResult(suite, case.name, trial=trial, quarantine=case.quarantine)
+def _start(services: Services, brand: Brand, system: httpx.Client, suite: str, name: str,
+           trial: int) -> Conversation:
+    """A fresh test system and a new eval conversation."""
     try:
         system.post("/reset").raise_for_status()
     except httpx.HTTPError as exc:
         raise ConfigError(f"the brand's test system cannot be reset at "
                           f"{system.base_url}/reset: {exc}") from exc
     conversation, _ = services.conversations.start(
-        brand, {"eval": suite, "case": case.name, "trial": trial}, EVAL_CHANNEL)
+        brand, {"eval": suite, "case": name, "trial": trial}, EVAL_CHANNEL)
+    return conversation
+
+
+def _run_case(services: Services, brand: Brand, system: httpx.Client, writes: set[str],
+              suite: str, case: EvalCase, turns: list[str], trial: int) -> CaseResult:
+    started = time.perf_counter()
+    result = CaseResult(suite, case.name, trial=trial, quarantine=case.quarantine)
+    conversation = _start(services, brand, system, suite, case.name, trial)
     for text in turns:
         reply, conversation = say(services, brand, conversation, text)
         result.transcript += [("customer", text), ("agent", reply)]
-    expect = case.expect
+    _judge(services, brand, system, writes, case.expect, conversation, result)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _run_goal(services: Services, brand: Brand, system: httpx.Client, writes: set[str],
+              suite: str, goal: Goal, trial: int, seed: int) -> CaseResult:
+    """Play `goal` with the simulated customer (the LLM one where a model is routed to
+    `simulate`) and judge the end as a scripted case's; a failure the simulator caused is
+    marked as its own."""
+    started = time.perf_counter()
+    result = CaseResult(suite, goal.name, trial=trial, quarantine=goal.quarantine)
+    conversation = _start(services, brand, system, suite, goal.name, trial)
+    customer = customer_for(services, goal, suite, trial, seed)
+    text: str | None = customer.opening()
+    while text is not None:
+        reply, conversation = say(services, brand, conversation, text)
+        result.transcript += [("customer", text), ("agent", reply)]
+        if conversation.status == PENDING_HUMAN:
+            break
+        text = customer.answer(reply)
+    _judge(services, brand, system, writes, goal.expect, conversation, result)
+    if result.problems:
+        mistakes = contradictions(goal, customer) + [
+            f"had no answer to {question!r}" for question in customer.unanswered]
+        result.simulator_error = "; ".join(mistakes) or None
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def customer_for(services: Services, goal: Goal, suite: str, trial: int,
+                 seed: int) -> Customer:
+    """Who plays `goal` in this trial: the model routed to `simulate` where there is one
+    (the GPU profile), else the deterministic simulated customer."""
+    if "simulate" in services.router.tasks:
+        return LlmCustomer(goal, services.router, trial_seed(seed, suite, goal.name, trial))
+    return SimulatedCustomer(goal, seed=f"{seed}:{trial}")
+
+
+def _judge(services: Services, brand: Brand, system: httpx.Client, writes: set[str],
+           expect: Expectation, conversation: Conversation, result: CaseResult) -> None:
+    """Add to `result.problems` each way the conversation missed `expect`: the writes made,
+    the system's state, what the agent said and cited, and how it ended."""
     calls = reversed(services.workflows.tool_calls(brand, conversation.id))
     made = [(call.tool, call.arguments) for call in calls
             if call.tool in writes and call.status == OK]
@@ -135,8 +199,6 @@ def _run_case(services: Services, brand: Brand, system: httpx.Client, writes: se
         ended = outcome_of(conversation.status, WorkflowState.from_json(conversation.state))
         if ended != expect.outcome:
             result.problems.append(f"outcome: expected {expect.outcome}, got {ended}")
-    result.seconds = time.perf_counter() - started
-    return result
 
 
 def say(services: Services, brand: Brand, conversation: Conversation,
@@ -214,11 +276,15 @@ def _cited(conversation: Conversation) -> list[str]:
 
 
 def _contains(actual: Any, expected: Any) -> bool:
-    """Whether `actual` holds everything in `expected` (dicts recursively; other values
-    equal)."""
+    """Whether `actual` holds everything in `expected`: dicts recursively, a list of plain
+    values as the same values in any order (item ids: their order means nothing), other
+    values equal."""
     if isinstance(expected, Mapping):
         return isinstance(actual, Mapping) and all(
             key in actual and _contains(actual[key], value) for key, value in expected.items())
+    if isinstance(expected, list) and isinstance(actual, list) and not any(
+            isinstance(value, Mapping | list) for value in (*expected, *actual)):
+        return sorted(map(str, actual)) == sorted(map(str, expected))
     return bool(actual == expected)
 
 

@@ -33,7 +33,7 @@ def parse_suite(source: str, file_name: str = "suite.yaml") -> EvalSuite:
         raise InvalidRequest(f"{file_name}: larger than {MAX_SOURCE_BYTES} bytes",
                              param="source", code="suite_too_large")
     suite = parse_document(source, EvalSuite, file_name)
-    names = [case.name for case in suite.cases]
+    names = [case.name for case in suite.cases] + [goal.name for goal in suite.goals]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise InvalidRequest(f"{file_name}: cases named twice: {', '.join(twice)}",

@@ -438,11 +438,16 @@ class Engine:
             if slot.only_when_asked and name not in asked:
                 continue
             current = phase.slots.get(name)
-            if current not in (None, "", []) and name not in asked and (
-                    self._answer_only(slot)) and not (reviewing and slot.type in _CHOICES):
+            held = current not in (None, "", []) and name not in asked and (
+                self._answer_only(slot))
+            # Reviewing a confirmation, the customer may correct a choice ("no, not the
+            # watch") or a reason ("actually, I ordered it by mistake").
+            if held and not (reviewing and slot.type in (*_CHOICES, "enum")):
                 continue  # only replace these when they are what was asked
             value = extract(slot, text, self._values(phase), asked=name in asked,
                             current=current, formats=self._formats)
+            if held and slot.type == "enum" and affirmation(str(value)) is not None:
+                continue  # "no" declines the confirmation; it is no enum's new value
             if (value is None and slot.extractor == "llm" and name in asked
                     and self._llm_extract is not None):
                 value = self._llm_extract(slot, text, self._values(phase), self._formats)

@@ -111,7 +111,7 @@ def test_the_cli_imports_lists_and_runs_stored_suites_with_quarantine_apart(
     assert "stored 1 suites: flaky" in imported.stdout
     listed = subprocess.run([*run, "eval", "list", "--brand", "lumen-goods"], env=env,
                             capture_output=True, text=True, check=True)
-    assert any(line.split()[:3] == ["flaky", "1", "1"] for line in listed.stdout.splitlines())
+    assert any(line.split()[:4] == ["flaky", "1", "0", "1"] for line in listed.stdout.splitlines())
 
     done = subprocess.run([*run, "eval", "run", "--brand", "lumen-goods", "--suite", "flaky",
                            "--json", "--min-pass", "1"], env=env, capture_output=True,
