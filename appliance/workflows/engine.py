@@ -673,7 +673,10 @@ class Engine:
         done = phase.state.written
         if done.get(key) == digest:
             return
-        idempotency_key = f"{self._conversation_id}:{key}:{digest}"
+        # The same write asked again in a later request of the conversation (a second
+        # referral for the same card) is a new write: the key names the request by how many
+        # runs ended before it. A retried turn has the same state, so the same key.
+        idempotency_key = f"{self._conversation_id}:{len(self.state.history)}:{key}:{digest}"
         result = self._call(phase, step.write, arguments, outcome, idempotency_key)
         if result.status == OK:
             done[key] = digest

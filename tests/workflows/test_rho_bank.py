@@ -157,6 +157,24 @@ def test_referrals_are_in_the_bank_and_a_third_within_the_window_is_rejected(
     assert "at most 2 referral bonuses in any rolling 7-day window" in replies[-1]
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_same_write_asked_again_in_a_later_request_is_made_again(
+        services: Services, rho: Brand, bank_backend: BankBackend) -> None:
+    """Two referrals for the same card in one conversation are two referrals, not one
+    replayed under the first's idempotency key."""
+    replies, _ = _chat(services, rho, [
+        "I want to refer a friend for the EcoCard",
+        "Sofia Papadopoulos, 01/25/1986, 347-555-0387", "yes",
+        "I'd like to refer another friend for the EcoCard", "yes"])
+
+    made = [r for r in bank_backend.get("/users/584f9c5d00")["referrals"]
+            if r["referred_account_type"] == "EcoCard"]
+    assert len(made) == 2
+    told = [next(r["referral_id"] for r in made if f"reference {r['referral_id']}" in reply)
+            for reply in (replies[2], replies[-1])]
+    assert told[0] != told[1], "each request is told its own referral"
+
+
 def _continue(services: Services, brand: Brand, conversation: Conversation,
               turns: list[str]) -> tuple[list[str], Conversation]:
     replies = []
