@@ -29,6 +29,11 @@ _APPLIES = re.compile(
     r"do i (lose|have to|need to|keep|get to keep)|will i (lose|be charged|get charged|still)|"
     r"am i (going to|gonna)|is (that|this|it) (money )?(mine|normal|ok|okay|safe))\b",
     re.IGNORECASE)
+#: The customer's own figures ("how much do I owe on my card?", "how much is left on my
+#: credit card?"): their account's data, which a workflow reads, not a rule.
+_OWN_FIGURES = re.compile(
+    r"\b(how much|what) (do i owe|i owe|is left|have i spent|did i spend|is my (balance|"
+    r"available credit|credit limit))\b", re.IGNORECASE)
 _ASKS_TO_ACT = re.compile(r"\b(can|could|would|will) (you|u)\b", re.IGNORECASE)
 #: Something the customer did ("an order I placed"): a request about it, unless the question
 #: is about things of a kind ("can a refund go to another card than the one I paid with?").
@@ -61,8 +66,8 @@ def asks_about_policy(text: str) -> bool:
     if _RECORD.search(bare) or (_DONE.search(bare) and not _OF_A_KIND.match(bare)):
         return False
     if _MINE.search(bare):
-        return bool(_APPLIES.search(bare)) and not (_WANTS.search(bare)
-                                                   or _ASKS_TO_ACT.search(bare))
+        return bool(_APPLIES.search(bare)) and not (
+            _WANTS.search(bare) or _ASKS_TO_ACT.search(bare) or _OWN_FIGURES.search(bare))
     if _WANTS_DONE.search(bare) and not _QUESTION.match(bare) and (
             "?" not in bare or _ASKS_TO_ACT.search(bare)):
         return False  # what they want done, with no question of how things work after it

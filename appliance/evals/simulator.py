@@ -3,10 +3,11 @@ they accept, how they talk) played against the agent, turn by turn.
 
 `SimulatedCustomer` is deterministic and runs on the CPU default. It opens with one of the
 goal's phrasings of its request, then reads each agent reply:
+- a reply matching one of the goal's `replies` gets that answer (an offer, a choice);
 - a confirmation ("To confirm: … (yes/no)") is said yes to when it holds everything the goal
   `accepts`, else the customer says it is not right; a customer who changes their mind
   answers the first confirmation with the facts they first gave otherwise ("Actually, …");
-- a reply matching one of the goal's `replies` gets that answer (an offer, a choice);
+- an offer to do what they came for ("… Just say yes.") is taken;
 - a question gets every fact it asks for (by the fact's words: `asked`, or the defaults
   below), phrased by the persona;
 - "anything else?" ends the conversation; so does a handoff, or saying the same thing a
@@ -58,6 +59,9 @@ ASKED: dict[str, tuple[str, ...]] = {
 _CONFIRMATION = ("to confirm", "shall i go ahead", "should i go ahead", "is that right",
                  "is this correct")
 _YES_NO = ("(yes/no)", "shall i", "should i")
+#: The agent offers to do what the customer came for ("Would you like me to do that for you
+#: now? Just say yes."): they take it.
+_OFFER = ("just say yes", "would you like me to")
 _ANYTHING_ELSE = ("anything else",)
 #: A fact's value as the persona says it, and their sentences around it.
 _ANSWER = ("{value}", "It's {value}.", "{label}: {value}")
@@ -105,12 +109,14 @@ class SimulatedCustomer:
             return None
         if any(cue in text for cue in _ANYTHING_ELSE):
             return None if self.said[-1] in _DONE else self._say(self._draw.choice(_DONE))
-        if any(cue in text for cue in _CONFIRMATION):
-            return self._say(self._confirm(text))
-        for rule in self.goal.replies:
+        for rule in self.goal.replies:  # the goal's own answers come first
             if any(cue.lower() in text for cue in rule.when):
                 say = rule.say if isinstance(rule.say, str) else self._draw.choice(rule.say)
                 return self._say(self._fill(say))
+        if any(cue in text for cue in _CONFIRMATION):
+            return self._say(self._confirm(text))
+        if any(cue in text for cue in _OFFER):
+            return self._say(self._draw.choice(_YES))
         asked = [name for name in self.goal.facts if self._asks_for(name, text)]
         if asked:
             return self._say(self._phrase(asked))

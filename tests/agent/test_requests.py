@@ -45,6 +45,9 @@ def test_a_question_about_how_a_rule_applies_to_the_customers_own_account_asks_t
     "can you tell me why my card was declined and fix it?",
     "I want to know how much my refund is, please check",
     "when will my order arrive",
+    # Found by a simulated customer: the card's own figures are account data, not a rule.
+    "how much do I owe on my card?",
+    "how much is left on my credit card",
 ])
 def test_a_request_about_the_customers_own_record_stays_a_request(text: str) -> None:
     assert not asks_about_policy(text)
