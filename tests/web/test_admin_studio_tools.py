@@ -235,8 +235,13 @@ def test_it_reads_a_sentence_with_a_format(admin_client: FlaskClient) -> None:
             in page)
     assert '<option value="card_last_four" selected>' in page
     assert 'value="Hi, my debit card ending in 4417 was stolen"' in page
+    # As the answer to its question, the bare digits are the value; digits inside a date
+    # are not.
     page = text(admin_client.get(PAGE, query_string={
         "format": "card_last_four", "text": "my card 4417 was stolen"}))
+    assert "<strong><code>4417</code></strong>" in page
+    page = text(admin_client.get(PAGE, query_string={
+        "format": "card_last_four", "text": "it was stolen on 11/12/2025"}))
     assert "Nothing in it matches <code>card_last_four</code>" in page
     page = text(admin_client.get(PAGE, query_string={
         "format": "date_of_birth", "text": "born on 07/22/1985, thanks"}))
