@@ -7,6 +7,7 @@ import json
 
 import click
 
+from appliance.billing.pdf import render_invoice_pdf
 from appliance.cli.context import CliContext, pass_cli, table
 
 _PERIOD = click.option("--period", required=True, help="The month, YYYY-MM.")
@@ -39,10 +40,16 @@ def close(ctx: CliContext, slug: str, period: str, now: dt.datetime | None) -> N
 @_BRAND
 @_PERIOD
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--pdf", "pdf_path", type=click.Path(dir_okay=False, writable=True),
+              help="Also write the invoice as a PDF to this path.")
 @pass_cli
-def show(ctx: CliContext, slug: str, period: str, as_json: bool) -> None:
+def show(ctx: CliContext, slug: str, period: str, as_json: bool, pdf_path: str | None) -> None:
     """Show a month's invoice (an open month: as the ledger stands now)."""
-    invoice = ctx.services.invoices.draft(ctx.services.brands.get(slug), period)
+    brand = ctx.services.brands.get(slug)
+    invoice = ctx.services.invoices.draft(brand, period)
+    if pdf_path:
+        with open(pdf_path, "wb") as out:
+            out.write(render_invoice_pdf(brand.name, invoice))
     if as_json:
         click.echo(json.dumps(invoice, indent=2))
         return

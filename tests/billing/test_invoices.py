@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
+from pypdf import PdfReader
 
 from appliance.billing.contracts import parse_contract, set_contract
 from appliance.billing.ledger import EntryType, Ledger
@@ -122,19 +123,24 @@ def test_the_standalone_verifier_recomputes_the_invoice_from_an_export(
 
 @pytest.mark.usefixtures("contract")
 def test_the_cli_closes_and_shows_an_invoice(
-    brand: Brand, ledger: Ledger, talk: Talk, invoke: Invoke
+    brand: Brand, ledger: Ledger, talk: Talk, invoke: Invoke, tmp_path: Path
 ) -> None:
     _november(ledger, brand, talk)
 
     closed = invoke("invoices", "close", "--brand", "acme", "--period", "2026-11",
                     "--now", "2026-12-01T01:00:00")
-    shown = invoke("invoices", "show", "--brand", "acme", "--period", "2026-11", "--json")
+    shown = invoke("invoices", "show", "--brand", "acme", "--period", "2026-11", "--json",
+                   "--pdf", str(tmp_path / "invoice.pdf"))
     again = invoke("invoices", "close", "--brand", "acme", "--period", "2026-11",
                    "--now", "2026-12-01T01:00:00")
 
     assert closed.exit_code == 0, closed.output
     assert closed.output.strip() == "closed acme 2026-11: 20 EUR"
-    assert json.loads(shown.output)["state"] == "closed"
+    invoice = json.loads(shown.output)
+    assert invoice["state"] == "closed"
+    pdf = " ".join(page.extract_text() for page in PdfReader(tmp_path / "invoice.pdf").pages)
+    assert "invoice 2026-11" in pdf and f"{invoice['total']} EUR" in pdf
+    assert invoice["ledger_head"] in pdf.replace("\n", "")
     assert isinstance(again.exception, Conflict)
 
 

@@ -15,11 +15,11 @@ from typing import Any
 
 from flask import Response, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from fpdf import FPDF
 
 from appliance.billing.contracts import contract_at
 from appliance.billing.disputes import DISPUTERS, IT_ADMIN
 from appliance.billing.ledger import EntryType, export_csv, month_bounds
+from appliance.billing.pdf import render_invoice_pdf
 from appliance.db.models import Brand, utcnow
 from appliance.errors import InvalidRequest
 from appliance.web import services_of_app
@@ -114,44 +114,8 @@ def invoice_pdf(slug: str, period: str) -> Response:
     if found is None:
         raise InvalidRequest(f"brand {brand.slug!r} had no contract in {period}",
                              code="no_contract")
-    return Response(bytes(_pdf(brand, found)), mimetype="application/pdf", headers={
+    return Response(render_invoice_pdf(brand.name, found), mimetype="application/pdf", headers={
         "Content-Disposition": f'attachment; filename="{brand.slug}-{period}-invoice.pdf"'})
-
-
-def _pdf(brand: Brand, found: dict[str, Any]) -> bytearray:
-    """The invoice as a one-page PDF (fpdf2's core fonts: Latin-1 text)."""
-
-    def text(value: object) -> str:
-        return str(value).encode("latin-1", "replace").decode("latin-1")
-
-    pdf = FPDF()
-    pdf.set_creation_date(dt.datetime(2000, 1, 1, tzinfo=dt.UTC))  # reproducible bytes
-    pdf.add_page()
-    pdf.set_font("Helvetica", "B", 16)
-    pdf.cell(0, 10, text(f"{brand.name}: invoice {found['period']}"), new_x="LMARGIN",
-             new_y="NEXT")
-    pdf.set_font("Helvetica", size=10)
-    state = "closed" if found["state"] == "closed" else "open (not yet closed)"
-    pdf.cell(0, 6, text(f"State: {state}. Contract version {found['contract_version']}, "
-                        f"{found['currency']}."), new_x="LMARGIN", new_y="NEXT")
-    pdf.ln(4)
-    with pdf.table(col_widths=(40, 20, 30, 30), text_align=("LEFT", "RIGHT", "RIGHT",
-                                                              "RIGHT")) as table:
-        table.row(["Outcome", "Count", "Unit price", "Amount"])
-        for line in found["lines"]:
-            table.row([text(line["type"]), str(line["count"]), line["unit_price"],
-                       line["amount"]])
-        table.row(["Credits", str(found["credits"]["count"]), "",
-                   found["credits"]["amount"]])
-        table.row(["Minimum applied", "", "", found["minimum_applied"]])
-        table.row(["Total", "", "", f"{found['total']} {found['currency']}"])
-    pdf.ln(4)
-    pdf.set_font("Helvetica", size=8)
-    pdf.multi_cell(0, 4, text(
-        f"Ledger head: {found['ledger_head']}. Reversals (never invoiced): "
-        f"{found['reversals']['count']}. Verify with `appliance ledger export --period "
-        f"{found['period']}` and scripts/verify_ledger.py."))
-    return pdf.output()
 
 
 @bp.post("/brands/<slug>/billing/disputes")
