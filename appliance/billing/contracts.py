@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import peewee
+import tomli_w
 from pydantic import BaseModel, ConfigDict, Field
 
 from appliance import audit
@@ -72,6 +73,11 @@ def parse_contract(text: str) -> Contract:
         raise InvalidRequest(f"contract file: {exc}", code="invalid_contract") from exc
     contract: Contract = validated(Contract, data)
     return contract
+
+
+def contract_toml(terms: Contract) -> str:
+    """`terms` as the TOML text `parse_contract` reads back to the same terms."""
+    return tomli_w.dumps(terms.model_dump(mode="python"))
 
 
 def load_contract(path: Path) -> Contract:

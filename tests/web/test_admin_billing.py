@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from appliance.billing.contracts import parse_contract, set_contract
+from appliance.billing.contracts import contract_versions, parse_contract, set_contract
 from appliance.billing.ledger import EntryType
-from appliance.db.models import utcnow
+from appliance.db.models import AuditLog, utcnow
 from appliance.services import Services
 
 BRAND = "rho-bank"
@@ -109,3 +109,63 @@ def test_a_viewer_cannot_dispute_and_another_brands_user_sees_nothing(
     submit(viewer, f"/admin/brands/{BRAND}/billing", "/admin/logout", {})
     outsider = sign_in_as("viewer", "lumen-goods")
     assert outsider.get(f"/admin/brands/{BRAND}/billing").status_code == 404
+
+
+def test_an_it_admin_adds_a_contract_version_from_the_page(
+    admin_client: FlaskClient, billed: int, services: Services, submit: Submit
+) -> None:
+    page = f"/admin/brands/{BRAND}/billing"
+    form = admin_client.get(page).get_data(as_text=True)
+    # The form starts from the version in force, as TOML the parser reads back.
+    assert "price_per_resolution = 0.99" in form
+
+    saved = submit(admin_client, page, f"/admin/brands/{BRAND}/billing/contract", {
+        "terms": 'currency = "EUR"\nprice_per_resolution = 1.25\n'
+                 "effective_from = 2026-02-01\n"})
+
+    assert saved.status_code == 302
+    brand = services.brands.get(BRAND)
+    assert [str(v.terms.price_per_resolution) for v in contract_versions(brand)] == [
+        "0.99", "1.25"]
+    shown = admin_client.get(page).get_data(as_text=True)
+    assert "1.25 EUR" in shown and "Every version" in shown
+    [entry] = AuditLog.select().where(AuditLog.action == "contract.set",
+                                      AuditLog.actor == "admin")
+    assert entry.target == BRAND
+
+
+@pytest.mark.parametrize(("terms", "status", "named"), [
+    ('currency = "EUR"\nprice_per_resolution = -1\neffective_from = 2026-02-01\n', 400,
+     "price_per_resolution"),
+    ('currency = "EUR"\nprice_per_resolution = 1\nbonus = 2\neffective_from = 2026-02-01\n',
+     400, "bonus"),
+    ('currency = "EUR"\nprice_per_resolution = 1\neffective_from = 2025-01-01\n', 409,
+     "effective_from"),
+    ("price_per_resolution = [", 400, "contract file"),
+])
+def test_a_bad_contract_is_refused_naming_the_key_and_kept_in_the_form(
+    admin_client: FlaskClient, billed: int, services: Services, submit: Submit,
+    terms: str, status: int, named: str,
+) -> None:
+    page = f"/admin/brands/{BRAND}/billing"
+    refused = submit(admin_client, page, f"/admin/brands/{BRAND}/billing/contract",
+                     {"terms": terms})
+
+    assert refused.status_code == status
+    body = refused.get_data(as_text=True)
+    assert "Not saved." in body and named in body
+    assert len(contract_versions(services.brands.get(BRAND))) == 1
+
+
+def test_only_an_it_admin_sets_a_contract(
+    billed: int, services: Services, sign_in_as: Callable[..., FlaskClient], submit: Submit
+) -> None:
+    editor = sign_in_as("cx_editor", BRAND)
+    page = f"/admin/brands/{BRAND}/billing"
+    assert "Add a contract version" not in editor.get(page).get_data(as_text=True)
+
+    refused = submit(editor, page, f"/admin/brands/{BRAND}/billing/contract", {
+        "terms": 'currency = "EUR"\nprice_per_resolution = 0\neffective_from = 2026-02-01\n'})
+
+    assert refused.status_code == 403
+    assert len(contract_versions(services.brands.get(BRAND))) == 1

@@ -16,12 +16,18 @@ from typing import Any
 from flask import Response, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from appliance.billing.contracts import contract_at
+from appliance.billing.contracts import (
+    contract_at,
+    contract_toml,
+    contract_versions,
+    parse_contract,
+    set_contract,
+)
 from appliance.billing.disputes import DISPUTERS, IT_ADMIN
 from appliance.billing.ledger import EntryType, export_csv, month_bounds
 from appliance.billing.pdf import render_invoice_pdf
-from appliance.db.models import Brand, utcnow
-from appliance.errors import InvalidRequest
+from appliance.db.models import AdminUser, Brand, utcnow
+from appliance.errors import ApplianceError, Conflict, InvalidRequest
 from appliance.web import services_of_app
 from appliance.web.admin import bp
 from appliance.web.admin.auth import READER_ROLES, login_required, signed_in_user
@@ -64,17 +70,54 @@ def _invoice(brand: Brand, period: str) -> dict[str, Any] | None:
         return None  # no contract in that month
 
 
+#: What the contract form starts from for a brand that has none yet.
+FIRST_CONTRACT = """currency = "EUR"
+price_per_resolution = 0.99
+price_per_save = 0.0
+upsell_share = 0.0
+monthly_minimum = 0.0
+assume_resolved_after_hours = 24
+reopen_window_hours = 72
+effective_from = {today}
+"""
+
+
+def _render_billing(user: AdminUser, brand: Brand, *, terms_text: str | None = None,
+                    error: ApplianceError | None = None) -> str:
+    services = services_of_app()
+    contract = contract_at(brand, utcnow())
+    if terms_text is None:
+        terms_text = (FIRST_CONTRACT.format(today=utcnow().date().isoformat())
+                      if contract is None else contract_toml(contract.terms))
+    invoices = [(period, _invoice(brand, period)) for period in _months(brand)]
+    return render_template(
+        "admin/billing.html", brand=brand, contract=contract, invoices=invoices,
+        versions=contract_versions(brand), disputes=services.disputes.list(brand),
+        can_decide=user.role == IT_ADMIN, terms_text=terms_text, error=error)
+
+
 @bp.get("/brands/<slug>/billing")
 @login_required(*READER_ROLES)
 def billing(slug: str) -> ResponseReturnValue:
     user = signed_in_user()
+    return _render_billing(user, brand_for(user, slug))
+
+
+@bp.post("/brands/<slug>/billing/contract")
+@login_required(IT_ADMIN)
+def set_brand_contract(slug: str) -> ResponseReturnValue:
+    """Add a contract version, as `appliance contracts set` does (validated, audited)."""
+    user = signed_in_user()
     brand = brand_for(user, slug)
-    services = services_of_app()
-    contract = contract_at(brand, utcnow())
-    invoices = [(period, _invoice(brand, period)) for period in _months(brand)]
-    return render_template(
-        "admin/billing.html", brand=brand, contract=contract, invoices=invoices,
-        disputes=services.disputes.list(brand), can_decide=user.role == IT_ADMIN)
+    text = request.form.get("terms", "")
+    try:
+        version = set_contract(services_of_app().db, brand, parse_contract(text),
+                               actor=user.username)
+    except (InvalidRequest, Conflict) as exc:
+        return _render_billing(user, brand, terms_text=text, error=exc), exc.status
+    flash(f"Contract version {version.version} saved, in force from "
+          f"{version.terms.effective_from}.", "success")
+    return redirect(url_for("admin.billing", slug=brand.slug))
 
 
 @bp.get("/brands/<slug>/billing/<period>")
