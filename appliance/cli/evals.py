@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,9 @@ from appliance.cli.context import CliContext, pass_cli, table
 from appliance.db.models import EvalRun
 from appliance.evals import report as risk_report
 from appliance.evals.cases import load_suites
+from appliance.evals.history import summarise
 from appliance.evals.runner import CaseResult, run_suites
-from appliance.evals.scores import CaseTrials, by_suite, pass_hat_k, tally
+from appliance.evals.scores import by_suite, pass_hat_k, tally
 
 
 def register(cli: click.Group) -> None:
@@ -117,7 +117,7 @@ def run(ctx: CliContext, slug: str, suite: str | None, directory: Path | None, t
     cases = tally((r.workflow, r.name, r.passed) for r in gating)
     overall = pass_hat_k(cases) or {str(k): 1.0 for k in range(1, trials + 1)}
     if as_json:
-        ran = report(slug, trials, seed, results, cases)
+        ran = report(slug, trials, seed, results)
         if recorded is not None:
             ran["eval_run"] = recorded.id
         click.echo(json.dumps(ran, indent=2))
@@ -207,30 +207,19 @@ def run_json(run: EvalRun) -> dict[str, Any]:
             "regressions": run.regressions or []}
 
 
-def report(slug: str, trials: int, seed: int, results: list[CaseResult],
-           cases: list[CaseTrials]) -> dict[str, Any]:
-    """The run as JSON: each case's passes over its trials with the failures and why, and
-    pass^k overall and per workflow (or suite)."""
-    failures: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    quarantined = {(r.workflow, r.name): r.quarantine for r in results if r.quarantine}
-    for result in results:
-        if not result.passed:
-            failures[(result.workflow, result.name)].append(
-                {"trial": result.trial + 1, "problems": result.problems,
-                 "simulator_error": result.simulator_error,
-                 "transcript": [list(turn) for turn in result.transcript]})
-    every = tally((r.workflow, r.name, r.passed) for r in results)
+def report(slug: str, trials: int, seed: int, results: list[CaseResult]) -> dict[str, Any]:
+    """The run as JSON: each case's passes over its trials with the failures and why (whole
+    transcripts), and pass^k overall and per workflow (or suite), as the history scores it."""
+    scores, cases = summarise(results, trim=False)
     passed = sum(result.passed for result in results if result.counts)
     runs = sum(result.counts for result in results)
     return {
         "brand": slug, "trials": trials, "seed": seed,
-        "cases": [{"id": f"{case.suite}/{case.name}", "workflow": case.suite,
-                   "name": case.name, "passes": case.passes, "trials": case.trials,
-                   "quarantine": quarantined.get((case.suite, case.name)),
-                   "failures": failures[(case.suite, case.name)]} for case in every],
+        "cases": [{"id": f"{case['suite']}/{case['name']}", "workflow": case["suite"],
+                   **{key: value for key, value in case.items() if key != "suite"}}
+                  for case in cases],
         "runs": runs, "passed": passed, "pass_rate": round(passed / runs, 4) if runs else 1.0,
-        "pass_hat_k": pass_hat_k(cases), "by_workflow": by_suite(cases),
-        "quarantined": pass_hat_k([case for case in every
-                                   if (case.suite, case.name) in quarantined]),
+        "pass_hat_k": scores["pass_hat_k"], "by_workflow": scores["by_suite"],
+        "quarantined": scores["quarantined"],
         "simulator_errors": sum(result.simulator_error is not None for result in results),
     }

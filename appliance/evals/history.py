@@ -59,10 +59,12 @@ class Regression:
                 "tolerance": self.tolerance, "failing": list(self.failing)}
 
 
-def summarise(results: Sequence[CaseResult]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def summarise(results: Sequence[CaseResult], *, trim: bool = True
+              ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A run's scores (pass^k overall and per suite over the non-quarantined cases, and the
     quarantined cases' apart) and its cases, each with passes, trials, quarantine and its
-    failed trials with their problems and a trimmed transcript."""
+    failed trials with their problems and the transcript (its last turns, each cut, when
+    `trim`: what the history keeps)."""
     # A trial the simulated customer spoiled judges nobody: it is kept, not scored.
     gating = tally((r.workflow, r.name, r.passed) for r in results if r.counts)
     quarantined = tally((r.workflow, r.name, r.passed) for r in results if r.quarantine)
@@ -75,8 +77,9 @@ def summarise(results: Sequence[CaseResult]) -> tuple[dict[str, Any], list[dict[
             failures.setdefault((result.workflow, result.name), []).append({
                 "trial": result.trial + 1, "problems": result.problems,
                 "simulator_error": result.simulator_error,
-                "transcript": [[role, text[:TURN_CHARS]]
-                               for role, text in result.transcript[-TRANSCRIPT_TURNS:]]})
+                "transcript": ([[role, text[:TURN_CHARS]]
+                                for role, text in result.transcript[-TRANSCRIPT_TURNS:]]
+                               if trim else [list(turn) for turn in result.transcript])})
     cases = [{"suite": case.suite, "name": case.name, "passes": case.passes,
               "trials": case.trials, "quarantine": reasons[(case.suite, case.name)],
               "failures": failures.get((case.suite, case.name), [])}
