@@ -32,8 +32,7 @@ the way out of a bad release.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from appliance import audit
@@ -167,14 +166,10 @@ class Force:
 
 @dataclass
 class ReleaseGate:
-    """Judges and publishes changes (see the module docstring). `record`, when given, is
-    called with every judgement that ran suites: the brand, the result, and the case results
-    on what is live and on the draft (the hook for keeping the gate's runs in the evals'
-    history; nothing records them yet)."""
+    """Judges and publishes changes (see the module docstring). Its verdicts are kept in the
+    audit log with the change they judged; the evals' history keeps what was live."""
 
     services: Services
-    record: Callable[[Brand, GateResult, list[CaseResult], list[CaseResult]], None] | None = (
-        field(default=None))
 
     # -- workflows -------------------------------------------------------------------------
 
@@ -276,8 +271,6 @@ class ReleaseGate:
             evals.tolerance, evals.trials, draft=_pass_1(draft), live=_pass_1(live),
             failures=_failures(draft, quarantined=False),
             quarantined=_failures(draft, quarantined=True))
-        if self.record is not None:
-            self.record(brand, result, live, draft)
         return result
 
     def _refuse(self, target: str, actor: str, result: GateResult, force: Force | None,
