@@ -23,7 +23,9 @@ of a phrase means any one of its phrases, for a fact a generated answer may word
 ways), `never_says` phrases none may contain. `cites` are phrases that the title or article
 key of some source an agent reply cites must contain (case-insensitive). `outcome` is how the
 conversation's last workflow ends (resolved, informed, abandoned, escalated; `none` when no
-workflow ran).
+workflow ran). `declines: true` is a question the agent must not answer: no reply cites a
+source, and the agent offers a colleague (the brand's no-answer, out-of-scope, clarify or
+handoff message) or hands the customer to one.
 
 A suite that tests no single workflow names itself instead (`suite: knowledge`, for the
 answers the knowledge gives); its cases expect the same things.
@@ -69,7 +71,16 @@ class Expectation(_Strict):
     says: tuple[str | tuple[str, ...], ...] = ()
     never_says: tuple[str, ...] = ()
     cites: tuple[str, ...] = ()
+    #: The agent must not answer: it cites nothing and offers a colleague (one of the brand's
+    #: messages that do) or hands the customer to one.
+    declines: bool = False
     outcome: str | None = None
+
+    @model_validator(mode="after")
+    def _declines_cites_nothing(self) -> Expectation:
+        if self.declines and self.cites:
+            raise ValueError("a case that declines cites nothing: drop `cites` or `declines`")
+        return self
 
 
 def _word(item: Any) -> Any:

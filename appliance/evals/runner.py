@@ -195,6 +195,8 @@ def _judge(services: Services, brand: Brand, system: httpx.Client, writes: set[s
         cited = _cited(conversation)
         result.problems += [f"never cited {source!r} (cited: {cited})" for source in expect.cites
                             if not any(source.lower() in title.lower() for title in cited)]
+    if expect.declines:
+        result.problems += _declined(brand, conversation, said)
     if expect.outcome is not None:
         ended = outcome_of(conversation.status, WorkflowState.from_json(conversation.state))
         if ended != expect.outcome:
@@ -265,6 +267,19 @@ def outcome_of(status: str, state: WorkflowState) -> str:
 
 def _alternatives(phrase: str | tuple[str, ...]) -> tuple[str, ...]:
     return (phrase,) if isinstance(phrase, str) else phrase
+
+
+def _declined(brand: Brand, conversation: Conversation, said: str) -> list[str]:
+    """Why a reply to a question the agent must not answer was not a decline: a cited
+    source, or no colleague offered nor reached."""
+    problems = [f"answered from {source!r}" for source in _cited(conversation)]
+    policy = policy_of(brand)
+    offers = (policy.no_answer_message, policy.out_of_scope_message, policy.clarify_message,
+              policy.handoff_message)
+    if conversation.status != PENDING_HUMAN and not any(
+            offer.lower() in said for offer in offers):
+        problems.append("offered no colleague")
+    return problems
 
 
 def _cited(conversation: Conversation) -> list[str]:

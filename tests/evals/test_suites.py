@@ -30,6 +30,15 @@ cases:
     expect:
       says: [[words nobody says, nor these]]
       cites: [Card fees]
+  - name: a question the knowledge does not cover is declined
+    turns: ["Do you price match if I find it cheaper at another store?"]
+    expect:
+      writes: []
+      declines: true
+  - name: a question the knowledge answers is not a decline
+    turns: ["how long do refunds take?"]
+    expect:
+      declines: true
 """
 
 
@@ -41,13 +50,23 @@ def _suite(text: str) -> EvalSuite:
 def test_a_suite_of_its_own_checks_facts_and_citations(services: Services, lumen: Any) -> None:
     seed_knowledge(services, only="lumen-goods")
 
-    kept, missed = run_suites(services, lumen, [_suite(KNOWLEDGE_SUITE)])
+    kept, missed, declined, answered = run_suites(services, lumen, [_suite(KNOWLEDGE_SUITE)])
 
     assert (kept.workflow, missed.workflow) == ("knowledge", "knowledge")
     assert kept.passed, kept.problems
     assert missed.problems[0] == "never said 'words nobody says' or 'nor these'"
     assert missed.problems[1].startswith("never cited 'Card fees' (cited: ['Returns")
     assert len(missed.problems) == 2
+    # Declining: no source cited, and a colleague offered (the brand's no-answer message).
+    assert declined.passed, (declined.problems, declined.transcript)
+    assert answered.problems[0].startswith("answered from 'Returns")
+    assert answered.problems[-1] == "offered no colleague"
+
+
+def test_a_case_that_declines_cites_nothing() -> None:
+    with pytest.raises(DefinitionError, match="a case that declines cites nothing"):
+        _suite("suite: knowledge\ncases: [{name: x, turns: [hi], "
+               "expect: {declines: true, cites: [Returns]}}]")
 
 
 @pytest.mark.parametrize("names", [

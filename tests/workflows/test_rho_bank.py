@@ -36,7 +36,9 @@ def rho(services: Services, seeded: dict[str, Any], bank_backend: BankBackend) -
 def test_it_passes_at_least_nine_in_ten_of_rho_banks_evals(services: Services, rho: Brand) -> None:
     """Every workflow's cases against the bank's service: exact writes, phrases said and
     never said, verification failures, declines, corrections, someone else's account."""
-    suites = load_suites(EVALS)
+    # The knowledge suite needs the help center ingested (minutes): it is measured by
+    # scripts/bench/workflows.py --knowledge, and its facts checked in tests/evals.
+    suites = [suite for suite in load_suites(EVALS) if suite.name != "knowledge"]
     results = run_suites(services, rho, suites)
     workflows = {path.stem for path in (WORKFLOWS_DIR / "rho-bank" / "workflows").glob("*.yaml")}
     scripted = [suite for suite in suites if suite.workflow]
