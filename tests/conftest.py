@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import peewee
 import pytest
+from click.testing import CliRunner, Result
 from demo_backends import BankBackend, free_port, running_backend
 from flask import Flask
 from flask.testing import FlaskClient
@@ -28,6 +29,7 @@ from playhouse.db_url import connect
 from retail_support import RetailBackend
 
 from appliance.brands import policy_of
+from appliance.cli import cli
 from appliance.config import Settings, load_settings
 from appliance.db.migrate import migrate
 from appliance.services import Services, build_services
@@ -214,3 +216,17 @@ def lumen(services: Services, seeded: dict[str, Any], retail_backend: RetailBack
     brand = services.brands.get("lumen-goods")
     policy = policy_of(brand).model_copy(update={"tools_base_url": retail_backend.url})
     return services.brands.update("lumen-goods", policy=policy, actor="test")
+
+
+@pytest.fixture
+def invoke(settings: Settings) -> Callable[..., Result]:
+    """invoke(*args): the `appliance` command on this test's data dir and database, with no
+    APPLIANCE_* setting from the machine."""
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("APPLIANCE_")}
+    env |= {"APPLIANCE_CONFIG": str(EMPTY_CONFIG), "APPLIANCE_DATA_DIR": str(settings.data_dir),
+            "APPLIANCE_DATABASE_URL": settings.database_url}
+
+    def run(*args: str) -> Result:
+        return CliRunner().invoke(cli, list(args), env=env)
+
+    return run

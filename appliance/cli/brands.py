@@ -1,13 +1,20 @@
-"""`appliance brands list|create|show` and `appliance brands key create|list|revoke`."""
+"""`appliance brands list|create|show|set-policy` and `appliance brands key
+create|list|revoke`."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import click
+import yaml
 
 from appliance.brands import Persona, Policy, persona_of, policy_of, validated
 from appliance.cli.context import CliContext, pass_cli, table
+from appliance.cli.release import echo_result, exit_refused, force_of, force_options
+from appliance.errors import InvalidRequest
+from appliance.evals.gate import GateRefused, ReleaseGate
 
 
 def register(cli: click.Group) -> None:
@@ -139,3 +146,51 @@ def revoke_identity_secret(ctx: CliContext, slug: str, secret_id: int) -> None:
     brand = ctx.services.brands.get(slug)
     ctx.services.identity.revoke_secret(brand, secret_id, actor=ctx.actor)
     click.echo(f"revoked identity secret {secret_id} of {slug}")
+
+
+@brands.command("set-policy")
+@click.argument("slug")
+@click.option("--file", "path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="YAML or JSON: the policy keys to change (docs/supervisor.md); what it "
+                   "leaves out, nested fields included, stays as it is.")
+@force_options
+@pass_cli
+def set_policy(ctx: CliContext, slug: str, path: Path, force: bool, reason: str | None) -> None:
+    """Change a brand's policy. A change to a threshold (supervision, knowledge relevance,
+    identity) goes through the release gate first: every suite of the brand, on the draft and
+    on what is live; exit 1, listing the failing cases, if it refuses."""
+    services = ctx.services
+    brand = services.brands.get(slug)
+    changes = _policy_changes(path)
+    draft: Policy = validated(Policy, _merged(policy_of(brand).model_dump(mode="json"),
+                                              changes))
+    try:
+        _, result = ReleaseGate(services).publish_policy(brand, draft, ctx.actor,
+                                                         force=force_of(force, reason))
+    except GateRefused as exc:
+        exit_refused(exc)
+    echo_result(result)
+    click.echo(f"{slug}: policy updated ({', '.join(sorted(changes)) or 'nothing changed'})")
+
+
+def _merged(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """`current` with `changes` laid over it: a nested mapping is merged key by key (the
+    fields a change leaves out keep their values), anything else replaced."""
+    merged = dict(current)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(current.get(key), dict):
+            merged[key] = _merged(current[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _policy_changes(path: Path) -> dict[str, Any]:
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise InvalidRequest(f"cannot read {path}: {exc}", code="invalid_policy") from exc
+    if not isinstance(document, dict):
+        raise InvalidRequest(f"{path}: a mapping of policy keys to values",
+                             code="invalid_policy")
+    return document

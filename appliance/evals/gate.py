@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from appliance import audit
-from appliance.brands import policy_of
+from appliance.brands import Policy, policy_of
 from appliance.db.models import Brand, KnowledgeVersion, WorkflowVersion
 from appliance.errors import Conflict, InvalidRequest, PermissionDenied
 from appliance.evals.candidate import Candidate, trying
@@ -55,6 +55,11 @@ GATE_SEED = 0
 #: Longest reason kept with a forced release.
 REASON_MAX = 500
 NO_SUITES = "no suites"
+NO_THRESHOLD = "no threshold changed"
+#: The policy's thresholds: how the agent reads and routes every turn (the supervisor's
+#: rules, the knowledge's relevance, the identity levels). A change to one runs every suite;
+#: the brand's words, hours and other settings change nothing the evals judge.
+THRESHOLDS = ("supervision", "knowledge_min_score", "knowledge_min_relevance", "identity")
 NO_TEST_SYSTEM = "no test system (set the brand's evals.test_base_url)"
 
 
@@ -253,10 +258,45 @@ class ReleaseGate:
                  for row in self.services.suites.records(brand)]
         return f"{saved}:{policy_of(brand).evals.model_dump_json()}"
 
+    # -- policy ----------------------------------------------------------------------------
+
+    def check_policy(self, brand: Brand, draft: Policy) -> GateResult:
+        """Run every suite of the brand on the draft policy and on the live one, when the
+        draft changes a threshold (`THRESHOLDS`: they act on every turn, so every suite is
+        affected); a change of anything else passes without running."""
+        live = policy_of(brand)
+        changed = sorted(name for name in THRESHOLDS
+                         if getattr(draft, name) != getattr(live, name))
+        change = "policy " + (", ".join(changed) or "(no threshold)")
+        basis = f"policy:{draft.model_dump_json()}:{self._judged_by(brand)}"
+        if not changed:
+            return GateResult(change, basis, (), live.evals.floor, live.evals.tolerance,
+                              live.evals.trials, note=NO_THRESHOLD)
+        # The eval conversations run on a copy of the brand holding the draft; the evals'
+        # own settings stay the live ones, so both runs use the same test system.
+        trial = Brand(**{**brand.__data__, "policy": draft.model_copy(
+            update={"evals": live.evals}).model_dump(mode="json")})
+        return self._judge(brand, change, basis, self.services.suites.suites(brand),
+                           Candidate(brand.id), draft_brand=trial)
+
+    def publish_policy(self, brand: Brand, draft: Policy, actor: str, *,
+                       force: Force | None = None) -> tuple[Brand, GateResult]:
+        """Judge the draft policy and make it the brand's when the gate passes or an
+        it_admin forces it; raises GateRefused otherwise."""
+        _allowed(force)
+        result = self.check_policy(brand, draft)
+        self._refuse(brand.slug, actor, result, force, "policy")
+        with self.services.db.atomic():
+            _audit(brand.slug, actor, result, force, "policy")
+            updated = self.services.brands.update(brand.slug, policy=draft, actor=actor)
+        return updated, result
+
     # -- judging ---------------------------------------------------------------------------
 
     def _judge(self, brand: Brand, change: str, basis: str, suites: list[EvalSuite],
-               candidate: Candidate) -> GateResult:
+               candidate: Candidate, draft_brand: Brand | None = None) -> GateResult:
+        """Run `suites` on what is live and on the candidate (or on `draft_brand`, the brand
+        as the change would leave it), with the same seed."""
         evals = policy_of(brand).evals
         if not suites or eval_system(self.services, brand) is None:
             # Nothing to run, or nowhere to run it but production: passed, and noted so.
@@ -264,8 +304,8 @@ class ReleaseGate:
                               note=NO_SUITES if not suites else NO_TEST_SYSTEM)
         live = run_suites(self.services, brand, suites, trials=evals.trials, seed=GATE_SEED)
         with trying(candidate):
-            draft = run_suites(self.services, brand, suites, trials=evals.trials,
-                               seed=GATE_SEED)
+            draft = run_suites(self.services, draft_brand or brand, suites,
+                               trials=evals.trials, seed=GATE_SEED)
         result = GateResult(
             change, basis, tuple(suite.name for suite in suites), evals.floor,
             evals.tolerance, evals.trials, draft=_pass_1(draft), live=_pass_1(live),

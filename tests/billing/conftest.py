@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -11,19 +10,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
 from appliance.billing.ledger import Ledger
 from appliance.brands import Persona
-from appliance.cli import cli
-from appliance.config import Settings
 from appliance.db.models import Brand, Conversation, Message
 from appliance.services import Services
 
 EMPTY_CONFIG = Path(__file__).resolve().parents[1] / "empty-config.toml"
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "verify_ledger.py"
 Talk = Callable[..., Conversation]
-Invoke = Callable[..., Result]
 Verifier = Callable[[dict[str, object], Path], "subprocess.CompletedProcess[str]"]
 
 
@@ -54,18 +49,6 @@ def talk(services: Services, brand: Brand) -> Talk:
     return make
 
 
-@pytest.fixture
-def invoke(settings: Settings) -> Invoke:
-    """invoke(*args): the `appliance` command on this test's data dir and database, with no
-    APPLIANCE_* setting from the machine."""
-    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("APPLIANCE_")}
-    env |= {"APPLIANCE_CONFIG": str(EMPTY_CONFIG), "APPLIANCE_DATA_DIR": str(settings.data_dir),
-            "APPLIANCE_DATABASE_URL": settings.database_url}
-
-    def run(*args: str) -> Result:
-        return CliRunner().invoke(cli, list(args), env=env)
-
-    return run
 
 
 def run_verifier(export: dict[str, object], where: Path) -> subprocess.CompletedProcess[str]:

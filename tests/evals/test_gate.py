@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from gate_support import (
     BROKEN_SOURCE,
+    CASES,
     GOOD_SOURCE,
     knowledge_dropping_the_returns_page,
     short_cancel_suite,
@@ -19,6 +20,7 @@ from gate_support import (
 from retail_support import RetailBackend
 
 from appliance.agent.conversations import TurnResult
+from appliance.brands import policy_of
 from appliance.db.models import AuditLog
 from appliance.errors import InvalidRequest, PermissionDenied
 from appliance.evals.candidate import Candidate, trying
@@ -184,3 +186,97 @@ def test_a_brand_without_a_test_system_is_never_evaluated_against_production(
     assert (result.passed, result.suites, result.note) == (
         True, (), "no test system (set the brand's evals.test_base_url)")
     assert services.workflows.tool_calls(brand) == [], "no conversation called a tool"
+
+
+def _only_the_short_cancel_suite(services: Services, brand: Any) -> None:
+    """A threshold runs every suite of the brand: keep the three cancel_order cases only."""
+    for record in services.suites.records(brand):
+        if record.name != "cancel_order":
+            services.suites.delete(brand, record.name, "test")
+
+
+def test_a_threshold_that_hands_every_customer_off_is_refused_and_the_policy_kept(
+        services: Services, lumen: Any, gate: ReleaseGate,
+        retail_backend: RetailBackend) -> None:
+    _only_the_short_cancel_suite(services, lumen)
+    live = policy_of(lumen)
+    draft = live.model_copy(update={"supervision": live.supervision.model_copy(
+        update={"human_request_threshold": 0.0})})
+
+    with pytest.raises(GateRefused) as refused:
+        gate.publish_policy(lumen, draft, "admin")
+
+    result = refused.value.result
+    assert result.change == "policy supervision"
+    assert (result.live, result.draft) == (1.0, 0.0)
+    assert {failure.case for failure in result.failures} == set(CASES)
+    assert policy_of(services.brands.get("lumen-goods")) == live
+    assert audits("policy.release_gate.refuse")[-1].target == "lumen-goods"
+    # The customers served meanwhile, and after, get the policy that is live.
+    assert customer_cancels(services, lumen, retail_backend) == ["ordered by mistake"]
+
+
+def test_a_threshold_that_keeps_the_suites_passing_is_applied(
+        services: Services, lumen: Any, gate: ReleaseGate) -> None:
+    _only_the_short_cancel_suite(services, lumen)
+    live = policy_of(lumen)
+    draft = live.model_copy(update={"knowledge_min_score": 0.55})
+
+    updated, result = gate.publish_policy(lumen, draft, "admin")
+
+    assert (result.passed, result.suites, result.draft) == (True, ("cancel_order",), 1.0)
+    assert policy_of(updated).knowledge_min_score == 0.55
+    assert audits("policy.release_gate.pass")[-1].detail["change"] == (
+        "policy knowledge_min_score")
+
+
+def test_a_change_of_words_runs_no_suite(services: Services, lumen: Any,
+                                         gate: ReleaseGate) -> None:
+    draft = policy_of(lumen).model_copy(update={"no_answer_message": "I can't say, sorry."})
+
+    updated, result = gate.publish_policy(lumen, draft, "admin")
+
+    assert (result.suites, result.note) == ((), "no threshold changed")
+    assert policy_of(updated).no_answer_message == "I can't say, sorry."
+
+
+def test_the_cli_sets_a_policy_and_a_refusal_exits_1(
+        services: Services, lumen: Any, gate: ReleaseGate, tmp_path: Path,
+        invoke: Any) -> None:
+    _only_the_short_cancel_suite(services, lumen)
+    (tmp_path / "words.yaml").write_text("no_answer_message: I can't say, sorry.\n")
+    (tmp_path / "handoff.yaml").write_text("supervision: {human_request_threshold: 0.0}\n")
+    (tmp_path / "typo.yaml").write_text("no_answer_mesage: hi\n")
+
+    words = invoke("brands", "set-policy", "lumen-goods", "--file", str(tmp_path / "words.yaml"))
+    handoff = invoke("brands", "set-policy", "lumen-goods", "--file",
+                     str(tmp_path / "handoff.yaml"))
+    typo = invoke("brands", "set-policy", "lumen-goods", "--file", str(tmp_path / "typo.yaml"))
+
+    assert words.exit_code == 0, words.output
+    assert "lumen-goods: policy updated (no_answer_message)" in words.output
+    assert handoff.exit_code == 1
+    assert "FAIL cancel_order / everything up front" in handoff.output
+    assert isinstance(typo.exception, InvalidRequest) and "no_answer_mesage" in str(
+        typo.exception)
+    policy = policy_of(services.brands.get("lumen-goods"))
+    assert policy.no_answer_message == "I can't say, sorry."
+    assert policy.supervision.human_request_threshold == 0.5
+
+
+def test_a_policy_file_changes_the_nested_fields_it_names_and_keeps_the_others(
+        services: Services, lumen: Any, gate: ReleaseGate, tmp_path: Path,
+        invoke: Any) -> None:
+    _only_the_short_cancel_suite(services, lumen)
+    (tmp_path / "words.yaml").write_text("supervision: {repeated_question_turns: 4}\n"
+                                         "business_hours: {timezone: Europe/Paris}\n")
+    before = policy_of(lumen)
+
+    changed = invoke("brands", "set-policy", "lumen-goods", "--file",
+                     str(tmp_path / "words.yaml"))
+
+    assert changed.exit_code == 0, changed.output
+    after = policy_of(services.brands.get("lumen-goods"))
+    assert after.supervision == before.supervision.model_copy(
+        update={"repeated_question_turns": 4})
+    assert after.business_hours is not None and after.business_hours.timezone == "Europe/Paris"
