@@ -111,11 +111,7 @@ def price(outcome: Outcome, contract: ContractVersion) -> Decimal:
     if outcome.type == SAVED:
         return terms.price_per_save
     if outcome.type == UPSELL:
-        slots = (outcome.evidence.get("workflow") or {}).get("slots") or {}
-        try:
-            value = Decimal(str(slots.get(UPSELL_VALUE, "0")))
-        except InvalidOperation:
-            value = Decimal(0)
+        value = _slot_value((outcome.evidence.get("workflow") or {}).get("slots") or {})
         return (terms.upsell_share * value).quantize(Decimal("0.01")) if value > 0 else \
             Decimal(0)
     return Decimal(0)
@@ -185,6 +181,46 @@ def attribute(messages: Sequence[Message], state: WorkflowState, *, handoffs: Se
                        {"messages": [last_said.public_id]})
 
 
+#: A workflow's funnel, as the reports count it: each stage is reached by every run that
+#: reached the next.
+STARTED, IDENTITY, CONFIRMED_STAGE, WRITTEN = 1, 2, 3, 4
+STAGES = {STARTED: "started", IDENTITY: "identity", CONFIRMED_STAGE: "confirmed",
+          WRITTEN: "written"}
+
+
+def workflow_stage(state: WorkflowState, writes: Sequence[ToolCall]) -> tuple[str | None, int]:
+    """The workflow the conversation ran last and how far it got (0 when none ran): started;
+    the customer verified; the customer confirmed what it would do (a confirmed step, or the
+    run finished done); a write tool of that workflow succeeded."""
+    if state.run is not None:
+        name, confirmed = state.run.workflow, bool(state.run.confirmed)
+    elif state.last is not None:
+        name, confirmed = state.last.workflow, state.last.status == _WORKFLOW_DONE
+    else:
+        return None, 0
+    if any(call.workflow == name for call in writes):
+        return name, WRITTEN
+    if confirmed:
+        return name, CONFIRMED_STAGE
+    return name, IDENTITY if state.customer is not None else STARTED
+
+
+def _cents(outcome_type: str, evidence: dict[str, Any]) -> int:
+    """An upsell's recorded value in cents (0 for anything else, or a value not recorded)."""
+    if outcome_type != UPSELL:
+        return 0
+    value = _slot_value((evidence.get("workflow") or {}).get("slots") or {})
+    return int((value * 100).quantize(Decimal(1)))
+
+
+def _slot_value(slots: dict[str, Any]) -> Decimal:
+    try:
+        value = Decimal(str(slots.get(UPSELL_VALUE, "0")))
+    except InvalidOperation:
+        return Decimal(0)
+    return value if value > 0 else Decimal(0)
+
+
 def _feedback_evidence(feedback: Feedback | None) -> dict[str, Any]:
     if feedback is None:
         return {}
@@ -225,8 +261,9 @@ class OutcomeService:
             (ToolCall.conversation == conversation) & (ToolCall.status == "ok")
             & ToolCall.tool.in_(sorted(self._write_tools(brand)) or [""])
         ).order_by(ToolCall.id))
-        found = attribute(messages, WorkflowState.from_json(conversation.state),
-                          handoffs=handoffs, feedback=feedback, writes=writes)
+        state = WorkflowState.from_json(conversation.state)
+        found = attribute(messages, state, handoffs=handoffs, feedback=feedback, writes=writes)
+        workflow, stage = workflow_stage(state, writes)
         contract = contract_at(brand, now)
         windows = Windows.of(contract)
         settles_at = now + dt.timedelta(hours=windows.reopen_hours)
@@ -237,7 +274,9 @@ class OutcomeService:
             "type": found.type, "how": found.how, "state": PROVISIONAL,
             "evidence": {"rule": found.rule, "ended": ended, **found.evidence},
             "transcript_sha256": transcript_sha256(conversation),
-            "attributed_at": now, "settles_at": settles_at,
+            "attributed_at": now, "settles_at": settles_at, "rule": found.rule,
+            "workflow": workflow, "stage": stage, "value_cents": _cents(found.type,
+                                                                       found.evidence),
         }
         if existing is not None and (existing.type, existing.how) == (found.type, found.how):
             return existing  # the same outcome again: nothing new to record or bill

@@ -31,6 +31,7 @@ from appliance.llm.manifest import Manifest, load_manifest
 from appliance.llm.router import ModelRouter
 from appliance.outcomes import OutcomeService
 from appliance.readiness import WarmUp
+from appliance.reporting import ReportService
 from appliance.signals import build_embedder
 from appliance.signals.base import Embedder
 from appliance.signals.service import SignalService
@@ -65,6 +66,7 @@ class Services:
     ledger: Ledger
     invoices: InvoiceService
     disputes: DisputeService
+    reports: ReportService
     suites: SuiteService
     evals: EvalHistory
     warm: WarmUp
@@ -130,6 +132,7 @@ def build_services(settings: Settings) -> Services:
                               console_url=settings.webhook_console_url)
     handoffs = HandoffService(db, webhooks)
     ledger = Ledger(db)
+    invoices = InvoiceService(db, ledger)
     outcomes = OutcomeService(db, ledger, lambda brand: _write_tools(workflows, brand))
     warm = WarmUp()
     limits = AgentLimits(
@@ -155,8 +158,9 @@ def build_services(settings: Settings) -> Services:
         identity=IdentityService(db),
         outcomes=outcomes,
         ledger=ledger,
-        invoices=InvoiceService(db, ledger),
+        invoices=invoices,
         disputes=DisputeService(db, ledger),
+        reports=ReportService(ledger, invoices),
         suites=SuiteService(db),
         evals=EvalHistory(db, manifest, router, knowledge, webhooks),
         warm=warm,

@@ -47,6 +47,10 @@ class Contract(BaseModel):
         default=72, ge=0,
         description="Hours during which a customer message in the same conversation reverses "
                     "its resolution; it settles after that.")
+    human_cost_per_contact: Decimal = Field(
+        default=Decimal(0), ge=0,
+        description="What a contact handled by the brand's own people costs it; the reports "
+                    "compare the cost per resolution with it (0: not known).")
     effective_from: dt.date = Field(description="The first day (UTC) this version is in force.")
 
 

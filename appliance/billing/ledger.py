@@ -171,6 +171,16 @@ class Ledger:
             query = query.where(LedgerEntry.created_at < until)
         yield from query.order_by(LedgerEntry.seq).iterator()
 
+    def billed(self, brand: Brand, since: dt.datetime, until: dt.datetime) -> Decimal:
+        """What the outcomes attributed in [since, until) bill, net of those taken back: the
+        sum of the provisional and reversal entries written then (settling bills a
+        provisional line again, so settled lines are left out)."""
+        amounts = (LedgerEntry.select(LedgerEntry.amount).where(
+            (LedgerEntry.brand == brand) & (LedgerEntry.created_at >= since)
+            & (LedgerEntry.created_at < until)
+            & LedgerEntry.type.in_((EntryType.PROVISIONAL, EntryType.REVERSAL))).tuples())
+        return sum((Decimal(amount) for (amount,) in amounts.iterator()), Decimal(0))
+
     def verify(self, brand: Brand) -> ChainCheck:
         """Recompute the brand's chain from its first entry, and each entry's evidence against
         the stored transcript; report the first entry that fails either check."""

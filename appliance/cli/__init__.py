@@ -22,6 +22,7 @@ from appliance.cli import (
     ledger,
     models,
     outcomes,
+    report,
     serve,
     settings,
     users,
@@ -43,7 +44,7 @@ def cli(ctx: click.Context) -> None:
 
 for module in (serve, db, settings, brands, users, models, knowledge, intents, workflows, evals,
                webhooks, demo, demo_backend, doctor, jobs, outcomes, contracts, ledger,
-               invoices):
+               invoices, report):
     module.register(cli)
 
 

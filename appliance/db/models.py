@@ -100,6 +100,8 @@ class Conversation(BaseModel):
 
     class Meta:
         table_name = "conversation"
+        # The reports count a brand's conversations over a date range.
+        indexes = ((("brand", "created_at"), False),)
 
 
 class Message(BaseModel):
@@ -395,6 +397,16 @@ class Outcome(BaseModel):
     settled_at = peewee.DateTimeField(null=True)
     reversed_at = peewee.DateTimeField(null=True)
     reversal_reason = peewee.CharField(max_length=200, null=True)
+    # What the reports group and sum in SQL (appliance/reporting.py), copied out of the
+    # evidence when attributed.
+    #: The rule that decided it (the evidence's `rule`).
+    rule = peewee.CharField(max_length=32, null=True)
+    #: The workflow the conversation ran last, if any.
+    workflow = peewee.CharField(max_length=64, null=True)
+    #: How far that workflow got: 0 none, 1 started, 2 identity, 3 confirmed, 4 written.
+    stage = peewee.SmallIntegerField(default=0)
+    #: An upsell's value (its workflow's `upsell_value`), in cents; 0 otherwise.
+    value_cents = peewee.BigIntegerField(default=0)
 
     class Meta:
         table_name = "outcome"

@@ -14,6 +14,7 @@ _MODELS: tuple[type[BaseModel], ...] = (
     schemas.CreateConversation, schemas.PostMessage, schemas.ConversationCreated,
     schemas.MessageReply, schemas.Transcript, schemas.ConversationStatus, schemas.ErrorBody,
     schemas.EscalationStats, schemas.PostFeedback, schemas.FeedbackOut, schemas.Outcomes,
+    schemas.MetricsSummary,
 )
 _ERRORS = {
     "400": "Malformed JSON, a missing or wrong-typed field",
@@ -119,5 +120,15 @@ def openapi_document() -> dict[str, Any]:
                 | {"parameters": [{"name": "days", "in": "query", "required": False,
                                    "schema": {"type": "integer", "minimum": 1,
                                               "maximum": 366}}]}},
+            "/v1/metrics/summary": {"get": _op(
+                "The brand's outcomes, rates, CSAT, handoff reasons, workflow funnels and "
+                "billing over [since, until) (ISO 8601 dates or times; a date as `until` "
+                "counts that whole day; at most 366 days; default the last 30 days), per day "
+                "or workflow with `group_by`", "200", schemas.MetricsSummary)
+                | {"parameters": [
+                    *({"name": name, "in": "query", "required": False,
+                       "schema": {"type": "string"}} for name in ("since", "until")),
+                    {"name": "group_by", "in": "query", "required": False,
+                     "schema": {"type": "string", "enum": ["day", "workflow"]}}]}},
         },
     }

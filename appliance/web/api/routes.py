@@ -17,6 +17,7 @@ from appliance.brands import policy_of, validated
 from appliance.db.models import Brand, Conversation, Message, Outcome
 from appliance.errors import ApplianceError, InvalidRequest, NotFound, PermissionDenied
 from appliance.outcomes import outcome_json
+from appliance.reporting import DateRange
 from appliance.web import services_of_app
 from appliance.web.api import bp, schemas
 from appliance.web.api.auth import current_principal, widget_token
@@ -232,6 +233,18 @@ def escalation_metrics() -> Response:
         raise InvalidRequest("days: between 1 and 366", param="days")
     stats = services_of_app().handoffs.stats(principal.brand, days=days)
     return jsonify(schemas.EscalationStats.model_validate(stats).model_dump())
+
+
+@bp.get("/metrics/summary")
+def metrics_summary() -> Response:
+    """The brand's report over a date range (appliance/reporting.py)."""
+    principal = current_principal()
+    if principal.conversation_id is not None:
+        raise PermissionDenied("a widget token cannot read metrics", code="key_required")
+    period = DateRange.parse(request.args.get("since"), request.args.get("until"))
+    report = services_of_app().reports.summary(principal.brand, period,
+                                               request.args.get("group_by"))
+    return jsonify(schemas.MetricsSummary.model_validate(report.as_json()).model_dump())
 
 
 @bp.post("/conversations/<conversation_id>/close")

@@ -89,6 +89,81 @@ class EscalationStats(BaseModel):
     waiting: int = Field(description="Handoffs no human has taken yet.")
 
 
+class Rates(BaseModel):
+    """Each rate's numerator and denominator are in docs/reporting.md; null when the
+    denominator is 0."""
+
+    involvement: float | None = Field(description="involved / ended")
+    resolution: float | None = Field(description="(resolved + saved + upsell) / involved")
+    confirmed: float | None
+    assumed: float | None
+    workflow: float | None
+    deflection: float | None = Field(description="(involved - escalated) / involved")
+    escalation: float | None = Field(description="escalated / involved")
+    abandonment: float | None = Field(description="abandoned / ended")
+    automation: float | None = Field(description="involvement x resolution")
+
+
+class Figures(BaseModel):
+    conversations: int = Field(description="Conversations opened in the range.")
+    open: int = Field(description="Without an outcome yet (or with a reversed one).")
+    ended: int
+    involved: int = Field(description="Ended conversations in which the customer wrote.")
+    outcomes: dict[str, int] = Field(description="Ended conversations by outcome type.")
+    resolutions: dict[str, int] = Field(description="Resolved ones by how: confirmed, "
+                                        "assumed, workflow.")
+    upsell_value: str = Field(description="The upsells' recorded value, a decimal string.")
+    rates: Rates
+
+
+class Group(Figures):
+    key: str = Field(description="The day (YYYY-MM-DD) or the workflow ('none': no workflow).")
+
+
+class Csat(BaseModel):
+    responses: int
+    average: float | None
+    distribution: dict[str, int] = Field(description="Latest rating per conversation, 1 to 5.")
+
+
+class HandoffReason(BaseModel):
+    reason: str
+    count: int
+
+
+class Funnel(BaseModel):
+    workflow: str
+    started: int
+    identity: int
+    confirmed: int
+    written: int
+
+
+class Billing(BaseModel):
+    currency: str
+    billed: str = Field(description="What the range's outcomes bill, net of reversals (the "
+                        "ledger's provisional and reversal lines).")
+    period: str = Field(description="The invoice month the range ends in.")
+    billable_this_period: str = Field(description="That month's invoice total so far.")
+    cost_per_resolution: str | None
+    human_cost_per_contact: str = Field(description="From the brand's contract.")
+    savings: str | None = Field(description="resolutions x human cost - billed; null while "
+                                "the human cost is 0.")
+
+
+class MetricsSummary(BaseModel):
+    brand: str | None
+    since: str
+    until: str = Field(description="Exclusive.")
+    group_by: Literal["day", "workflow"] | None
+    totals: Figures
+    groups: list[Group]
+    csat: Csat
+    handoff_reasons: list[HandoffReason] = Field(description="The most frequent first.")
+    funnels: list[Funnel]
+    billing: Billing | None = Field(description="null for a brand without a contract.")
+
+
 class AgentMessage(BaseModel):
     id: str
     role: Literal["agent"]
