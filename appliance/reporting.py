@@ -36,7 +36,7 @@ import functools
 import io
 import operator
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, cast
@@ -69,6 +69,8 @@ MAX_RANGE = dt.timedelta(days=366)
 #: The range when none is given: the last 30 days.
 DEFAULT_RANGE = dt.timedelta(days=30)
 GROUPS = ("day", "workflow")
+#: What `Selection.outcome` takes besides an outcome type.
+_SETS = ("open", "ended", "involved")
 #: The rule of a conversation in which the customer never wrote.
 _NOT_INVOLVED = "greeting_only"
 #: How many handoff reasons a report lists.
@@ -148,6 +150,30 @@ class Selection:
     reason: str | None = None
     #: Its latest rating.
     csat: int | None = None
+
+    @classmethod
+    def parse(cls, args: Mapping[str, str]) -> Selection:
+        """The selection named by query parameters; InvalidRequest naming a bad one."""
+        def choice(name: str, allowed: Sequence[str]) -> str | None:
+            value = args.get(name) or None
+            if value is not None and value not in allowed:
+                raise InvalidRequest(f"{name}: one of {', '.join(allowed)}", param=name)
+            return value
+
+        def number(name: str, allowed: range) -> int | None:
+            value = choice(name, [str(n) for n in allowed])
+            return int(value) if value is not None else None
+
+        def text(name: str) -> str | None:
+            value = args.get(name) or None
+            if value is not None and len(value) > 64:
+                raise InvalidRequest(f"{name}: 64 characters at most", param=name)
+            return value
+
+        return cls(outcome=choice("outcome", (*TYPES, *_SETS)),
+                   how=choice("how", (CONFIRMED, ASSUMED, WORKFLOW)),
+                   workflow=text("workflow"), stage=number("stage", range(1, len(STAGES) + 1)),
+                   reason=text("reason"), csat=number("csat", range(1, 6)))
 
     def query(self) -> dict[str, str]:
         return {name: str(value) for name, value in vars(self).items() if value is not None}

@@ -21,6 +21,7 @@ from appliance.web.admin import (  # noqa: E402,F401
     handoff_review,
     handoffs,
     knowledge,
+    reports,
     studio,
     studio_tools,
     users,
