@@ -10,6 +10,7 @@ validated once, in `load_settings`; anything wrong raises `ConfigError` naming t
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import secrets
@@ -118,6 +119,23 @@ class Settings:
         "against what is live (the evals.nightly job)."
     )
     log_level: str = _setting("INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")
+    log_format: str = _setting(
+        "text", "Log lines as text or as json (one JSON object a line, for the journal and log "
+        "pipelines); both carry the request id, brand and conversation id where known."
+    )
+    metrics_allow: tuple[str, ...] = _setting(
+        ("127.0.0.1/32", "::1/128"), "Addresses and networks (CIDR) that may read /metrics "
+        "without a token. Behind a reverse proxy on the box every request comes from loopback: "
+        "do not forward /metrics."
+    )
+    metrics_token: str = _setting(
+        "", "Bearer token that reads /metrics from any address (Authorization: Bearer TOKEN). "
+        "Default: none, only metrics_allow.", secret=True
+    )
+    scheduler_metrics_port: int = _setting(
+        9465, "Loopback port on which the scheduler process serves its own Prometheus metrics "
+        "(jobs); 0 turns it off."
+    )
 
     def public_items(self) -> list[tuple[str, str, str]]:
         """(name, value, help) for every setting, secrets redacted."""
@@ -266,6 +284,16 @@ def _derive(settings: Settings) -> Settings:
     if settings.webhook_console_url and not settings.webhook_console_url.startswith(
             ("http://", "https://")):
         raise ConfigError("setting 'webhook_console_url': must start with http:// or https://")
+    if settings.log_format not in ("text", "json"):
+        raise ConfigError("setting 'log_format': must be text or json")
+    for network in settings.metrics_allow:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError as exc:
+            raise ConfigError(f"setting 'metrics_allow': {network!r} is not an address or a "
+                              "network") from exc
+    if not 0 <= settings.scheduler_metrics_port <= 65535:
+        raise ConfigError("setting 'scheduler_metrics_port': must be a port from 0 to 65535")
     if not 0 <= settings.evals_nightly_hour <= 23:
         raise ConfigError("setting 'evals_nightly_hour': must be an hour from 0 to 23")
     return dataclasses.replace(settings, **changes)

@@ -37,6 +37,7 @@ from typing import Any
 
 import peewee
 
+from appliance import metrics
 from appliance.billing.chain import amount_text
 from appliance.billing.contracts import ContractVersion, contract_at
 from appliance.billing.evidence import transcript_sha256
@@ -288,6 +289,7 @@ class OutcomeService:
             outcome = Outcome.create(conversation=conversation, brand=conversation.brand_id,
                                      **values)
         self._bill(outcome, EntryType.PROVISIONAL, now)
+        metrics.record_outcome(brand.slug, workflow, found.type)
         return outcome
 
     def _bill(self, outcome: Outcome, kind: EntryType, at: dt.datetime,

@@ -7,6 +7,7 @@ of skipping it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -144,20 +145,41 @@ def live_server(tmp_path_factory: pytest.TempPathFactory,
     """`appliance serve` (real gunicorn) on a free loopback port, with the demo seeded and
     Rho-Bank's tools pointed at the session's bank service (`bank_backend`)."""
     data_dir = tmp_path_factory.mktemp("live") / "data"
+    with running_server(data_dir, {"APPLIANCE_DEMO_BANK_URL": bank_backend.url,
+                                   "APPLIANCE_WEB_WORKERS": "1"}) as server:
+        yield server
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
+    """Poll `predicate` until it holds (True) or `timeout` seconds pass (False). The timeout
+    bounds a process's start-up or background work; no assertion is about speed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@contextlib.contextmanager
+def running_server(data_dir: Path, settings_env: dict[str, str],
+                   *seed_options: str) -> Iterator[LiveServer]:
+    """`appliance serve` on a free loopback port over a migrated database with the demo
+    seeded (`seed_options` for `appliance demo seed`), the settings in `settings_env` on top
+    of the tests' own; its output goes to DATA_DIR/serve.log. Yields once /readyz answers."""
     env = {
         **os.environ,
         "APPLIANCE_DATA_DIR": str(data_dir),
-        "APPLIANCE_DEMO_BANK_URL": bank_backend.url,
         "APPLIANCE_LLM_MAX_REPLY_TOKENS": str(TEST_REPLY_TOKENS),
         "APPLIANCE_LLM_TIMEOUT_S": str(NO_TIME_LIMIT_S),
-        "APPLIANCE_WEB_WORKERS": "1",
         "APPLIANCE_CONFIG": str(EMPTY_CONFIG),
+        **settings_env,
     }
     env.pop("APPLIANCE_DATABASE_URL", None)
     run = [sys.executable, "-m", "appliance"]
     subprocess.run([*run, "db", "migrate"], env=env, check=True, capture_output=True)
-    seeded = subprocess.run([*run, "demo", "seed", "--json"], env=env, check=True,
-                            capture_output=True, text=True)
+    seeded = subprocess.run([*run, "demo", "seed", "--json", *seed_options], env=env,
+                            check=True, capture_output=True, text=True)
     port = free_port()
     log = (data_dir / "serve.log").open("w")
     proc = subprocess.Popen([*run, "serve", "--bind", f"127.0.0.1:{port}"], env=env,

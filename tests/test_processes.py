@@ -7,11 +7,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import peewee
+from conftest import wait_for
 
 from appliance.db.models import JobRun
 from appliance.jobs import JOBS
@@ -32,15 +32,6 @@ def _env(data_dir: Path) -> dict[str, str]:
     return base | {"APPLIANCE_DATA_DIR": str(data_dir), "APPLIANCE_CONFIG": str(EMPTY_CONFIG)}
 
 
-def _wait_for(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
-
-
 def test_it_runs_the_quick_jobs_at_start_and_stops_on_sigterm(tmp_path: Path) -> None:
     env = _env(tmp_path / "data")
     subprocess.run([sys.executable, "-m", "appliance", "db", "migrate"], env=env, check=True,
@@ -54,7 +45,7 @@ def test_it_runs_the_quick_jobs_at_start_and_stops_on_sigterm(tmp_path: Path) ->
                 done = {run.job_id for run in JobRun.select().where(JobRun.status == "ok")}
             return done == {job.id for job in JOBS.values() if job.at_start}
 
-        assert _wait_for(all_jobs_ran, 60), "the scheduler did not run every job at start"
+        assert wait_for(all_jobs_ran, 60), "the scheduler did not run every job at start"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:

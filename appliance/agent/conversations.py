@@ -24,6 +24,7 @@ from typing import Any
 
 import peewee
 
+from appliance import metrics
 from appliance.agent.draft import TURN_MARKERS, SentenceGate
 from appliance.agent.flows import Flow, Flows, Followup
 from appliance.agent.grounding import ungrounded_facts, unsupported
@@ -655,6 +656,7 @@ class ConversationService:
                 self._handoffs.open(conversation, turn.escalation,
                                     trace.decision.get("evidence") or {})
                 self._outcomes.attribute(conversation, HANDED_OFF)
+        metrics.record_turn(turn.brand.slug, latency)
         return TurnResult(agent_message, conversation, reply.fallback, latency, reply.usage)
 
 

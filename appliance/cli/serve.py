@@ -22,10 +22,13 @@ def serve(ctx: CliContext, bind: str | None, workers: int | None) -> None:
     """Run the web app (API, chat, admin) under gunicorn, in the foreground."""
     from gunicorn.app.base import BaseApplication
 
+    from appliance import logs, metrics
     from appliance.services import build_services
     from appliance.web import create_app
 
     settings = ctx.settings
+    # Before the workers fork: each writes its metrics there, /metrics adds them up.
+    metrics.prepare_multiprocess(settings.data_dir / "prometheus")
 
     class Application(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -39,6 +42,10 @@ def serve(ctx: CliContext, bind: str | None, workers: int | None) -> None:
                 "accesslog": "-",
                 "errorlog": "-",
                 "loglevel": settings.log_level.lower(),
+                "logconfig_dict": logs.logging_config(settings),
+                # The path without its query string, which can hold customers' details.
+                "access_log_format": '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms',
+                "child_exit": metrics.worker_exited,
                 "proc_name": "appliance-web",
                 # No gunicorn control socket: nothing uses it, and it would land in $HOME.
                 "control_socket_disable": True,
@@ -62,10 +69,8 @@ def serve(ctx: CliContext, bind: str | None, workers: int | None) -> None:
 @pass_cli
 def scheduler(ctx: CliContext) -> None:
     """Run the background job scheduler in the foreground."""
-    import logging
-
+    from appliance import logs
     from appliance.jobs.scheduler import run_scheduler
 
-    logging.basicConfig(level=ctx.settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(ctx.settings)
     run_scheduler(ctx.services)

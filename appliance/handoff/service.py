@@ -17,7 +17,7 @@ from typing import Any
 import peewee
 import yaml
 
-from appliance import audit
+from appliance import audit, metrics
 from appliance.brands import policy_of
 from appliance.db.models import (
     AdminUser,
@@ -76,6 +76,7 @@ class HandoffService:
             workflow=(packet.get("workflow") or {}).get("name"), status=WAITING,
             packet=packet, summary=packet["summary"])
         self._webhooks.enqueue_handoff(conversation, {**packet, "id": handoff.public_id})
+        metrics.record_handoff(conversation.brand.slug, handoff.workflow, reason)
         return handoff
 
     def expected_wait_minutes(self, brand: Brand) -> int | None:

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import httpx
 import peewee
 
-from appliance import audit
+from appliance import audit, metrics
 from appliance.db.models import Brand, Conversation, WebhookDelivery, WebhookEndpoint, utcnow
 from appliance.errors import InvalidRequest, NotFound
 
@@ -328,6 +328,7 @@ class WebhookService:
             outcome = "retrying"
             changes[WebhookDelivery.next_attempt_at] = now + backoff(delivery.attempts)
         changes[WebhookDelivery.status] = PENDING if outcome == "retrying" else outcome
+        metrics.record_webhook_delivery(outcome)
         level = logging.INFO if attempt.ok else logging.WARNING
         log.log(level, "webhook %s %s to endpoint %s: attempt %d %s%s", delivery.public_id,
                 delivery.event, delivery.endpoint_id, delivery.attempts, outcome,

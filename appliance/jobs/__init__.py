@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from appliance import metrics
 from appliance.billing.contracts import contract_at
 from appliance.billing.ledger import month_bounds
 from appliance.config import Settings
@@ -186,4 +187,5 @@ def run_job(services: Services, job_id: str) -> JobRun:
         run.detail = detail
         run.finished_at = utcnow()
         run.save()
+    metrics.record_job_run(job_id, run.status, run.finished_at.replace(tzinfo=dt.UTC).timestamp())
     return run

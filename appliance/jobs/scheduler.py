@@ -8,6 +8,7 @@ from types import FrameType
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from appliance import metrics
 from appliance.jobs import JOBS, run_job
 from appliance.services import Services
 
@@ -28,7 +29,9 @@ def build_scheduler(services: Services) -> BlockingScheduler:
 
 
 def run_scheduler(services: Services) -> None:
-    """Run the quick jobs once at start, then every job on its schedule, until SIGINT/SIGTERM."""
+    """Serve the process's metrics on loopback, run the quick jobs once at start, then every
+    job on its schedule, until SIGINT/SIGTERM."""
+    _serve_metrics(services.settings.scheduler_metrics_port)
     for job in JOBS.values():
         if job.at_start:
             run_job(services, job.id)
@@ -43,3 +46,16 @@ def run_scheduler(services: Services) -> None:
         scheduler.start()
     except (KeyboardInterrupt, SystemExit):
         log.info("scheduler stopped")
+
+
+def _serve_metrics(port: int) -> None:
+    """The jobs' metrics on 127.0.0.1:`port` (0: off). A port already taken is logged, not
+    fatal: the jobs matter more than their metrics."""
+    if not port:
+        return
+    try:
+        metrics.serve_on("127.0.0.1", port)
+    except OSError as exc:
+        log.error("scheduler metrics not served: 127.0.0.1:%d: %s", port, exc.strerror)
+        return
+    log.info("scheduler metrics on http://127.0.0.1:%d/metrics", port)

@@ -16,7 +16,7 @@ import numpy as np
 import peewee
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
-from appliance import audit
+from appliance import audit, metrics
 from appliance.brands import policy_of, validated
 from appliance.db.models import (
     Article,
@@ -317,9 +317,13 @@ class KnowledgeService:
             raise IndexUnavailable(
                 f"knowledge version {version.number} of {brand.slug!r} was embedded with "
                 f"{version.embedder}; re-ingest it for {self.embedder.model_id}")
+        with metrics.time_retrieval(brand.slug):
+            return version, self._hits(version, vector, k)
+
+    def _hits(self, version: KnowledgeVersion, vector: np.ndarray, k: int) -> list[Hit]:
         found = self._index(version).search_one(vector, k)
         if not found:
-            return version, []
+            return []
         scores = {hit.id: hit.score for hit in found}
         rows = (Chunk.select(Chunk, Article, VersionArticle.provenance).join(Article)
                 .join(VersionArticle, on=(VersionArticle.article == Article.id),
@@ -332,7 +336,7 @@ class KnowledgeService:
             for c in rows
         ]
         hits.sort(key=lambda h: -h.score)
-        return version, hits
+        return hits
 
     def search(self, brand: Brand, query: str, k: int = 5
                ) -> tuple[KnowledgeVersion | None, list[Hit]]:

@@ -21,7 +21,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from appliance.errors import ConfigError, ModelError, ModelUnavailable
+from appliance import metrics
+from appliance.errors import ConfigError, ModelError, ModelTimeout, ModelUnavailable
 from appliance.llm.base import (
     ChatMessage,
     ChatModel,
@@ -178,6 +179,7 @@ class ModelRouter:
             model = self._models[model_id]
             if file_absent(model.spec):
                 failed.append(Attempt(model_id, MODEL_MISSING))
+                metrics.record_model_request(model_id, metrics.MISSING)
                 continue
             remaining = budget_end - self._clock()
             if remaining <= 0:
@@ -186,6 +188,7 @@ class ModelRouter:
             permit = self._breakers[model_id].allow()
             if permit is None:
                 failed.append(Attempt(model_id, CIRCUIT_OPEN))
+                metrics.record_model_request(model_id, metrics.BREAKER_OPEN)
                 continue
             attempt = self._attempt_params(params, model, remaining, route[index + 1:])
             started = False
@@ -193,6 +196,7 @@ class ModelRouter:
                 for event in model.stream(messages_for(model), attempt):
                     if isinstance(event, Completion):
                         permit.success()
+                        _record_answer(event, fallback=index > 0)
                         yield RoutedCompletion(event, fallback=index > 0, failed=tuple(failed),
                                                task=task)
                         return
@@ -200,6 +204,8 @@ class ModelRouter:
                     yield event
                 raise ModelUnavailable(f"model {model_id} ended its reply early")
             except ModelError as exc:
+                metrics.record_model_request(
+                    model_id, metrics.TIMEOUT if isinstance(exc, ModelTimeout) else metrics.ERROR)
                 if exc.retryable:
                     permit.failure(exc.code)
                 else:
@@ -244,3 +250,10 @@ class ModelRouter:
     def close(self) -> None:
         for model in self._models.values():
             model.close()
+
+
+def _record_answer(completion: Completion, *, fallback: bool) -> None:
+    metrics.record_model_request(completion.model_id,
+                                 metrics.FALLBACK if fallback else metrics.OK)
+    metrics.record_model_tokens(completion.model_id, completion.prompt_tokens,
+                                completion.completion_tokens)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from flask import Flask, current_app
 from flask_wtf.csrf import CSRFProtect
 
+from appliance import logs
 from appliance.config import Settings, load_settings
 from appliance.services import Services, build_services
 
@@ -21,10 +21,7 @@ def create_app(
     if services is None:
         services = build_services(load_settings())
     settings: Settings = services.settings
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
-    )
+    logs.configure(settings)
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=settings.secret_key,
@@ -37,7 +34,7 @@ def create_app(
         app.config.update(test_config)
     app.extensions[EXTENSION_KEY] = services
 
-    from appliance.web import errors, markup, meta
+    from appliance.web import errors, markup, meta, metrics
     from appliance.web.api import bp as api_bp
 
     csrf = CSRFProtect(app)
@@ -45,6 +42,7 @@ def create_app(
     markup.init_app(app)
     _database_per_request(app, services)
     app.register_blueprint(meta.bp)
+    app.register_blueprint(metrics.bp)
     app.register_blueprint(api_bp)
     csrf.exempt(api_bp)
     _register_pages(app)

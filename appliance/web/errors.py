@@ -10,6 +10,7 @@ from flask import Flask, Response, g, jsonify, make_response, render_template, r
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from appliance import logs
 from appliance.errors import (
     ApplianceError,
     AuthenticationError,
@@ -21,7 +22,7 @@ from appliance.errors import (
 
 log = logging.getLogger(__name__)
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-JSON_PREFIXES = ("/v1", "/healthz", "/readyz", "/-/")
+JSON_PREFIXES = ("/v1", "/healthz", "/readyz", "/-/", "/metrics")
 
 
 class MethodNotAllowed(InvalidRequest):
@@ -63,6 +64,8 @@ def init_app(app: Flask) -> None:
         g.request_id = (
             supplied if _CLIENT_REQUEST_ID.match(supplied) else f"req_{secrets.token_hex(8)}"
         )
+        logs.bind_request(g.request_id)
+        logs.bind(conversation_id=(request.view_args or {}).get("conversation_id"))
 
     @app.after_request
     def _echo_request_id(response: Response) -> Response:

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import jsonschema
 
+from appliance import metrics
 from appliance.workflows.schema import Toolset, ToolSpec
 
 log = logging.getLogger(__name__)
@@ -91,9 +92,11 @@ class ToolRunner:
             result = self._send(spec, path, body, idempotency_key)
         result = ToolResult(**{**result.__dict__,
                                "latency_ms": round((time.perf_counter() - started) * 1000, 2)})
+        metrics.record_tool_call(spec.name, result.status, result.latency_ms / 1000)
         level = logging.INFO if result.status != FAILED else logging.WARNING
-        log.log(level, "tool %s %s -> %s %s (%.0f ms)", spec.name, path, result.status,
-                result.http_status, result.latency_ms)
+        # The path's template, not the filled path: filled, it holds the customer's details.
+        log.log(level, "tool %s %s %s -> %s %s (%.0f ms)", spec.name, spec.method, spec.path,
+                result.status, result.http_status, result.latency_ms)
         if self._record is not None:
             redacted = {key: ("***" if key in spec.redact else value)
                         for key, value in arguments.items()}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from flask import request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from appliance import logs
 from appliance.db.models import Brand
 from appliance.errors import AuthenticationError, NotFound
 from appliance.web import services_of_app
@@ -36,6 +37,13 @@ def widget_token(brand: Brand, conversation_id: str) -> str:
 
 
 def current_principal() -> Principal:
+    """The caller, from the Authorization header; its brand joins the request's log lines."""
+    principal = _principal()
+    logs.bind(brand=principal.brand.slug)
+    return principal
+
+
+def _principal() -> Principal:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

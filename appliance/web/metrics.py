@@ -1,0 +1,52 @@
+"""`/metrics`: Prometheus's scrape, for the addresses in `metrics_allow` or with the
+`metrics_token` bearer token."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+
+from flask import Blueprint, Response, request
+
+from appliance import metrics
+from appliance.config import Settings
+from appliance.errors import PermissionDenied
+from appliance.web import services_of_app
+
+bp = Blueprint("metrics", __name__)
+
+
+@bp.get("/metrics")
+def scrape() -> Response:
+    """Every worker's metrics in the text exposition format; 403 for anyone else."""
+    _check_access(services_of_app().settings)
+    body, content_type = metrics.exposition()
+    return Response(body, content_type=content_type)
+
+
+def _check_access(settings: Settings) -> None:
+    """A request with a bearer token is judged by the token alone (a wrong one is refused
+    from anywhere); one without, by its address. The refusal names neither."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme:
+        expected = settings.metrics_token
+        if not (expected and scheme.lower() == "bearer"
+                and hmac.compare_digest(token.strip().encode(), expected.encode())):
+            raise _refused()
+        return
+    if not _allowed(request.remote_addr, settings.metrics_allow):
+        raise _refused()
+
+
+def _allowed(address: str | None, networks: tuple[str, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # an IPv4 client of a dual-stack listener
+    return any(ip in ipaddress.ip_network(network, strict=False) for network in networks)
+
+
+def _refused() -> PermissionDenied:
+    return PermissionDenied("Not allowed to read the metrics.", code="metrics_forbidden")
