@@ -126,7 +126,7 @@ class Settings:
     metrics_allow: tuple[str, ...] = _setting(
         ("127.0.0.1/32", "::1/128"), "Addresses and networks (CIDR) that may read /metrics "
         "without a token. Behind a reverse proxy on the box every request comes from loopback: "
-        "do not forward /metrics."
+        "if it forwards /metrics, set this empty so that only the token reads them."
     )
     metrics_token: str = _setting(
         "", "Bearer token that reads /metrics from any address (Authorization: Bearer TOKEN). "

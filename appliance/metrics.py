@@ -1,8 +1,8 @@
 """Prometheus metrics: every metric of the appliance and the one call that records each event.
 
 Names carry the `switchboard_` prefix, base units (seconds) and `_total` on counters. Labels
-are small, closed sets (brand slug, workflow, reason, backend: a model id, stage, result, job,
-tool), never a conversation's or a customer's id.
+are small, closed sets (brand slug, workflow, reason, backend: a model id, stage, result,
+job_id, tool), never a conversation's or a customer's id.
 
 Under gunicorn the metrics run in prometheus_client's multiprocess mode: `appliance serve`
 empties a directory and names it in PROMETHEUS_MULTIPROC_DIR before the workers fork
@@ -85,11 +85,12 @@ def _metrics() -> _Metrics:
         webhook_deliveries=Counter(
             "switchboard_webhook_deliveries_total",
             "Webhook delivery attempts by result (delivered, retrying, failed).", ["result"]),
+        # job_id, not job: Prometheus gives every scraped series a `job` label of its own.
         job_runs=Counter("switchboard_jobs_runs_total", "Background job runs by result.",
-                         ["job", "result"]),
+                         ["job_id", "result"]),
         job_last_success=Gauge(
             "switchboard_job_last_success_timestamp_seconds",
-            "Unix time at which each job last finished without error.", ["job"],
+            "Unix time at which each job last finished without error.", ["job_id"],
             multiprocess_mode="max"),
     )
 

@@ -12,9 +12,12 @@ from typing import Any
 import pytest
 from conftest import make_settings
 from flask import Flask
+from flask.testing import FlaskClient
 from metrics_support import family_names, sample_value
+from retail_support import Customer
 
 from appliance.config import Settings
+from appliance.db.models import Conversation, Handoff, Outcome
 from appliance.errors import ConfigError
 from appliance.jobs import run_job
 from appliance.services import Services
@@ -73,9 +76,9 @@ def test_it_serves_the_token_from_any_address(app: Flask) -> None:
 def test_it_counts_job_runs_and_keeps_their_last_success_time(app: Flask,
                                                                services: Services) -> None:
     client = app.test_client()
-    job = {"job": "conversations.close_idle"}
+    job = {"job_id": "conversations.close_idle"}
     before = client.get("/metrics").get_data(as_text=True)
-    run = run_job(services, job["job"])
+    run = run_job(services, job["job_id"])
     after = client.get("/metrics").get_data(as_text=True)
     assert run.status == "ok"
     runs = "switchboard_jobs_runs_total"
@@ -83,6 +86,43 @@ def test_it_counts_job_runs_and_keeps_their_last_success_time(app: Flask,
         before, runs, {**job, "result": "ok"}) + 1
     finished = run.finished_at.replace(tzinfo=dt.UTC).timestamp()
     assert sample_value(after, "switchboard_job_last_success_timestamp_seconds", job) == finished
+
+
+def test_a_workflow_turn_records_its_stages_and_its_tool_call(
+        client: FlaskClient, seeded: dict[str, Any], lumen: Any) -> None:
+    customer = Customer(client, seeded["keys"]["lumen-goods"])
+    brand = {"brand": "lumen-goods"}
+    tool = {"tool": "find_user_by_email", "result": "ok"}
+    before = client.get("/metrics").get_data(as_text=True)
+    customer.says("Hi! I'd like to cancel order #W3657213")
+    assert "found your account" in customer.says("olivia.ito5204@example.com")
+    after = client.get("/metrics").get_data(as_text=True)
+
+    def added(name: str, labels: dict[str, str]) -> float:
+        return sample_value(after, name, labels) - sample_value(before, name, labels)
+
+    assert added("switchboard_turns_total", brand) == 2
+    for stage in ("signals", "workflow", "persist", "total"):
+        assert added("switchboard_turn_duration_seconds_count", {**brand, "stage": stage}) == 2
+    assert added("switchboard_tool_calls_total", tool) == 1
+    assert added("switchboard_tool_call_duration_seconds_count", {"tool": tool["tool"]}) == 1
+
+
+def test_a_handoff_counts_with_its_reason_and_its_outcome(
+        client: FlaskClient, seeded: dict[str, Any]) -> None:
+    customer = Customer(client, seeded["keys"]["lumen-goods"])
+    before = client.get("/metrics").get_data(as_text=True)
+    customer.says("I want a human")
+    after = client.get("/metrics").get_data(as_text=True)
+    handoff = Handoff.get(Handoff.conversation == Conversation.get(
+        Conversation.public_id == customer.id))
+    outcome = Outcome.get(Outcome.conversation == handoff.conversation)
+    labels = {"brand": "lumen-goods", "reason": handoff.reason}
+    counted = {"brand": "lumen-goods", "outcome": outcome.type}
+    assert sample_value(after, "switchboard_handoffs_total", labels) == sample_value(
+        before, "switchboard_handoffs_total", labels) + 1
+    assert sample_value(after, "switchboard_outcomes_total", counted) == sample_value(
+        before, "switchboard_outcomes_total", counted) + 1
 
 
 @pytest.mark.parametrize("setting, value, says", [

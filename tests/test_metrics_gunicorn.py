@@ -143,7 +143,7 @@ def test_the_scheduler_serves_its_job_metrics_on_its_own_loopback_port(tmp_path:
 
     def every_quick_job_ran() -> bool:
         text = exposition()
-        return all(sample_value(text, "switchboard_jobs_runs_total", {"job": job}) >= 1
+        return all(sample_value(text, "switchboard_jobs_runs_total", {"job_id": job}) >= 1
                    for job in at_start)
 
     try:
@@ -151,9 +151,9 @@ def test_the_scheduler_serves_its_job_metrics_on_its_own_loopback_port(tmp_path:
         text = exposition()
         for job in at_start:
             assert sample_value(text, "switchboard_jobs_runs_total",
-                                {"job": job, "result": "ok"}) >= 1, job
+                                {"job_id": job, "result": "ok"}) >= 1, job
             assert sample_value(text, "switchboard_job_last_success_timestamp_seconds",
-                                {"job": job}) > 0, job
+                                {"job_id": job}) > 0, job
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)

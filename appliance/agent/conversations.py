@@ -392,8 +392,10 @@ class ConversationService:
         decision = escalation(facts, policy.supervision)
         followup: Followup | None = None
         if decision is None and turn.flow is not None:
+            started = time.perf_counter()
             ran = self._flows.run(turn.flow, turn.text, grounding.mode == "grounded",
                                   turn.small_talk, policy)
+            turn.latency["workflow"] = _ms(started, time.perf_counter())
             if isinstance(ran, Followup):
                 followup = ran
             elif ran is not None:

@@ -128,7 +128,8 @@ def test_it_declares_every_default_in_the_argument_specs(
 
 
 @pytest.mark.parametrize(
-    "name", ["appliance_secret_key", "appliance_database_url", "appliance_admin_password"]
+    "name", ["appliance_secret_key", "appliance_database_url", "appliance_metrics_token",
+             "appliance_admin_password"]
 )
 def test_it_keeps_secrets_out_of_logs(argument_options: dict[str, Any], name: str) -> None:
     assert argument_options[name].get("no_log") is True

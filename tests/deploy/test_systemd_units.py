@@ -146,13 +146,17 @@ def test_it_explains_why_write_execute_memory_stays_allowed(
 @pytest.mark.parametrize("name", APP_UNITS)
 def test_it_hands_secrets_over_as_credentials(service_units: dict[str, Unit], name: str) -> None:
     unit = service_units[name]
+    # Only the web app serves /metrics, so only it reads the metrics token.
+    metrics = ["metrics_token:/etc/appliance/credentials/metrics_token"] if name == WEB else []
     assert unit.all("Service", "LoadCredential") == [
         "secret_key:/etc/appliance/credentials/secret_key",
         "database_url:/etc/appliance/credentials/database_url",
+        *metrics,
     ]
     environment = " ".join(unit.all("Service", "Environment"))
     assert "APPLIANCE_SECRET_KEY_FILE=%d/secret_key" in environment
     assert "APPLIANCE_DATABASE_URL_FILE=%d/database_url" in environment
+    assert ("APPLIANCE_METRICS_TOKEN_FILE=%d/metrics_token" in environment) == (name == WEB)
     assert "APPLIANCE_CONFIG=/etc/appliance/appliance.toml" in environment
     assert unit.get("Service", "StateDirectory") == "appliance"
     assert unit.get("Service", "StateDirectoryMode") == "0700"
