@@ -10,9 +10,11 @@
    axes, int8): the labels of the `knn_neighbours` most similar rows vote, and the votes
    multiply the head's probabilities with a weight chosen on held-out folds;
 3. with out-of-scope rows (labelled `oos_label`), a scope model: a logistic regression on how
-   sure the head is (best in-scope and out-of-scope probabilities) and how close the message is
-   to the in-scope and out-of-scope examples. Its output, `out_of_scope` in [0, 1], rejects a
-   message at `threshold`.
+   sure the head is (best in-scope and out-of-scope probabilities), how close the message is
+   to the in-scope and out-of-scope examples, and how well Gaussians of the in-scope
+   embeddings explain it (Mahalanobis distance to the nearest label's, relative to that of
+   all in-scope rows, and the share of the embedding off the memory's main axes). Its
+   output, `out_of_scope` in [0, 1], rejects a message at `threshold`.
 
 Before the final fit, `folds`-fold cross-validation on the training data gives the metrics
 recorded in the artefact, the softmax temperature (fitted to the held-out scores, so that
@@ -84,6 +86,12 @@ VOTE_FLOOR = 1e-4
 EXCLUDED = -4.0
 #: Neighbours whose mean similarity is a scope feature.
 SCOPE_NEIGHBOURS = 5
+#: Added to the covariances of the density model before inverting them (after shrinkage).
+COVARIANCE_RIDGE = 1e-6
+#: Floor of a squared distance or a norm before its log or a division.
+DISTANCE_FLOOR = 1e-9
+#: Scope features the memory adds (see `_Memory.neighbourhood`).
+NEIGHBOURHOOD_FEATURES = 7
 
 
 @dataclass(frozen=True)
@@ -454,9 +462,14 @@ class _Memory:
     labels: Ints  # [rows]
     neighbours: int
     temperature: float
+    #: With an out-of-scope label: the in-scope rows' density, for scope features.
+    density: _Density | None = None
 
     @classmethod
-    def build(cls, vectors: Vectors, y: Ints, options: TrainOptions) -> _Memory:
+    def build(cls, vectors: Vectors, y: Ints, options: TrainOptions,
+              oos: int | None = None) -> _Memory:
+        """The memory of (at most `options.max_memory_rows` of) the rows; with `oos`, also
+        the density of the in-scope rows in the memory's space."""
         keep = _subsample(y, options.max_memory_rows, options.seed)
         chosen = np.asarray(vectors[keep], dtype=np.float64)
         mean = chosen.mean(axis=0)
@@ -465,13 +478,20 @@ class _Memory:
         projected = _unit((chosen - mean) @ projection.astype(np.float64))
         scale = float(np.abs(projected).max()) / 127 or 1.0
         rows = np.round(projected / scale).astype(np.int8)
-        return cls(mean.astype(np.float32), projection, rows, scale, y[keep],
-                   min(options.knn_neighbours, len(keep)), options.knn_temperature)
+        memory = cls(mean.astype(np.float32), projection, rows, scale, y[keep],
+                     min(options.knn_neighbours, len(keep)), options.knn_temperature)
+        if oos is not None and (y != oos).any():
+            _, raw = memory.raw(vectors)
+            memory.density = _Density.fit(raw[y != oos], y[y != oos])
+        return memory
+
+    def raw(self, vectors: Vectors) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """(centred embeddings, their projection on the memory's axes before unit length)."""
+        centred = np.asarray(vectors, dtype=np.float32) - self.mean
+        return centred, centred @ self.projection.astype(np.float32)
 
     def project(self, vectors: Vectors) -> npt.NDArray[np.float32]:
-        centred = np.asarray(vectors, dtype=np.float32) - self.mean
-        raw = centred @ self.projection.astype(np.float32)
-        projected: npt.NDArray[np.float32] = _unit(raw).astype(np.float32)
+        projected: npt.NDArray[np.float32] = _unit(self.raw(vectors)[1]).astype(np.float32)
         return projected
 
     def similarities(self, vectors: Vectors) -> npt.NDArray[np.float32]:
@@ -500,16 +520,76 @@ class _Memory:
         return centroids
 
     def neighbourhood(self, vectors: Vectors, oos: int, n_labels: int) -> Floats:
-        """Scope features from the memory: similarity to the nearest in-scope centroid, to
-        the nearest in-scope row, mean similarity to the SCOPE_NEIGHBOURS nearest in-scope
-        rows, and similarity to the nearest out-of-scope row."""
+        """Scope features from the memory (NEIGHBOURHOOD_FEATURES columns): similarity to
+        the nearest in-scope centroid, to the nearest in-scope row, mean similarity to the
+        SCOPE_NEIGHBOURS nearest in-scope rows, similarity to the nearest out-of-scope row,
+        then the density's features (`_Density.features`). Needs a memory built with `oos`."""
+        assert self.density is not None, "the memory was built without an out-of-scope label"
         similarities = self.similarities(vectors)
         is_oos = self.labels == oos
         centroid = (self.project(vectors) @ self.centroids(oos, n_labels)).max(axis=1)
         in_scope = -np.sort(-(similarities + EXCLUDED * is_oos), axis=1)
         nearest = in_scope[:, :min(SCOPE_NEIGHBOURS, int((~is_oos).sum()))]
         out_of_scope = (similarities + EXCLUDED * ~is_oos).max(axis=1)
-        return np.column_stack([centroid, nearest[:, 0], nearest.mean(axis=1), out_of_scope])
+        return np.column_stack([centroid, nearest[:, 0], nearest.mean(axis=1), out_of_scope,
+                                self.density.features(*self.raw(vectors))])
+
+
+@dataclass
+class _Density:
+    """Gaussians of the in-scope rows in the memory's projected space (before unit length):
+    one per label around its mean with a covariance shared by all labels, and one around the
+    mean of all in-scope rows ("relative Mahalanobis distance", Ren et al. 2021). Text of
+    a topic the model never saw lies off the labels' Gaussians and, more than in-scope text,
+    off the memory's main axes; the similarities to single rows miss both.
+
+    Distances are computed in whitened coordinates (`x @ whiten`, where whiten @ whiten.T is
+    the inverse covariance), so that the ONNX graph needs only matrix products."""
+
+    whiten: npt.NDArray[np.float32]  # [dims, dims], shared by the labels
+    means: npt.NDArray[np.float32]  # [labels, dims], whitened
+    background_whiten: npt.NDArray[np.float32]  # [dims, dims]
+    background_mean: npt.NDArray[np.float32]  # [dims], whitened
+
+    @classmethod
+    def fit(cls, raw: npt.NDArray[np.float32], y: Ints) -> _Density:
+        x = np.asarray(raw, dtype=np.float64)
+        labels, index = np.unique(y, return_inverse=True)
+        means = np.stack([x[index == k].mean(axis=0) for k in range(len(labels))])
+        whiten = _whitening(x - means[index])
+        background = x.mean(axis=0)
+        background_whiten = _whitening(x - background)
+        return cls(whiten.astype(np.float32), (means @ whiten).astype(np.float32),
+                   background_whiten.astype(np.float32),
+                   (background @ background_whiten).astype(np.float32))
+
+    def features(self, centred: npt.NDArray[np.float32],
+                 raw: npt.NDArray[np.float32]) -> Floats:
+        """[texts, 3]: the share of the centred embedding off the memory's axes, the log of
+        the squared Mahalanobis distance to the nearest label, and that log minus the log of
+        the distance to all in-scope rows."""
+        off_axes = 1 - (raw ** 2).sum(axis=1) / np.maximum((centred ** 2).sum(axis=1),
+                                                          DISTANCE_FLOOR)
+        w = raw @ self.whiten
+        squared = ((w ** 2).sum(axis=1, keepdims=True) - 2 * w @ self.means.T
+                   + (self.means ** 2).sum(axis=1))
+        nearest = np.log(np.maximum(squared.min(axis=1), DISTANCE_FLOOR))
+        background = ((raw @ self.background_whiten - self.background_mean) ** 2).sum(axis=1)
+        relative = nearest - np.log(np.maximum(background, DISTANCE_FLOOR))
+        return np.column_stack([off_axes, nearest, relative]).astype(np.float64)
+
+
+def _whitening(residuals: Floats) -> Floats:
+    """W with W @ W.T the inverse of the residuals' covariance, shrunk towards a multiple of
+    the identity by the Ledoit-Wolf estimate: with few rows per dimension (a brand's first
+    few dozen examples) the sample covariance is singular, and distances along the axes it
+    never saw would be arbitrary; with many rows the shrinkage all but vanishes."""
+    from sklearn.covariance import ledoit_wolf
+
+    covariance, _ = ledoit_wolf(residuals, assume_centered=True)
+    covariance += COVARIANCE_RIDGE * np.eye(len(covariance))
+    result: Floats = np.linalg.cholesky(np.linalg.inv(covariance))
+    return result
 
 
 def _subsample(y: Ints, limit: int, seed: int) -> Ints:
@@ -577,7 +657,7 @@ class _Parts:
             scope: _Scope | None) -> _Parts:
         features = _Features(options).fit(texts)
         coef, intercept = _fit_linear(features.transform(texts, vectors), y, n_labels, options)
-        memory = _Memory.build(vectors, y, options) if vectors is not None else None
+        memory = _Memory.build(vectors, y, options, oos) if vectors is not None else None
         return cls(features, (coef.T / temperature).astype(np.float16),
                    (intercept / temperature).astype(np.float32), memory, knn_weight, scope,
                    oos, n_labels)
@@ -664,7 +744,8 @@ def _cross_validate(texts: list[str], vectors: Vectors | None, y: Ints, n_labels
     fold holds out stay zero)."""
     held = _HeldOut(np.zeros((len(y), n_labels)),
                     np.zeros((len(y), n_labels)) if vectors is not None else None,
-                    np.zeros((len(y), 4)) if vectors is not None and oos is not None else None)
+                    np.zeros((len(y), NEIGHBOURHOOD_FEATURES))
+                    if vectors is not None and oos is not None else None)
     for train_rows, test_rows in splits:
         part = [texts[i] for i in train_rows]
         test = [texts[i] for i in test_rows]
@@ -676,7 +757,7 @@ def _cross_validate(texts: list[str], vectors: Vectors | None, y: Ints, n_labels
         held.scores[test_rows] = np.asarray(features.transform(test, test_vectors) @ coef.T) \
             + intercept
         if part_vectors is not None and test_vectors is not None:
-            memory = _Memory.build(part_vectors, y[train_rows], options)
+            memory = _Memory.build(part_vectors, y[train_rows], options, oos)
             assert held.votes is not None
             held.votes[test_rows] = memory.votes(memory.similarities(test_vectors), n_labels)
             if held.neighbourhood is not None and oos is not None:
@@ -781,8 +862,8 @@ def _choose_threshold(probabilities: Floats, scope: Floats, y: Ints, oos: int,
                       budget: float, unfamiliar: Floats) -> tuple[float, list[dict[str, float]]]:
     """The threshold on P(out of scope) that rejects the most held-out out-of-scope rows
     (the unfamiliar rows' `unfamiliar` probabilities counted with them) while held-out
-    in-scope accuracy stays within `budget` of what it is without rejecting, and the
-    trade-off around it."""
+    in-scope accuracy stays within `budget` of what it is without rejecting (the middle one
+    of thresholds that do equally well), and the trade-off around it."""
     is_oos = y == oos
     best_in_scope = np.where(np.arange(probabilities.shape[1]) == oos, -1.0,
                              probabilities).argmax(axis=1)
@@ -800,7 +881,13 @@ def _choose_threshold(probabilities: Floats, scope: Floats, y: Ints, oos: int,
         curve.append(point)
     allowed = [i for i, point in enumerate(curve)
                if point["in_scope_accuracy"] >= unrejected - budget] or [len(curve) - 1]
-    best = max(allowed, key=lambda i: (curve[i]["rejected"], curve[i]["in_scope_accuracy"]))
+    def key(i: int) -> tuple[float, float]:
+        return curve[i]["rejected"], curve[i]["in_scope_accuracy"]
+
+    # Of thresholds that tie (small, separable data), the middle one: the lowest would
+    # reject any paraphrase a little less familiar than the training rows.
+    tied = [i for i in allowed if key(i) == max(key(j) for j in allowed)]
+    best = tied[len(tied) // 2]
     shown = sorted({*range(max(0, best - 30), min(len(curve), best + 31), 10), best})
     return curve[best]["threshold"], [curve[i] for i in shown]
 
@@ -850,18 +937,18 @@ def _to_onnx(parts: _Parts, options: TrainOptions) -> bytes:
     features = g.op("Concat", *blocks, axis=1)
     weights = g.op("Cast", g.const("head_weights", parts.weights), to=TensorProto.FLOAT)
     logits = g.op("Add", g.op("MatMul", features, weights), g.const("head_bias", parts.bias))
-    blended, similarities, projected = logits, None, None
+    blended, memory_nodes = logits, None
     if parts.memory is not None:
-        projected, similarities, votes = _knn_nodes(g, parts.memory, parts.n_labels)
+        memory_nodes = _knn_nodes(g, parts.memory, parts.n_labels)
         if parts.knn_weight:
-            floor = g.op("Add", votes, g.const("vote_floor", _f32(VOTE_FLOOR)))
+            floor = g.op("Add", memory_nodes.votes, g.const("vote_floor", _f32(VOTE_FLOOR)))
             blended = g.op("Add", logits, g.op("Mul", g.op("Log", floor), g.const(
                 "knn_weight", _f32(parts.knn_weight))))
     g.op("Softmax", blended, out="probabilities", axis=1)
     outputs.append(helper.make_tensor_value_info("probabilities", TensorProto.FLOAT,
                                                  [None, parts.n_labels]))
     if parts.scope is not None and parts.oos is not None:
-        _scope_nodes(g, parts, g.op("Softmax", logits, axis=1), projected, similarities)
+        _scope_nodes(g, parts, g.op("Softmax", logits, axis=1), memory_nodes)
         outputs.append(helper.make_tensor_value_info("out_of_scope", TensorProto.FLOAT, [None]))
     graph = helper.make_graph(g.nodes, "text_classifier", inputs, outputs,
                               initializer=g.initializers)
@@ -902,7 +989,18 @@ def _text_blocks(g: _Graph, features: _Features, opsets: dict[str, int]) -> list
     return blocks
 
 
-def _knn_nodes(g: _Graph, memory: _Memory, n_labels: int) -> tuple[str, str, str]:
+@dataclass(frozen=True)
+class _MemoryNodes:
+    """Names of the memory's outputs in the graph."""
+
+    centred: str  # the embedding minus the memory's mean
+    raw: str  # centred, projected on the memory's axes
+    projected: str  # raw at unit length
+    similarities: str  # to every memory row
+    votes: str  # each label's share of the neighbours' votes
+
+
+def _knn_nodes(g: _Graph, memory: _Memory, n_labels: int) -> _MemoryNodes:
     """Nodes computing the projected query, its similarities to the memory, and the votes."""
     from onnx import TensorProto
 
@@ -931,11 +1029,11 @@ def _knn_nodes(g: _Graph, memory: _Memory, n_labels: int) -> tuple[str, str, str
                                          g.const("axis2", _i64(2))))
     votes = g.op("ReduceSum", weighted, "axis1", keepdims=0)
     total = g.op("ReduceSum", votes, "axis1", keepdims=1)
-    return projected, similarities, g.op("Div", votes, total)
+    return _MemoryNodes(centred, raw, projected, similarities, g.op("Div", votes, total))
 
 
-def _scope_nodes(g: _Graph, parts: _Parts, head_probabilities: str, projected: str | None,
-                 similarities: str | None) -> None:
+def _scope_nodes(g: _Graph, parts: _Parts, head_probabilities: str,
+                 nodes: _MemoryNodes | None) -> None:
     """Nodes computing `out_of_scope` from the head's probabilities and the memory."""
     assert parts.scope is not None and parts.oos is not None
     oos, n_labels = parts.oos, parts.n_labels
@@ -948,7 +1046,8 @@ def _scope_nodes(g: _Graph, parts: _Parts, head_probabilities: str, projected: s
                            axis=1)
     columns = [g.op("Log", g.op("Add", best, eps)), g.op("Log", g.op("Add", oos_probability, eps))]
     memory = parts.memory
-    if memory is not None and projected is not None and similarities is not None:
+    if memory is not None and nodes is not None:
+        projected, similarities = nodes.projected, nodes.similarities
         is_oos = (memory.labels == oos).astype(np.float32)
         nearest = min(SCOPE_NEIGHBOURS, int((1 - is_oos).sum()))
         centroid = g.op("MatMul", projected, g.const("centroids", memory.centroids(oos, n_labels)))
@@ -961,11 +1060,39 @@ def _scope_nodes(g: _Graph, parts: _Parts, head_probabilities: str, projected: s
         out_of_scope = g.op("Add", similarities, g.const("exclude_in_scope",
                                                          EXCLUDED * (1 - is_oos)))
         columns.append(g.op("ReduceMax", out_of_scope, axes=[1], keepdims=1))
+        assert memory.density is not None
+        columns += _density_nodes(g, memory.density, nodes)
     features = g.op("Concat", *columns, axis=1)
     z = g.op("Add", g.op("MatMul", features, g.const(
         "scope_weights", parts.scope.weights.astype(np.float32)[:, None])),
         g.const("scope_bias", _f32(parts.scope.bias)))
     g.op("Reshape", g.op("Sigmoid", z), g.const("flat", _i64(-1)), out="out_of_scope")
+
+
+def _density_nodes(g: _Graph, density: _Density, nodes: _MemoryNodes) -> list[str]:
+    """Nodes computing `_Density.features`, each a [N, 1] column."""
+    floor = g.const("distance_floor", _f32(DISTANCE_FLOOR))
+
+    def squared_norm(x: str) -> str:
+        return str(g.op("ReduceSum", g.op("Mul", x, x), "axis1", keepdims=1))
+
+    def log_floor(x: str) -> str:
+        return str(g.op("Log", g.op("Max", x, floor)))
+
+    off_axes = g.op("Sub", g.const("density_one", _f32(1.0)),
+                    g.op("Div", squared_norm(nodes.raw),
+                         g.op("Max", squared_norm(nodes.centred), floor)))
+    w = g.op("MatMul", nodes.raw, g.const("density_whiten", density.whiten))
+    cross = g.op("MatMul", w, g.const("density_means", density.means.T))
+    squared = g.op("Add", g.op("Sub", squared_norm(w), g.op("Mul", cross, g.const(
+        "density_two", _f32(2.0)))), g.const("density_mean_norms",
+                                             (density.means ** 2).sum(axis=1)))
+    nearest = log_floor(g.op("ReduceMin", squared, axes=[1], keepdims=1))
+    background = g.op("Sub", g.op("MatMul", nodes.raw, g.const(
+        "density_background_whiten", density.background_whiten)),
+        g.const("density_background_mean", density.background_mean))
+    relative = g.op("Sub", nearest, log_floor(squared_norm(background)))
+    return [off_axes, nearest, relative]
 
 
 def _f32(*values: float) -> npt.NDArray[np.float32]:
@@ -1046,7 +1173,10 @@ def _meta(name: str, label_set: list[str], oos_label: str | None, threshold: flo
             "features": ["log best in-scope probability", "log out-of-scope probability",
                          *(["nearest in-scope centroid", "nearest in-scope row",
                             f"mean of {SCOPE_NEIGHBOURS} nearest in-scope rows",
-                            "nearest out-of-scope row"] if memory is not None else [])],
+                            "nearest out-of-scope row", "share off the memory's axes",
+                            "log Mahalanobis distance to the nearest in-scope label",
+                            "the same minus log distance to all in-scope rows"]
+                           if memory is not None else [])],
             "weights": [round(float(w), 6) for w in parts.scope.weights],
             "bias": round(parts.scope.bias, 6)},
         "embedder": model_id,

@@ -14,10 +14,17 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime
 import pytest
 
 from appliance.errors import InvalidRequest, ModelUnavailable
-from appliance.signals.classifier import META_FILE, MODEL_FILE, Prediction, TextClassifier
+from appliance.signals.classifier import (
+    META_FILE,
+    MODEL_FILE,
+    Prediction,
+    TextClassifier,
+    normalise_text,
+)
 from appliance.signals.onnx_embedder import OnnxEmbedder
 from appliance.signals.training import (
     METRIC_KEYS,
@@ -95,7 +102,7 @@ def test_it_writes_the_model_and_its_metadata(model_dir: Path, embedder: OnnxEmb
     assert meta["threshold_on"] == "out_of_scope"
     assert "out of fold" in meta["threshold_rule"]
     assert meta["memory"]["rows"] == len(texts) and meta["memory"]["dtype"] == "int8"
-    assert len(meta["scope"]["weights"]) == len(meta["scope"]["features"]) == 6
+    assert len(meta["scope"]["weights"]) == len(meta["scope"]["features"]) == 9
     assert meta["features"]["embedding"] == {"model_id": embedder.model_id, "dim": 384,
                                              "weight": TrainOptions().embedding_weight}
     assert meta["embedder"] == "all-minilm-l6-v2-int8@128"
@@ -131,6 +138,63 @@ def test_its_scope_model_learns_from_intents_left_out_of_training(
     assert all("unfamiliar_recall" not in point
                for point in alone.meta["metrics"]["threshold_trade_off"])
     assert alone.meta["options"]["leave_labels_out"] is False
+
+
+def _scope_features_from_onnx(model_dir: Path, texts: list[str],
+                              vectors: np.ndarray) -> np.ndarray:
+    """The scope model's input matrix, as onnxruntime computes it: the model with the
+    Concat that feeds the scope weights exposed as an extra output."""
+    model = onnx.load(str(model_dir / MODEL_FILE))
+    scope_matmul = next(n for n in model.graph.node
+                        if n.op_type == "MatMul" and "scope_weights" in str(n.input))
+    concat = next(n for n in model.graph.node if scope_matmul.input[0] in n.output)
+    model.graph.output.append(onnx.helper.make_tensor_value_info(
+        concat.output[0], onnx.TensorProto.FLOAT, None))
+    session = onnxruntime.InferenceSession(model.SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
+    feeds = {"text": np.array([[normalise_text(t)] for t in texts], dtype=object),
+             "embedding": vectors}
+    features: np.ndarray = session.run([concat.output[0]], feeds)[0]
+    return features
+
+
+def test_its_scope_features_in_onnx_equal_numpys(artefact: Artefact, model_dir: Path,
+                                                 embedder: OnnxEmbedder) -> None:
+    texts = ["Has my card been posted?", "I need a new PIN", "what is the capital of France",
+             "play some jazz music", *BAD_INPUTS[:2]]
+    vectors = embedder.embed(texts)
+    memory, oos = artefact.parts.memory, artefact.parts.oos
+    assert memory is not None and oos is not None
+
+    ours = _scope_features_from_onnx(model_dir, texts, vectors)
+    reference = memory.neighbourhood(vectors, oos, artefact.parts.n_labels)
+
+    assert ours.shape == (len(texts), 9)
+    # Columns 2-5: similarities; 6: share off the axes; 7-8: log Mahalanobis distances.
+    assert np.allclose(ours[:, 2:], reference, atol=1e-4, rtol=1e-4)
+
+
+def test_its_density_features_tell_unseen_topics_from_paraphrases(
+        artefact: Artefact, embedder: OnnxEmbedder) -> None:
+    paraphrases = ["has my card been sent out already?", "I can't remember my PIN",
+                   "my refund still isn't here", "what rate do you use to convert currency"]
+    unseen = ["what is the capital of France", "play some jazz music",
+              "how many calories are in an apple", "book a table for two tonight"]
+    memory = artefact.parts.memory
+    assert memory is not None and memory.density is not None
+    near, far = (memory.density.features(*memory.raw(embedder.embed(t)))
+                 for t in (paraphrases, unseen))
+    meta = artefact.meta["scope"]
+
+    assert meta["features"][-3:] == [
+        "share off the memory's axes",
+        "log Mahalanobis distance to the nearest in-scope label",
+        "the same minus log distance to all in-scope rows"]
+    # Each unseen topic is farther from the nearest intent than any paraphrase, in absolute
+    # terms and relative to the in-scope rows as a whole.
+    assert far[:, 1].min() > near[:, 1].max()
+    assert far[:, 2].min() > near[:, 2].max()
+    assert ((near[:, 0] >= 0) & (near[:, 0] < 1)).all()
 
 
 def test_it_hashes_the_training_data_regardless_of_row_order() -> None:
