@@ -51,7 +51,7 @@ class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         for name, var in _CONTEXT.items():
             value = var.get()
-            if value is not None:
+            if value:
                 setattr(record, name, value)
         return True
 

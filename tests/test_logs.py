@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import make_settings
 from metrics_support import sample_value
 from retail_support import RetailBackend
+from server_support import make_settings
 
 from appliance import logs, metrics
 from appliance.workflows.schema import parse_toolset
@@ -63,6 +63,21 @@ def test_it_writes_json_lines_with_the_ids_bound_to_the_request(json_lines: Any)
     assert second["request_id"] == "req_def456"
     assert "brand" not in second and "conversation_id" not in second
     assert first["time"] and first["process"]
+
+
+def test_text_lines_carry_the_bound_ids_after_the_message(tmp_path: Path) -> None:
+    formatter = logs.make_formatter(make_settings(tmp_path, log_format="text").log_format)
+    record = logging.LogRecord("appliance.agent", logging.INFO, __file__, 1, "replied", None,
+                               None)
+    logs.bind_request("req_abc123")
+    logs.bind(brand="rho-bank")
+    try:
+        assert logs.ContextFilter().filter(record)
+        assert formatter.format(record).endswith(
+            f"INFO [{record.process}] appliance.agent: replied "
+            "[request_id=req_abc123 brand=rho-bank]")
+    finally:
+        logs.bind_request("")
 
 
 def test_a_tool_call_logs_its_path_template_and_never_the_customers_email(

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_settings
 from flask import Flask
 from flask.testing import FlaskClient
 from metrics_support import family_names, sample_value
 from retail_support import Customer
+from server_support import make_settings
 
 from appliance.config import Settings
 from appliance.db.models import Conversation, Handoff, Outcome

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import EMPTY_CONFIG, LiveServer, running_server, wait_for
 from demo_backends import free_port
 from metrics_support import sample_value
+from server_support import EMPTY_CONFIG, LiveServer, running_server, wait_for
 
 from appliance.jobs import JOBS
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import peewee
-from conftest import wait_for
+from server_support import wait_for
 
 from appliance.db.models import JobRun
 from appliance.jobs import JOBS
