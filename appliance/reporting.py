@@ -426,7 +426,9 @@ class ReportService:
     @staticmethod
     def _figures(scope: peewee.Expression, group_by: str | None) -> dict[str, Figures]:
         """Figures per group (one group "" without `group_by`), from one GROUP BY."""
-        keys: list[Any] = ([fn.DATE(Conversation.created_at)] if group_by == "day" else
+        # The day as the database writes it ("YYYY-MM-DD", or a date), not read back as a time.
+        day = fn.DATE(Conversation.created_at).coerce(False)
+        keys: list[Any] = ([day] if group_by == "day" else
                            [Outcome.workflow] if group_by == "workflow" else [])
         columns = [Outcome.type, Outcome.how, Outcome.rule]
         query = (Conversation.select(*keys, *columns, fn.COUNT(Conversation.id),

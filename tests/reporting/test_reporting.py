@@ -130,7 +130,9 @@ def test_the_api_and_the_cli_serve_the_same_figures_by_day_and_workflow(
         expected["totals"]["conversations"]
     assert sum(g["conversations"] for g in by_day["groups"]) == \
         expected["totals"]["conversations"]
+    days = {span.since.date().isoformat() for span in day.period.days()}
     assert [g["key"] for g in by_day["groups"]] == sorted(g["key"] for g in by_day["groups"])
+    assert {g["key"] for g in by_day["groups"]} <= days
     assert table.exit_code == 0, table.output
     assert re.search(r"^all\s+outcomes\.upsell\s+1$", table.output, re.M)
     assert "billing.billable_this_period" in report_csv(
