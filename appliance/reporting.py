@@ -341,10 +341,14 @@ def _current_outcome() -> peewee.Expression:
     return (Outcome.conversation == Conversation.id) & (Outcome.state != REVERSED)
 
 
-def _latest_ratings() -> peewee.SelectQuery:
-    """The id of each conversation's latest feedback that gave a rating."""
-    return (Feedback.select(fn.MAX(Feedback.id)).where(Feedback.csat.is_null(False))
-            .group_by(Feedback.conversation))
+def _latest_rating() -> peewee.Expression:
+    """A feedback row is its conversation's latest rating: it has one and no later row does
+    (an index lookup per row; an IN over a grouped MAX made SQLite rescan per conversation)."""
+    later = Feedback.alias()
+    latest: peewee.Expression = Feedback.csat.is_null(False) & ~fn.EXISTS(
+        later.select(later.id).where((later.conversation == Feedback.conversation)
+                                     & later.csat.is_null(False) & (later.id > Feedback.id)))
+    return latest
 
 
 def _selected(selection: Selection) -> peewee.Expression:
@@ -371,7 +375,7 @@ def _selected(selection: Selection) -> peewee.Expression:
                                            .where(Handoff.reason == selection.reason)))
     if selection.csat is not None:
         clauses.append(Conversation.id.in_(Feedback.select(Feedback.conversation).where(
-            Feedback.id.in_(_latest_ratings()) & (Feedback.csat == selection.csat))))
+            _latest_rating() & (Feedback.csat == selection.csat))))
     return functools.reduce(operator.and_, clauses, Conversation.id.is_null(False))
 
 
@@ -445,7 +449,7 @@ class ReportService:
     @staticmethod
     def _csat(scope: peewee.Expression) -> dict[int, int]:
         query = (Feedback.select(Feedback.csat, fn.COUNT(Feedback.id)).join(Conversation)
-                 .where(scope & Feedback.id.in_(_latest_ratings()))
+                 .where(scope & _latest_rating())
                  .group_by(Feedback.csat))
         found = Counter({score: 0 for score in range(1, 6)})
         found.update({int(score): int(count) for score, count in _rows(query)})
