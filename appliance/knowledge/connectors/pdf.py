@@ -3,7 +3,8 @@
 One PDF is one document and each page one section. A page's heading is the PDF outline's
 (bookmarks') entry for it, else its first line when that line looks like a heading (short, no
 closing punctuation, not repeated on other pages as a running header), else "Page N". The title is
-the PDF's /Title, else the first line of the first page. A corrupt or password-protected PDF, or
+the PDF's /Title, else the first line of the first page. A running footer (the same last line on
+every page, page numbers aside) is dropped. A corrupt or password-protected PDF, or
 one with no text layer (a scan), is a DocumentError.
 """
 
@@ -34,6 +35,7 @@ from appliance.knowledge.connectors._common import (
 
 _HEADING_MAX_CHARS = 60
 _HEADING_MAX_WORDS = 8
+_DIGITS = re.compile(r"\d+")
 _PAGE_NUMBER = re.compile(r"(page\s*)?\d+(\s*(/|of)\s*\d+)?", re.IGNORECASE)
 
 
@@ -78,7 +80,7 @@ def _pages_text(reader: PdfReader) -> list[str]:
 
 def _document(file: Path, name: str) -> RawDocument:
     reader = _open(read_bytes(file))
-    texts = _pages_text(reader)
+    texts = _without_running_footer(_pages_text(reader))
     if not any(text.strip() for text in texts):
         raise BadDocument("the PDF has no text layer (a scan?); nothing to read")
     outline = _outline_headings(reader)
@@ -136,6 +138,17 @@ def _running_headers(texts: list[str]) -> set[str]:
     """First lines repeated on several pages: running headers, not headings."""
     firsts = Counter(first_line(text, 200) for text in texts if text.strip())
     return {line for line, count in firsts.items() if count > 1}
+
+
+def _without_running_footer(texts: list[str]) -> list[str]:
+    """The pages without their running footer: a last line that every page of several ends
+    with, page numbers aside ("Acme Policy, 2021 edition.  Page 2 of 3"). It is the document's
+    furniture, not its content, and quoted to a customer it says nothing."""
+    lasts = [text.rstrip().rsplit("\n", 1)[-1] for text in texts]
+    shapes = {_DIGITS.sub("#", collapse(last)) for last in lasts}
+    if len(texts) < 2 or len(shapes) != 1 or not any(c.isalpha() for c in lasts[0]):
+        return texts
+    return [text.rstrip()[:-len(last)] for text, last in zip(texts, lasts, strict=True)]
 
 
 def _split_heading(text: str, outlined: str | None, running: set[str]) -> tuple[str | None, str]:

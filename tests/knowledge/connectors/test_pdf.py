@@ -147,3 +147,24 @@ def test_it_reports_an_oversized_pdf_without_reading_it(read, tmp_path):
 def test_it_refuses_a_single_file_that_is_not_a_pdf(fixtures):
     with pytest.raises(SourceError, match="is not a PDF"):
         list(pdf.read(fixtures / "markdown" / "notes.txt", {}))
+
+
+class _Policy(FPDF):
+    def footer(self) -> None:
+        self.set_y(-15)
+        self.set_font("Helvetica", size=8)
+        self.cell(0, 6, f"Northwind Returns Policy, 2021 edition.  Page {self.page_no()} of 2")
+
+
+def test_it_drops_a_running_footer_that_differs_only_in_its_page_number(read, tmp_path):
+    document = _Policy()
+    document.set_font("Helvetica", size=12)
+    for text in ("Returns are accepted within 60 days.", "Refunds take 5 to 7 business days."):
+        document.add_page()
+        _write(document, text)
+    document.output(str(tmp_path / "policy.pdf"))
+
+    (read_back,) = read(pdf.read, tmp_path / "policy.pdf").documents
+
+    assert [section.text for section in read_back.sections] == [
+        "Returns are accepted within 60 days.", "Refunds take 5 to 7 business days."]
