@@ -174,7 +174,9 @@ class Quoter:
             own = vectors @ question
             relevance = np.maximum(own, (own + headings @ question) / 2)
             for unit, score in zip(units, relevance.tolist(), strict=True):
-                if score >= min_relevance:
+                # A question answers nothing, however close its words are to the customer's
+                # ("Is our return window 14 or 30 days?" asked in a chat export).
+                if score >= min_relevance and not unit.text.endswith("?"):
                     ranked.append(Chosen(unit, hit, float(score), order))
                 order += 1
         ranked.sort(key=lambda chosen: (-chosen.relevance, -chosen.hit.score))
@@ -188,28 +190,46 @@ class Quoter:
         if not ranked:
             return None
         facing = [c for c in ranked if c.hit.customer_facing]
-        best = (facing or ranked)[0].hit
+        top = (facing or ranked)[0]
+        best = top.hit
         units, _, _ = self._units(best)
-        mine = [c for c in ranked if c.hit.chunk_id == best.chunk_id][:max_units]
+        mine = [c for c in ranked if c.hit.chunk_id == best.chunk_id
+                and _same_answer(c.unit, top.unit)][:max_units]
         keep: set[int] = set()
         for chosen in mine:
             index = units.index(chosen.unit)
             keep.add(index)
             group = [i for i, u in enumerate(units) if u.group == chosen.unit.group]
-            if chosen.unit.item or chosen.unit.leads:
+            following = units[index + 1] if index + 1 < len(units) else None
+            # "We confirm who you are." goes on into "We need either:" and its list.
+            leads_on = following is not None and following.leads and following.group == (
+                chosen.unit.group)
+            if chosen.unit.item or chosen.unit.leads or leads_on:
                 # A list is quoted whole, with its lead-in: never from its middle.
                 keep.update(i for i in group if units[i].leads)
                 keep.update([i for i in group if units[i].item][:max_items])
         return best, _render([units[i] for i in sorted(keep)])
 
 
+def _same_answer(unit: Unit, best: Unit) -> bool:
+    """Whether `unit` may be quoted with `best`: a FAQ's passage answers several questions,
+    and a sentence from another question's answer reads as a non sequitur; sections under
+    topic headings are one page's continuation."""
+    return unit.heading == best.heading or not (
+        unit.heading.endswith("?") or best.heading.endswith("?"))
+
+
 def facts(ranked: Sequence[Chosen], budget: int, count: Callable[[str], int]
           ) -> list[tuple[Hit, list[str]]]:
     """The most relevant of the `ranked` units that fit `budget` tokens (`count` counts
-    them), grouped by passage and in passage order: the knowledge a grounded prompt carries."""
+    them), grouped by passage and in passage order: the knowledge a grounded prompt carries.
+    Customer-facing passages are preferred as for quotes: where they hold a relevant unit,
+    agent-facing ones (an internal wiki's stale figure, a chat thread's guesses) are left
+    out, so the draft says what the customer-facing pages say."""
+    facing = [chosen for chosen in ranked if chosen.hit.customer_facing]
     kept: list[Chosen] = []
     spent = 0
-    for chosen in ranked:
+    for chosen in facing or ranked:
         cost = count(chosen.unit.text) + 2
         if spent + cost <= budget:
             kept.append(chosen)

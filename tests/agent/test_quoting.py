@@ -229,3 +229,81 @@ def test_an_answer_is_as_relevant_as_the_question_it_answers(
     assert quoted is not None
     assert quoted[1].startswith("Standard shipping usually takes 3 to 5 business days")
     assert quoter.rank(question, [bare], minimum) == [], "on its own words alone, too far"
+
+
+# A help page's section with a sentence that goes on into a list, and a FAQ chunk whose
+# passage answers two questions.
+ACCOUNT = """How we verify it's you
+
+Before we look at orders or make any change, we confirm who you are, even if you already gave \
+us your user ID. We need either:
+
+- the email address on your account, or
+- your full name and the zip code of your address."""
+
+ORDERS_FAQ = """Yes, as long as it is still pending. Once an order is processed it can't be \
+cancelled.
+
+Can I change the shipping address?
+Only while the order is pending. After that it is already with the carrier."""
+
+
+def test_a_sentence_that_leads_into_a_list_is_quoted_with_it(
+    quoter: Quoter, embedder: Embedder
+) -> None:
+    question = embedder.embed_one("How do you verify who I am?")
+    ranked = quoter.rank(question, [_passage(ACCOUNT, chunk_id=11, title="Your account")],
+                         Policy().knowledge_min_relevance)
+
+    quoted = quoter.quote(ranked)
+
+    assert [c.unit.text for c in ranked][:1] == [
+        "Before we look at orders or make any change, we confirm who you are, even if you "
+        "already gave us your user ID."], "the list items alone are not relevant enough"
+    assert quoted is not None
+    assert quoted[1].endswith("We need either:\n\n- the email address on your account, or\n"
+                              "- your full name and the zip code of your address.")
+
+
+def test_a_quote_keeps_to_the_question_its_best_sentence_answers(
+    quoter: Quoter, embedder: Embedder
+) -> None:
+    question = embedder.embed_one("can an order still be cancelled once it is processed?")
+    faq = _passage(ORDERS_FAQ, chunk_id=12, title="Orders FAQ",
+                   heading="Can I cancel my order?")
+
+    quoted = quoter.quote(quoter.rank(question, [faq], 0.3))
+
+    assert quoted is not None
+    assert "processed it can't be cancelled" in quoted[1]
+    assert "Only while the order is pending" not in quoted[1], "another question's answer"
+
+
+def test_a_question_in_a_passage_is_never_chosen_as_an_answer(
+    quoter: Quoter, embedder: Embedder
+) -> None:
+    thread = _passage("Mateo: Is our return window 14 or 30 days?\n\nRosa: It's 30 days from "
+                      "delivery.", chunk_id=13, kind="slack", title="support thread")
+    question = embedder.embed_one("is the return window 14 or 30 days?")
+
+    ranked = quoter.rank(question, [thread], 0.0)
+
+    assert ranked and not any(c.unit.text.endswith("?") for c in ranked)
+
+
+def test_the_prompt_carries_customer_facing_passages_where_they_are_relevant(
+    quoter: Quoter, embedder: Embedder
+) -> None:
+    question = embedder.embed_one("How long do I have to return something?")
+    wiki = _passage("Items can be returned within 14 days of delivery.", chunk_id=14,
+                    kind="confluence", title="Returns quick guide")
+    page = _passage("Our return window is 30 days, counted from the day your order was "
+                    "delivered.", chunk_id=15, title="Returns")
+    ranked = quoter.rank(question, [wiki, page], Policy().knowledge_min_relevance)
+    assert {c.hit.title for c in ranked} == {"Returns quick guide", "Returns"}
+
+    chosen = facts(ranked, budget=160, count=approx_tokens)
+
+    assert [hit.title for hit, _ in chosen] == ["Returns"], "the wiki's stale figure stays out"
+    assert facts(quoter.rank(question, [wiki], 0.0), 160, approx_tokens)[0][0].title == (
+        "Returns quick guide"), "agent-facing material still grounds when nothing else does"
