@@ -27,7 +27,7 @@ import peewee
 from appliance import metrics
 from appliance.agent.draft import TURN_MARKERS, SentenceGate
 from appliance.agent.flows import Flow, Flows, Followup
-from appliance.agent.grounding import ungrounded_facts, unsupported
+from appliance.agent.grounding import says_something, ungrounded_facts, unsupported
 from appliance.agent.persona import clean_reply, system_prompt
 from appliance.agent.quoting import Chosen, Quoter, facts
 from appliance.agent.supervisor import (
@@ -91,6 +91,11 @@ RETRIEVE_K, PROMPT_K = 5, 3
 #: How far below the brand's knowledge_min_score a passage after the best one may score and
 #: still contribute sentences.
 SUPPORT_MARGIN = 0.1
+#: How far above the brand's knowledge_min_score a sentence must score to answer on its own,
+#: whatever its passage scored. Set on Rho-Bank's questions: unanswerable ones reach 0.54 on a
+#: sentence (a name on a document, for "how do I change my last name?"), while "what does
+#: processed mean?" finds its answer at 0.63.
+SENTENCE_MARGIN = 0.08
 #: The prompt's budget (tokens) for the passages' relevant sentences, and for earlier
 #: messages. Every prompt token costs time to first token (~4 ms each for the 135M model on
 #: two cores); the question and a few relevant sentences carry the answer.
@@ -536,18 +541,26 @@ class ConversationService:
         if version is None:
             return Grounding("chat", "no_knowledge")
         policy = policy_of(brand)
-        if not hits or hits[0].score < policy.knowledge_min_score:
-            return Grounding("no_answer", "knowledge_below_threshold", [], version.id,
-                             version.number, hits)
         # The best passage decides whether the knowledge answers at all; the next ones may
         # score a little lower and still hold the sentence that answers ("what is your return
         # policy?": the return window is in the section after the one that scored best).
-        # Each sentence must still be relevant on its own.
+        # Each sentence must still be relevant on its own. A passage is also judged by its
+        # best sentence: a long section scores low against a short question ("what does
+        # processed mean?") even when one of its sentences answers it exactly. A sentence
+        # scores higher than the passage around it, so alone it must clear a higher bar.
         floor = policy.knowledge_min_score - SUPPORT_MARGIN
-        relevant = [hit for hit in hits[:PROMPT_K] if hit.score >= floor]
+        sentence_bar = policy.knowledge_min_score + SENTENCE_MARGIN
         started = time.perf_counter()
-        units = self._quoter.rank(vector, relevant, policy.knowledge_min_relevance)
+        ranked = self._quoter.rank(vector, hits[:PROMPT_K], policy.knowledge_min_relevance)
         latency["relevance"] = _ms(started, time.perf_counter())
+        alone = {chosen.hit.chunk_id for chosen in ranked if chosen.relevance >= sentence_bar}
+        relevant = [hit for hit in hits[:PROMPT_K]
+                    if hit.score >= floor or hit.chunk_id in alone]
+        if not relevant or (hits[0].score < policy.knowledge_min_score and not alone):
+            return Grounding("no_answer", "knowledge_below_threshold", [], version.id,
+                             version.number, hits)
+        kept = {hit.chunk_id for hit in relevant}
+        units = [chosen for chosen in ranked if chosen.hit.chunk_id in kept]
         if not units:
             return Grounding("no_answer", "no_relevant_sentence", [], version.id,
                              version.number, hits)
@@ -560,7 +573,10 @@ class ConversationService:
         """Stream the routed model's reply through the sentence gate into the turn's reply:
         each sentence is checked (persona; with knowledge, grounding) before it is released."""
         reply, persona = turn.reply, turn.persona
-        knowledge = [hit.text for hit in turn.grounding.hits] if answering else []
+        given = facts(turn.grounding.units, KNOWLEDGE_TOKENS, approx_tokens) if answering else []
+        # The draft is checked against what the model was given: a fact it states from
+        # elsewhere (a stale page it never saw) is invented, whatever else the passages hold.
+        knowledge = [sentence for _, sentences in given for sentence in sentences]
 
         def check(sentence: str) -> str | None:
             cleaned = clean_reply(sentence, persona)
@@ -573,10 +589,9 @@ class ConversationService:
             return cleaned
 
         system = system_prompt(turn.brand.name, persona, [
-            (hit.title, sentences)
-            for hit, sentences in facts(turn.grounding.units, KNOWLEDGE_TOKENS, approx_tokens)
-        ] if answering else None)
-        gate = SentenceGate(check)
+            (hit.title, sentences) for hit, sentences in given] if answering else None)
+        gate = SentenceGate(check, (lambda sentence: says_something(
+            sentence, knowledge, turn.text)) if knowledge else None)
         params = GenerationParams(
             max_tokens=self._limits.max_reply_tokens, timeout_s=self._limits.timeout_s,
             stop=TURN_MARKERS,
@@ -608,6 +623,9 @@ class ConversationService:
             reply.model_id, reply.fallback = CANNED_MODEL, True
             return
         reply.text = "" if gate.failed else gate.text
+        if gate.failed and not reply.ungrounded:
+            # Every sentence passed the checks, and none said what the knowledge says.
+            reply.ungrounded = [gate.held or "(no answer)"]
         reply.model_id, reply.fallback = routed.completion.model_id, routed.fallback
         reply.usage = {"prompt_tokens": routed.completion.prompt_tokens,
                        "completion_tokens": routed.completion.completion_tokens}

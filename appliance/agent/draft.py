@@ -1,5 +1,12 @@
 """The draft reply on its way to the customer: released sentence by sentence, each one checked
-first, so a customer never sees text that failed a check."""
+first, so a customer never sees text that failed a check.
+
+An answer from the knowledge must also say something: a small model often opens with
+pleasantries ("Absolutely, I'd be happy to help you with that.") or hands the question back
+("Can you please specify what you want to change?") and says nothing the passages say. Such
+sentences pass the checks (they state no wrong fact), so the gate holds them until a sentence
+with substance follows, and a draft that ends without one fails: the customer gets the passage
+itself instead."""
 
 from __future__ import annotations
 
@@ -15,13 +22,19 @@ TURN_MARKERS = ("\nCustomer:", "\nUser:", "\nuser:", "<|im_end|>", "<|im_start|>
 
 #: check(sentence) -> the sentence to release, or None to stop releasing (the draft failed).
 Check = Callable[[str], str | None]
+#: substantive(sentence) -> whether the checked sentence says something of what was asked for.
+Substantive = Callable[[str], bool]
 
 
 class SentenceGate:
-    """Buffer streamed text; release whole sentences that pass `check`."""
+    """Buffer streamed text; release whole sentences that pass `check`. With `substantive`,
+    sentences are held back until one is substantive, and a draft with none fails."""
 
-    def __init__(self, check: Check) -> None:
+    def __init__(self, check: Check, substantive: Substantive | None = None) -> None:
         self._check = check
+        self._substantive = substantive
+        self._said_something = substantive is None
+        self._held: list[str] = []
         self._buffer = ""
         self._released: list[str] = []
         self._said: set[str] = set()
@@ -47,11 +60,10 @@ class SentenceGate:
         ran out of tokens), a last sentence without its closing punctuation is unfinished
         ("Refunds usually take 5 to") and is dropped."""
         rest, self._buffer = self._buffer, ""
-        if self.failed or not rest.strip():
-            return
-        if cut and not _FINISHED.search(rest):
-            return
-        yield from self._release(rest)
+        if rest.strip() and not (cut and not _FINISHED.search(rest)):
+            yield from self._release(rest)
+        if not self._said_something:
+            self.failed = True
 
     def _release(self, sentence: str) -> Iterator[str]:
         if self.failed or not sentence.strip():
@@ -68,10 +80,20 @@ class SentenceGate:
                 self.ended, self._buffer = True, ""
                 return
             self._said.add(said)
-            piece = (" " if self._released else "") + checked
-            self._released.append(checked)
-            yield piece
+            self._held.append(checked)
+            if not self._said_something and self._substantive is not None:
+                self._said_something = self._substantive(checked)
+            if self._said_something:
+                piece = (" " if self._released else "") + " ".join(self._held)
+                self._released += self._held
+                self._held.clear()
+                yield piece
 
     @property
     def text(self) -> str:
         return " ".join(self._released)
+
+    @property
+    def held(self) -> str:
+        """Sentences held back, waiting for one with substance."""
+        return " ".join(self._held)

@@ -59,6 +59,26 @@ def unsupported(sentence: str, knowledge: Sequence[str]) -> bool:
     return len(words & known) / len(words) < MIN_SUPPORT
 
 
+#: Words of courtesy and of asking, which say nothing of what the knowledge holds.
+_COURTESY = frozenset({
+    "absolutely", "certainly", "sure", "course", "definitely", "great", "assist", "question",
+    "questions", "thank", "thanks", "need", "want", "like", "welcome", "hope", "feel", "free",
+})
+
+
+def says_something(sentence: str, knowledge: Sequence[str], question: str) -> bool:
+    """True when the sentence states something of the knowledge that the customer's
+    `question` did not already say: at least two of its content words are in the knowledge
+    and not in the question, and it is not itself a question. "Absolutely, I'd be happy to
+    help." and "Could you tell me what payment methods are available?" say nothing."""
+    if sentence.rstrip().endswith("?"):
+        return False
+    asked = _content_words(question)
+    known = _content_words("\n".join(knowledge))
+    new = {w for w in _content_words(sentence) - asked - _COURTESY if len(w) > 1}
+    return len(new & known) >= 2
+
+
 def _content_words(text: str) -> set[str]:
     """Content words, crudely stemmed ("refunds" and "refund" match)."""
     return {w.rstrip("s") for w in _WORD.findall(text.casefold()) if w not in _STOPWORDS}

@@ -54,3 +54,31 @@ def test_a_draft_that_ended_by_itself_keeps_a_last_sentence_without_a_period() -
     pieces = list(gate.feed("Refunds go back to your card. Happy to help"))
 
     assert "".join([*pieces, *gate.flush()]) == "Refunds go back to your card. Happy to help"
+
+
+def _substance(sentence: str) -> bool:
+    return "30 days" in sentence
+
+
+def test_pleasantries_wait_for_a_sentence_with_substance_and_go_out_with_it() -> None:
+    gate = SentenceGate(lambda sentence: sentence, _substance)
+
+    assert list(gate.feed("Absolutely, happy to help. ")) == []  # held, not yet released
+    assert released(gate, "You have 30 days to send it back. Bye now.") == (
+        "Absolutely, happy to help. You have 30 days to send it back. Bye now.")
+    assert not gate.failed
+
+
+def test_a_draft_that_says_nothing_of_substance_fails() -> None:
+    gate = SentenceGate(lambda sentence: sentence, _substance)
+
+    assert released(gate, "Absolutely, happy to help. What would you like to change?") == ""
+    assert gate.failed and gate.text == ""
+    assert gate.held == "Absolutely, happy to help. What would you like to change?"
+
+
+def test_an_empty_draft_fails_when_substance_is_required() -> None:
+    gate = SentenceGate(lambda sentence: sentence, _substance)
+
+    assert released(gate, "") == ""
+    assert gate.failed

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.agent.grounding import ungrounded_facts, unsupported
+from appliance.agent.grounding import says_something, ungrounded_facts, unsupported
 
 KNOWLEDGE = [
     "Items can be returned within 30 days of delivery. Refunds reach your card within 5 "
@@ -80,3 +80,28 @@ def test_it_finds_pleasantries_and_invented_content_unsupported() -> None:
 def test_it_does_not_judge_a_sentence_with_too_few_content_words() -> None:
     assert not unsupported("Happy to help!", KNOWLEDGE)
     assert not unsupported("Certainly, gladly.", KNOWLEDGE)
+
+
+# --- saying something ---------------------------------------------------------------------------
+
+QUESTION = "can I change the size of an item before the order ships?"
+ITEMS = ["Yes, if the order is pending you can change the options of the items in it, for "
+         "example size or color. You can only do this once per order."]
+
+
+@pytest.mark.parametrize("sentence", [
+    "Yes, while the order is pending you can change its options.",
+    "You can only do this once per order.",
+])
+def test_a_sentence_that_states_the_knowledge_says_something(sentence: str) -> None:
+    assert says_something(sentence, ITEMS, QUESTION)
+
+
+@pytest.mark.parametrize("sentence", [
+    "Absolutely, I'd be happy to help you with that.",  # courtesy
+    "Can you please specify what you want to change?",  # the question handed back
+    "You can change the size of an item before the order ships.",  # the question, restated
+    "Sure, we certainly can help with your question.",
+])
+def test_courtesy_and_the_question_echoed_say_nothing(sentence: str) -> None:
+    assert not says_something(sentence, ITEMS, QUESTION)
