@@ -49,6 +49,7 @@ class Reason(StrEnum):
     SLOT_NOT_UNDERSTOOD = "slot_not_understood"
     NO_PROGRESS = "no_progress"
     WORKFLOW_LOOP = "workflow_loop"
+    WORKFLOW_TEMPLATE_FAILED = "workflow_template_failed"
     WORKFLOW_NOT_FOUND = "workflow_not_found"
     WRITE_WITHOUT_CONFIRMATION = "write_without_confirmation"
     TOOL_NOT_ALLOWED = "tool_not_allowed"
@@ -115,6 +116,10 @@ ABOUT: dict[Reason, About] = {
         "the customer's answers did not move the conversation on (stuck at the same question)",
         "Find out what the customer needs: the agent did not understand."),
     Reason.WORKFLOW_LOOP: About("the workflow could not make progress"),
+    Reason.WORKFLOW_TEMPLATE_FAILED: About(
+        "a template of the workflow could not be evaluated (past its limits, or on these "
+        "values)",
+        "Finish the request by hand; the turn's trace names the template for its author."),
     Reason.WORKFLOW_NOT_FOUND: About(
         "the workflow to move to (or the one the conversation was in) does not exist"),
     Reason.WRITE_WITHOUT_CONFIRMATION: About(

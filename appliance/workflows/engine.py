@@ -32,13 +32,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from appliance.brands import IdentityPolicy, WorkflowMessages
-from appliance.workflows.expressions import argument, evaluate, render
+from appliance.workflows.expressions import ExpressionError, argument, evaluate, render
 from appliance.workflows.extract import (
     EMAIL,
     NO_FORMATS,
@@ -59,6 +60,8 @@ from appliance.workflows.state import (
     WorkflowState,
 )
 from appliance.workflows.tools import OK, REJECTED, ToolResult
+
+log = logging.getLogger(__name__)
 
 #: A slot asked this many times without an answer hands the conversation to a human.
 MAX_ASKS = 3
@@ -336,6 +339,12 @@ class Engine:
                                    self._needs(workflow).read)
                     continue
                 self._walk(phase, outcome, awaiting if answer else None)
+        except ExpressionError as exc:
+            # A template past its limits or unevaluable on these values: the definition's
+            # fault, not the customer's. Say so plainly and hand off; the trace keeps why.
+            log.warning("workflow %s: %s", workflow.name, exc.message)
+            return self._finish(outcome, HANDOFF, None, [self._say.tool_failed],
+                                reason="workflow_template_failed")
         except _Stop as stop:
             if stop.status == WAITING:
                 return outcome

@@ -414,10 +414,64 @@ class DefinitionError(InvalidRequest):
         self.errors = errors
 
 
+class DefinitionTooLarge(DefinitionError):
+    """A document over the limits a definition is held to (`MAX_DEFINITION_BYTES`,
+    `MAX_DEFINITION_NODES` once aliases are expanded, `MAX_DEFINITION_DEPTH`)."""
+
+    code = "definition_too_large"
+
+
+#: The largest document accepted (the largest shipped one, an eval suite, is about 32 KB).
+MAX_DEFINITION_BYTES = 256 * 1024
+#: Values in a document with every alias expanded: a few aliases nested in each other (a
+#: "billion laughs" document of a few hundred bytes) would otherwise store megabytes.
+MAX_DEFINITION_NODES = 50_000
+#: Nesting of mappings and lists (the shipped documents nest at most 8 deep).
+MAX_DEFINITION_DEPTH = 32
+
+
+def _bounded(node: yaml.Node | None, source: str) -> None:
+    """Raise DefinitionTooLarge when `node`, with its aliases expanded, holds too many values
+    or nests too deep (an alias inside itself nests without end)."""
+    counted: dict[int, int] = {}
+
+    def size(current: yaml.Node, depth: int) -> int:
+        if depth > MAX_DEFINITION_DEPTH:
+            raise DefinitionTooLarge(
+                f"{source}: nested more than {MAX_DEFINITION_DEPTH} deep (line "
+                f"{current.start_mark.line + 1})",
+                [{"line": current.start_mark.line + 1, "path": "",
+                  "message": f"nested more than {MAX_DEFINITION_DEPTH} deep"}])
+        known = counted.get(id(current))
+        if known is not None:
+            return known
+        total = 1
+        if isinstance(current, yaml.MappingNode):
+            total += sum(size(key, depth + 1) + size(value, depth + 1)
+                         for key, value in current.value)
+        elif isinstance(current, yaml.SequenceNode):
+            total += sum(size(item, depth + 1) for item in current.value)
+        if total > MAX_DEFINITION_NODES:
+            raise DefinitionTooLarge(
+                f"{source}: more than {MAX_DEFINITION_NODES:,} values once its aliases are "
+                "expanded", [{"line": None, "path": "", "message": "too many values"}])
+        counted[id(current)] = total
+        return total
+
+    if node is not None:
+        size(node, 0)
+
+
 def parse_document(text: str, model: type[M], source: str) -> M:
-    """Validate a YAML document against `model`; DefinitionError lists problems by line."""
+    """Validate a YAML document against `model`; DefinitionError lists problems by line, and
+    DefinitionTooLarge refuses a document over the limits before anything is built from it."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_DEFINITION_BYTES:
+        raise DefinitionTooLarge(
+            f"{source}: larger than {MAX_DEFINITION_BYTES // 1024} KiB",
+            [{"line": None, "path": "", "message": "document too large"}])
     try:
         node = yaml.compose(text)
+        _bounded(node, source)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
