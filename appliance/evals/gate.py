@@ -5,14 +5,18 @@ version (CLI, admin) by a person goes through `ReleaseGate`. It picks the suites
 can affect, runs them twice in one call, on what is live and on the draft (the same cases,
 trials and seed, so the comparison is like for like), and refuses the change
 (`GateRefused`, HTTP 409, code `eval_gate_refused`, the failing cases listed with why) when
-the draft's pass^1 over the gating cases is below the brand's `evals.floor`, or below what
-is live by more than `evals.tolerance`. Quarantined cases run and are reported apart; they
-never gate.
+the draft's pass^1 over the change's own suites (the workflow's suite; for knowledge, every
+suite it runs) is below the brand's `evals.floor`, or its pass^1 over all the suites run is
+below what is live by more than `evals.tolerance`. The other suites a change runs (the
+knowledge suite for new triggers, every suite for a threshold) are held to what is live, not
+to the floor: their standing failures are the nightly run's to report, and would otherwise
+block every unrelated change. Quarantined cases run and are reported apart; they never gate.
 
 Which suites a change affects:
-- a workflow version: the workflow's own suite; with the `knowledge` suite when its triggers
-  are new or changed (it may now take questions the knowledge answered); every suite when it
-  is the brand's identity workflow (the others run it). Other workflows' suites are left to
+- a workflow version: the workflow's own suite; when its triggers are new or changed, the
+  `knowledge` suite's cases with a message the draft would start another workflow on than
+  what is live does (questions it may now take from the knowledge); every suite when it is
+  the brand's identity workflow (the others run it). Other workflows' suites are left to
   the nightly run: a gate that ran everything on every change would take minutes per publish;
 - a knowledge version: the `knowledge` suite and every other case that expects a citation.
 A change with no suite to run passes, recorded as such ("no suites"). So does a change of a
@@ -40,11 +44,12 @@ from appliance.brands import Policy, policy_of
 from appliance.db.models import Brand, KnowledgeVersion, WorkflowVersion
 from appliance.errors import Conflict, InvalidRequest, PermissionDenied
 from appliance.evals.candidate import Candidate, trying
-from appliance.evals.cases import EvalSuite
+from appliance.evals.cases import EvalCase, EvalSuite
 from appliance.evals.nightly import eval_system
 from appliance.evals.runner import CaseResult, run_suites
 from appliance.evals.scores import pass_hat_k, tally
 from appliance.services import Services
+from appliance.workflows.service import BrandWorkflows
 
 #: The suite of the brand's knowledge answers.
 KNOWLEDGE_SUITE = "knowledge"
@@ -88,6 +93,12 @@ class GateResult:
     trials: int
     draft: float | None = None
     live: float | None = None
+    #: The change's own suites (a workflow's suite; for knowledge, every suite run) and the
+    #: draft's pass^1 over them, which must reach the floor. Other suites run (the knowledge
+    #: suite for a workflow with new triggers, every suite for a threshold) must only not
+    #: drop below what is live: their standing failures are not this change's.
+    own: tuple[str, ...] = ()
+    floored: float | None = None
     failures: tuple[Failure, ...] = ()
     #: Quarantined cases the draft failed: reported, never gating.
     quarantined: tuple[Failure, ...] = ()
@@ -99,8 +110,9 @@ class GateResult:
         if self.draft is None:
             return []
         found = []
-        if self.draft < self.floor:
-            found.append(f"pass^1 {self.draft:.2f} is below the brand's floor {self.floor:.2f}")
+        if self.floored is not None and self.floored < self.floor:
+            found.append(f"pass^1 {self.floored:.2f} on {', '.join(self.own)} is below the "
+                         f"brand's floor {self.floor:.2f}")
         if self.live is not None and self.draft < self.live - self.tolerance:
             found.append(f"pass^1 {self.draft:.2f} is more than {self.tolerance:.2f} below "
                          f"what is live ({self.live:.2f})")
@@ -134,7 +146,7 @@ class GateResult:
         failures = cut(data["failures"])
         data.update(failures=failures, quarantined=cut(data["quarantined"]),
                     omitted=len(self.failures) - len(failures), passed=self.passed,
-                    reasons=self.reasons, suites=list(self.suites))
+                    reasons=self.reasons, suites=list(self.suites), own=list(self.own))
         return data
 
     @classmethod
@@ -143,7 +155,8 @@ class GateResult:
         return cls(
             change=data["change"], basis=data["basis"], suites=tuple(data["suites"]),
             floor=data["floor"], tolerance=data["tolerance"], trials=data["trials"],
-            draft=data["draft"], live=data["live"],
+            draft=data["draft"], live=data["live"], own=tuple(data.get("own", ())),
+            floored=data.get("floored"),
             failures=tuple(Failure(**one) for one in data["failures"]),
             quarantined=tuple(Failure(**one) for one in data["quarantined"]),
             note=data["note"])
@@ -182,15 +195,22 @@ class ReleaseGate:
         """Run the suites a workflow version affects on it and on what is live."""
         workflows = self.services.workflows
         draft = workflows.definition(version)
-        live = workflows.running(brand).workflows.get(draft.name)
-        names = {draft.name}
-        if live is None or draft.triggers != live.triggers:
-            names.add(KNOWLEDGE_SUITE)
-        suites = [suite for suite in self.services.suites.suites(brand)
-                  if draft.provides_identity or suite.name in names]
-        candidate = Candidate(brand.id, workflows=workflows.with_draft(brand, version))
+        running, drafted = workflows.running(brand), workflows.with_draft(brand, version)
+        live = running.workflows.get(draft.name)
+        retriggered = live is None or draft.triggers != live.triggers
+        suites = []
+        for suite in self.services.suites.suites(brand):
+            if draft.provides_identity or suite.name == draft.name:
+                suites.append(suite)
+            elif suite.name == KNOWLEDGE_SUITE and retriggered:
+                taken = tuple(case for case in suite.cases
+                              if _rerouted(case, running, drafted))
+                if taken:
+                    suites.append(suite.model_copy(update={"cases": taken}))
+        candidate = Candidate(brand.id, workflows=drafted)
         return self._judge(brand, f"workflow {draft.name} v{version.number}",
-                           self.workflow_basis(brand, version), suites, candidate)
+                           self.workflow_basis(brand, version), suites, candidate,
+                           own=(draft.name,))
 
     def publish_workflow(self, brand: Brand, name: str, actor: str, number: int | None = None,
                          *, force: Force | None = None, checked: GateResult | None = None
@@ -232,7 +252,8 @@ class ReleaseGate:
                 suites.append(suite.model_copy(update={"cases": citing}))
         return self._judge(brand, f"knowledge v{version.number}",
                            self._knowledge_basis(brand, version), suites,
-                           Candidate(brand.id, knowledge=version))
+                           Candidate(brand.id, knowledge=version),
+                           own=tuple(suite.name for suite in suites))
 
     def publish_knowledge(self, brand: Brand, number: int, actor: str, *,
                           force: Force | None = None) -> tuple[KnowledgeVersion, GateResult]:
@@ -277,7 +298,7 @@ class ReleaseGate:
         trial = Brand(**{**brand.__data__, "policy": draft.model_copy(
             update={"evals": live.evals}).model_dump(mode="json")})
         return self._judge(brand, change, basis, self.services.suites.suites(brand),
-                           Candidate(brand.id), draft_brand=trial)
+                           Candidate(brand.id), own=(), draft_brand=trial)
 
     def publish_policy(self, brand: Brand, draft: Policy, actor: str, *,
                        force: Force | None = None) -> tuple[Brand, GateResult]:
@@ -294,9 +315,11 @@ class ReleaseGate:
     # -- judging ---------------------------------------------------------------------------
 
     def _judge(self, brand: Brand, change: str, basis: str, suites: list[EvalSuite],
-               candidate: Candidate, draft_brand: Brand | None = None) -> GateResult:
+               candidate: Candidate, *, own: tuple[str, ...],
+               draft_brand: Brand | None = None) -> GateResult:
         """Run `suites` on what is live and on the candidate (or on `draft_brand`, the brand
-        as the change would leave it), with the same seed."""
+        as the change would leave it), with the same seed; `own` are the change's own suites,
+        held to the floor."""
         evals = policy_of(brand).evals
         if not suites or eval_system(self.services, brand) is None:
             # Nothing to run, or nowhere to run it but production: passed, and noted so.
@@ -306,9 +329,12 @@ class ReleaseGate:
         with trying(candidate):
             draft = run_suites(self.services, draft_brand or brand, suites,
                                trials=evals.trials, seed=GATE_SEED)
+        mine = [result for result in draft if result.workflow in own]
         result = GateResult(
             change, basis, tuple(suite.name for suite in suites), evals.floor,
             evals.tolerance, evals.trials, draft=_pass_1(draft), live=_pass_1(live),
+            own=tuple(name for name in own if any(r.workflow == name for r in mine)),
+            floored=_pass_1(mine) if mine else None,
             failures=_failures(draft, quarantined=False),
             quarantined=_failures(draft, quarantined=True))
         return result
@@ -348,6 +374,19 @@ def _allowed(force: Force | None) -> None:
     if len(force.reason) > REASON_MAX:
         raise InvalidRequest(f"the reason is longer than {REASON_MAX} characters",
                              param="reason", code="reason_too_long")
+
+
+def _rerouted(case: EvalCase, live: BrandWorkflows, draft: BrandWorkflows) -> bool:
+    """Whether the draft set starts another workflow than the live set does (or one where
+    it started none) on any message of the case, in any of its phrasings: the knowledge
+    cases new triggers can take from the knowledge."""
+    for turn in case.turns:
+        for text in (turn,) if isinstance(turn, str) else turn:
+            before, after = (found.match(text, found.embed(text) if found.embed else None,
+                                         None, False) for found in (live, draft))
+            if (before and before.workflow) != (after and after.workflow):
+                return True
+    return False
 
 
 def _pass_1(results: list[CaseResult]) -> float:

@@ -280,3 +280,58 @@ def test_a_policy_file_changes_the_nested_fields_it_names_and_keeps_the_others(
     assert after.supervision == before.supervision.model_copy(
         update={"repeated_question_turns": 4})
     assert after.business_hours is not None and after.business_hours.timezone == "Europe/Paris"
+
+
+HOURS = """\
+name: store_hours
+title: Store hours
+triggers:
+  examples: [when are you open, what are your opening hours]
+requires_identity: false
+outcome: informed
+steps:
+  - say: We're open 9am to 5pm.
+"""
+HOURS_SUITE = """\
+workflow: store_hours
+cases:
+  - name: the hours
+    turns: ["when are you open?"]
+    expect: {writes: [], says: ["%s"]}
+"""
+#: Knowledge cases no version can pass here (nothing is published): standing failures. The
+#: new triggers take the first question from the knowledge, not the second.
+FAILING_KNOWLEDGE = """\
+suite: knowledge
+cases:
+  - name: opening hours, now the workflow's
+    turns: ["what are your opening hours?"]
+    expect: {writes: [], cites: [Store hours]}
+  - name: refunds, still the knowledge's
+    turns: ["how long do refunds take?"]
+    expect: {writes: [], cites: [Refunds]}
+"""
+
+
+@pytest.mark.parametrize(("expected", "passed"), [("9am to 5pm", True), ("10am", False)])
+def test_a_new_workflow_is_held_to_the_floor_on_its_own_suite_only(
+        services: Services, lumen: Any, expected: str, passed: bool) -> None:
+    _only_the_short_cancel_suite(services, lumen)
+    services.suites.save(lumen, FAILING_KNOWLEDGE, "test", "knowledge.yaml")
+    services.suites.save(lumen, HOURS_SUITE % expected, "test", "store_hours.yaml")
+    services.workflows.save_draft(lumen, HOURS, "editor")
+
+    result = ReleaseGate(services).check_workflow(
+        lumen, services.workflows.version(services.workflows.get(lumen, "store_hours")))
+
+    # The knowledge case the new triggers take runs, and fails live and on the draft alike:
+    # it holds the change to what is live, not to the floor. The other is not run.
+    assert result.suites == ("knowledge", "store_hours")
+    assert "refunds, still the knowledge's" not in {failure.case for failure in result.failures}
+    assert "opening hours, now the workflow's" in {failure.case for failure in result.failures}
+    assert (result.own, result.live) == (("store_hours",), 0.0)
+    assert result.passed is passed
+    assert result.floored == (1.0 if passed else 0.0)
+    if not passed:
+        assert result.reasons == [
+            "pass^1 0.00 on store_hours is below the brand's floor 0.90"]

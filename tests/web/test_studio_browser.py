@@ -57,8 +57,9 @@ def test_it_builds_tries_publishes_and_rolls_back_a_workflow(
     browser_sign_in: BrowserSignIn,
 ) -> None:
     browser_sign_in(page, live_server)
-    # Rho-Bank: no suite covers store hours, so the release gate has nothing to run (the gate
-    # refusing a draft is the next test), and the bank's test system is the session's.
+    # Rho-Bank: no suite covers store hours, and its new triggers take none of the knowledge
+    # suite's questions, so the release gate has nothing to run (the gate refusing a draft is
+    # the next test); the bank's test system is the session's.
     page.goto(f"{live_server.url}/admin/brands/rho-bank/workflows")
     expect(page.get_by_role("link", name="report_card")).to_be_visible()
     page.get_by_role("link", name="New workflow").click()
