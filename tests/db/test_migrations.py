@@ -3,6 +3,7 @@ back, apply again, and never apply twice."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from appliance.db import open_database
 from appliance.db.migrate import applied_versions, available, migrate, pending, rollback
-from appliance.db.models import ALL_MODELS, ApiKey, Brand, utcnow
+from appliance.db.models import ALL_MODELS, ApiKey, Brand, Outcome, utcnow
 
 TABLES = {model._meta.table_name for model in ALL_MODELS}
 
@@ -119,3 +120,43 @@ def test_it_runs_sqlite_in_wal_mode_with_foreign_keys_on(tmp_path: Path) -> None
     assert journal_mode == "wal"
     assert foreign_keys == 1
     assert busy_timeout > 0
+
+
+# --- 0012: the report columns of outcomes attributed before it ------------------------------
+
+REPORTED_EVIDENCE = {
+    "upsell": {"rule": "workflow_upsold", "ended": "closed", "workflow": {
+        "name": "apply_card", "outcome": "upsold", "slots": {"upsell_value": "300.5"}}},
+    "resolved": {"rule": "answered_then_left", "ended": "idle", "messages": ["m1", "m2"]},
+}
+
+
+def _insert_raw(db: peewee.Database, table: str, values: dict[str, object]) -> None:
+    marks = ", ".join([db.param] * len(values))
+    db.execute_sql(  # type: ignore[no-untyped-call]
+        f"INSERT INTO {table} ({', '.join(values)}) VALUES ({marks})", list(values.values()))
+
+
+def test_it_fills_the_report_columns_of_earlier_outcomes_from_their_evidence(
+    fresh_db: peewee.Database,
+) -> None:
+    migrate(fresh_db, target=11)
+    now = utcnow()
+    _insert_raw(fresh_db, "brand", {"id": 1, "slug": "acme", "name": "Acme", "persona": "{}",
+                                "policy": "{}", "created_at": now, "updated_at": now})
+    for n, (name, evidence) in enumerate(REPORTED_EVIDENCE.items(), 1):
+        _insert_raw(fresh_db, "conversation", {
+            "id": n, "public_id": f"conv_{name}", "brand_id": 1, "customer": "{}",
+            "channel": "web", "status": "closed", "created_at": now, "updated_at": now})
+        _insert_raw(fresh_db, "outcome", {
+            "id": n, "conversation_id": n, "brand_id": 1, "type": name, "state": "settled",
+            "evidence": json.dumps(evidence), "transcript_sha256": "0" * 64,
+            "attributed_at": now, "settles_at": now})
+
+    migrate(fresh_db)
+
+    with fresh_db.bind_ctx([Outcome]):
+        found = {o.type: (o.rule, o.workflow, o.stage, o.value_cents)
+                 for o in Outcome.select()}
+    assert found == {"upsell": ("workflow_upsold", "apply_card", 4, 30050),
+                     "resolved": ("answered_then_left", None, 0, 0)}
