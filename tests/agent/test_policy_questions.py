@@ -13,6 +13,7 @@ import pytest
 
 from appliance.agent.conversations import TurnResult
 from appliance.agent.requests import asks_about_policy
+from appliance.brands import policy_of
 from appliance.db.models import Brand, Conversation, TurnTrace
 from appliance.services import Services
 from appliance.workflows.state import WorkflowState
@@ -59,6 +60,27 @@ def test_a_question_about_a_policy_is_answered_from_the_knowledge_with_an_offer(
         assert fact in result.message.text
     conversation = Conversation.get_by_id(conversation.id)
     assert WorkflowState.from_json(conversation.state).run is None, "no workflow started"
+
+
+def test_a_sentence_that_answers_grounds_the_reply_where_its_passage_scores_low(
+    services: Services, store: Brand
+) -> None:
+    """The account page's first section packs verification, the one-account rule and a
+    family member's order: as a whole it is below the threshold for "how do you verify who I
+    am?", while its first sentence answers it."""
+    conversation, _ = services.conversations.start(store, {}, "web")
+
+    result, trace = _say(services, store, conversation, "How do you verify who I am?")
+
+    best_passage = trace.knowledge["chunks"][0][1]
+    assert best_passage < policy_of(store).knowledge_min_score
+    assert trace.decision["action"] in ("answer_from_knowledge", "extractive_answer"), (
+        trace.decision, trace.knowledge)
+    assert [citation["title"] for citation in result.message.citations or ()] == [
+        "Your account and keeping it secure"]
+    if trace.decision["action"] == "extractive_answer":
+        # The sentence goes on into the list of what identifies the customer.
+        assert "your full name and the zip code of your address" in result.message.text
 
 
 def test_a_yes_to_the_offer_starts_the_workflow(services: Services, store: Brand) -> None:
