@@ -32,7 +32,7 @@ from appliance.config import load_settings
 from appliance.db.migrate import migrate
 from appliance.db.models import Brand, Conversation, ToolCall, TurnTrace
 from appliance.demo.seed import WORKFLOWS_DIR, seed, seed_knowledge
-from appliance.evals.cases import load_suites
+from appliance.evals.cases import EvalSuite, load_suites
 from appliance.evals.runner import EVAL_CHANNEL, run_suites
 from appliance.evals.scores import by_suite, pass_hat_k, tally
 from appliance.services import Services, build_services
@@ -93,6 +93,18 @@ def demo_brand(data_dir: Path, port: int, model_store: Path | None = None,
     return services, services.brands.get(slug)
 
 
+def answers_only(suites: list[EvalSuite]) -> list[EvalSuite]:
+    """The suites cut to their answers from the knowledge: every case of the knowledge suite
+    and each case that names a citation (a workflow's question about its policy)."""
+    cut = []
+    for suite in suites:
+        cases = tuple(case for case in suite.cases
+                      if suite.suite == "knowledge" or case.expect.cites)
+        if cases:
+            cut.append(suite.model_copy(update={"cases": cases, "goals": ()}))
+    return cut
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--brand", choices=sorted(SYSTEMS), default="lumen-goods")
@@ -103,6 +115,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--knowledge", action=argparse.BooleanOptionalAction, default=True,
                         help="Publish the brand's knowledge first (mid-flow questions).")
+    parser.add_argument("--answers", action="store_true",
+                        help="Only the answers from the knowledge: the knowledge suite's "
+                        "cases and every case that names a citation (no goals).")
     args = parser.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="bench-workflows-"))
@@ -111,6 +126,8 @@ def main() -> None:
         services, brand = demo_brand(data_dir, args.port, slug=args.brand,
                                      knowledge=args.knowledge)
         suites = load_suites(WORKFLOWS_DIR / args.brand / "evals")
+        if args.answers:
+            suites = answers_only(suites)
         started = time.perf_counter()
         results = run_suites(services, brand, suites, trials=args.trials, seed=args.seed)
         elapsed = time.perf_counter() - started
