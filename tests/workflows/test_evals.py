@@ -50,11 +50,14 @@ def test_it_passes_at_least_nine_in_ten_of_lumen_goods_evals(
     # Answers from the knowledge (the knowledge suite, and each workflow's question about its
     # policy: the cases that name a citation) are worded by the model or quoted from passages
     # the retrieval ranks, and on the CPU default they pass less often than the workflows'
-    # deterministic turns: 13 to 16 of their 23 over six runs on 2026-12-07 (seeds 0-3 of
-    # this code, two unseeded runs of the code before it), against 99 of the other 100. The
-    # floor sits under that range, so the model's draw does not decide the verdict, and still
-    # fails a retrieval or grounding that breaks (a few of 23). Each kind is held to its own
-    # floor, so that neither hides a regression of the other.
+    # deterministic turns: 18 to 19 of their 23 in three seeded trials on 2026-12-07 (13 to
+    # 16 before drafts had to say something and a sentence could answer for its passage).
+    # What still fails is the model's wording of a right answer ("a backpack for a backpack in
+    # another color", not "same product"), one retrieval (the return window ranks sixth for
+    # "what is your return policy?") and the workflow offered for the default address. The
+    # floor (15) sits three under that range, so the model's draw does not decide the verdict, and
+    # still fails a retrieval or grounding that breaks. Each kind is held to its own floor,
+    # so that neither hides a regression of the other.
     answers = {(suite.suite or suite.workflow, case.name) for suite in suites
                for case in suite.cases if suite.suite == "knowledge" or case.expect.cites}
 
@@ -62,7 +65,7 @@ def test_it_passes_at_least_nine_in_ten_of_lumen_goods_evals(
         key = (result.workflow, result.name)
         return "goal" if key in goals else "knowledge answer" if key in answers else "workflow"
 
-    for name, floor in (("workflow", 0.9), ("knowledge answer", 0.5), ("goal", 0.9)):
+    for name, floor in (("workflow", 0.9), ("knowledge answer", 0.65), ("goal", 0.9)):
         ran = [r for r in results if kind(r) == name and r.counts]
         failures = [(r.workflow, r.name, r.problems) for r in ran if not r.passed]
         assert ran and len(ran) - len(failures) >= floor * len(ran), (name, failures)
