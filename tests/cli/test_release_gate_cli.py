@@ -40,7 +40,8 @@ def test_publishing_a_broken_draft_exits_1_with_its_failing_cases_until_forced(
     assert "not published, left as drafts: cancel_order" in imported.stderr
     assert published.returncode == 1, published.stdout + published.stderr
     assert published.stdout == ""
-    assert "refused: pass^1 0.67 is below the brand's floor 0.90" in published.stderr
+    assert ("refused: pass^1 0.67 on cancel_order is below the brand's floor 0.90"
+            in published.stderr)
     assert "  FAIL cancel_order / everything up front: writes: expected" in published.stderr
     assert unreasoned.returncode == 1 and "needs a reason" in unreasoned.stderr
     assert forced.returncode == 0, forced.stderr
