@@ -132,6 +132,31 @@ class Settings:
         "", "Bearer token that reads /metrics from any address (Authorization: Bearer TOKEN). "
         "Default: none, only metrics_allow.", secret=True
     )
+    tls_in_front: bool = _setting(
+        False, "TLS terminates in front of the appliance (a reverse proxy serves HTTPS): "
+        "responses then carry Strict-Transport-Security and the admin session cookie is "
+        "marked Secure. Leave off while the admin is reached over plain HTTP."
+    )
+    login_max_failures: int = _setting(
+        5, "Failed admin sign-ins for one username after which its sign-ins are refused (429, "
+        "login_throttled) for login_lockout_s; each further failure doubles the wait, up to "
+        "login_lockout_max_s. An it_admin lifts it (`appliance users unlock`, the users page)."
+    )
+    login_max_failures_per_address: int = _setting(
+        20, "The same, per client address (higher: an office may share one address)."
+    )
+    login_lockout_s: int = _setting(60, "Seconds of the first sign-in lock-out.")
+    login_lockout_max_s: int = _setting(3600, "Longest sign-in lock-out, in seconds.")
+    login_failure_window_s: int = _setting(
+        900, "Seconds after the last failed sign-in at which a username's or an address's "
+        "failures are forgotten."
+    )
+    session_idle_minutes: int = _setting(
+        30, "An admin session unused for this long ends; the user signs in again."
+    )
+    session_max_hours: int = _setting(
+        12, "An admin session ends this long after sign-in, however busy."
+    )
     scheduler_metrics_port: int = _setting(
         9465, "Loopback port on which the scheduler process serves its own Prometheus metrics "
         "(jobs); 0 turns it off."
@@ -275,7 +300,9 @@ def _derive(settings: Settings) -> Settings:
     for name in ("web_workers", "web_threads", "web_timeout_s", "llm_threads",
                  "llm_max_reply_tokens", "max_message_chars", "max_request_bytes",
                  "conversation_idle_close_minutes", "llm_breaker_failures",
-                 "webhook_max_attempts"):
+                 "webhook_max_attempts", "login_max_failures",
+                 "login_max_failures_per_address", "login_lockout_s", "login_lockout_max_s",
+                 "login_failure_window_s", "session_idle_minutes", "session_max_hours"):
         if getattr(settings, name) < 1:
             raise ConfigError(f"setting {name!r}: must be at least 1")
     for name in ("llm_timeout_s", "llm_breaker_cooldown_s", "webhook_timeout_s"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, current_app
+from flask import Flask, Response, current_app
 from flask_wtf.csrf import CSRFProtect
 
 from appliance import logs
@@ -28,6 +28,7 @@ def create_app(
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.tls_in_front,
         JSON_SORT_KEYS=False,
     )
     if test_config:
@@ -41,6 +42,7 @@ def create_app(
     errors.init_app(app)
     markup.init_app(app)
     _database_per_request(app, services)
+    _security_headers(app, settings)
     app.register_blueprint(meta.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(api_bp)
@@ -56,6 +58,38 @@ def _register_pages(app: Flask) -> None:
 
     app.register_blueprint(admin_bp)
     app.register_blueprint(chat_bp)
+
+
+#: No inline script or style anywhere (the admin has no script; the chat page loads the widget
+#: from /chat/static), nothing from another origin, and no page may be framed: brands embed the
+#: widget as a script on their own pages, never the chat page in a frame (docs/operations.md).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+#: A year, the floor of browsers' HSTS preload lists.
+HSTS_MAX_AGE_S = 365 * 24 * 3600
+
+
+def _security_headers(app: Flask, settings: Settings) -> None:
+    """The same headers on every response, errors included; HSTS only when TLS terminates in
+    front (`tls_in_front`): over plain HTTP a browser ignores it, and it must not stick to a
+    host that has no TLS."""
+    headers = {
+        "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",  # frame-ancestors for browsers that predate CSP 2
+        "Referrer-Policy": "same-origin",
+    }
+    if settings.tls_in_front:
+        headers["Strict-Transport-Security"] = f"max-age={HSTS_MAX_AGE_S}"
+
+    @app.after_request
+    def _add(response: Response) -> Response:
+        for name, value in headers.items():
+            response.headers.setdefault(name, value)
+        return response
 
 
 def _database_per_request(app: Flask, services: Services) -> None:

@@ -1,4 +1,9 @@
-"""Liveness, readiness and introspection: /healthz, /readyz, /-/versions."""
+"""Liveness, readiness and introspection: /healthz, /readyz, /-/versions.
+
+/healthz and /readyz are public (load balancers and systemd probe them); /-/versions tells an
+attacker which package versions to look up, so it answers only a signed-in it_admin or a
+monitoring system holding the metrics token.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,10 @@ from flask import Blueprint, Response, jsonify
 
 from appliance import __version__
 from appliance.db.migrate import applied_versions, available
+from appliance.errors import AuthenticationError
 from appliance.web import services_of_app
+from appliance.web.admin.auth import current_user
+from appliance.web.metrics import metrics_token_presented
 
 bp = Blueprint("meta", __name__)
 
@@ -56,7 +64,13 @@ def readyz() -> tuple[Response, int]:
 
 @bp.get("/-/versions")
 def versions() -> Response:
+    """What runs here; 401 (`login_required`) unless an it_admin or the metrics token asks."""
     services = services_of_app()
+    user = current_user()
+    if not ((user is not None and user.role == "it_admin")
+            or metrics_token_presented(services.settings)):
+        raise AuthenticationError("Sign in as an it_admin, or send the metrics token.",
+                                  code="login_required")
     packages: dict[str, str | None] = {}
     for name in _PACKAGES:
         try:

@@ -27,15 +27,20 @@ def scrape() -> Response:
 def _check_access(settings: Settings) -> None:
     """A request with a bearer token is judged by the token alone (a wrong one is refused
     from anywhere); one without, by its address. The refusal names neither."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme:
-        expected = settings.metrics_token
-        if not (expected and scheme.lower() == "bearer"
-                and hmac.compare_digest(token.strip().encode(), expected.encode())):
+    if request.headers.get("Authorization"):
+        if not metrics_token_presented(settings):
             raise _refused()
         return
     if not _allowed(request.remote_addr, settings.metrics_allow):
         raise _refused()
+
+
+def metrics_token_presented(settings: Settings) -> bool:
+    """The request carries `Authorization: Bearer <metrics_token>` (and one is configured)."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    expected = settings.metrics_token
+    return bool(expected) and scheme.lower() == "bearer" and hmac.compare_digest(
+        token.strip().encode(), expected.encode())
 
 
 def _allowed(address: str | None, networks: tuple[str, ...]) -> bool:

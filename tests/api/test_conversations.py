@@ -17,7 +17,6 @@ from werkzeug.test import TestResponse
 from appliance import __version__
 from appliance.brands import Policy
 from appliance.config import Settings
-from appliance.db.migrate import available
 from appliance.db.models import Conversation, Message, TurnTrace
 from appliance.demo.seed import DEMO_BRANDS
 from appliance.services import Services, build_services
@@ -344,21 +343,6 @@ def test_it_is_not_ready_while_migrations_are_pending(settings: Settings) -> Non
     body = response.get_json()
     assert body["status"] == "not_ready"
     assert body["checks"]["database"] == {"ok": False, "detail": "migrations pending"}
-
-
-def test_it_reports_versions(client: FlaskClient, services: Services) -> None:
-    response = client.get("/-/versions")
-
-    assert response.status_code == 200
-    body = response.get_json()
-    assert body["appliance"] == __version__
-    assert body["packages"]["flask"]
-    assert body["database"] == {
-        "engine": "sqlite" if services.settings.is_sqlite else "postgresql",
-        "schema_version": max(m.version for m in available()),
-    }
-    assert body["model_profile"] == "cpu"
-    assert body["models"][TINY] == {"role": "small", "backend": "llamacpp"}
 
 
 # --- over real HTTP -----------------------------------------------------------------------
