@@ -122,3 +122,38 @@ class ModelTimeout(ModelError):
 
     code = "model_timeout"
     retryable = True
+
+
+class TryLater(ApplianceError):
+    """Refused for now: the client may send the same request again after `retry_after_s`
+    (the Retry-After header)."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after_s: int, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after_s = max(1, retry_after_s)
+
+
+class RateLimited(TryLater):
+    """The caller (API key, widget token or address) is over its rate."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limited"
+
+
+class Overloaded(TryLater):
+    """The box is saturated: the model queue is full or its wait exceeds the turn budget."""
+
+    status = 503
+    type = "server_error"
+    code = "overloaded"
+
+
+class InProgress(TryLater):
+    """The same request (its Idempotency-Key) is still running."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "idempotency_in_progress"

@@ -23,6 +23,7 @@ from appliance.evals.history import EvalHistory
 from appliance.evals.suites import SuiteService
 from appliance.handoff.service import HandoffService
 from appliance.handoff.webhooks import WebhookService
+from appliance.idempotency import IdempotencyKeys
 from appliance.identity import IdentityService
 from appliance.knowledge.service import KnowledgeService
 from appliance.llm.breaker import BreakerPolicy
@@ -70,6 +71,7 @@ class Services:
     suites: SuiteService
     evals: EvalHistory
     warm: WarmUp
+    idempotency: IdempotencyKeys
 
     def warm_up(self) -> None:
         """Load and run once, for every brand, what its turns use (see appliance.readiness);
@@ -164,4 +166,5 @@ def build_services(settings: Settings) -> Services:
         suites=SuiteService(db),
         evals=EvalHistory(db, manifest, router, knowledge, webhooks),
         warm=warm,
+        idempotency=IdempotencyKeys(db),
     )

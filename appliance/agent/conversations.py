@@ -18,7 +18,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -293,13 +293,16 @@ class ConversationService:
 
     def reply(
         self, brand: Brand, public_id: str, text: str, workflows: BrandWorkflows | None = None,
+        *, on_persist: Callable[[TurnResult], None] | None = None,
     ) -> Iterator[TextDelta | TurnResult]:
         """Run one turn: return an iterator of the reply's text deltas, then one TurnResult.
 
         `workflows` replaces the brand's published workflows (the Studio's test chat runs a
-        draft this way). Checks happen at call time, before any generation: raises
-        InvalidRequest or PayloadTooLarge for bad text, NotFound for an unknown conversation
-        and Conflict for a closed one.
+        draft this way). `on_persist` is called with the result inside the transaction that
+        persists the turn: what it writes commits with the turn, and if it raises, the turn
+        is not persisted (an Idempotency-Key's stored reply). Checks happen at call time,
+        before any generation: raises InvalidRequest or PayloadTooLarge for bad text,
+        NotFound for an unknown conversation and Conflict for a closed one.
         """
         text = validated_text(text, max_chars=self._limits.max_message_chars,
                               too_long=PayloadTooLarge)
@@ -310,7 +313,7 @@ class ConversationService:
         conversation = self.get(brand, public_id)
         if conversation.status == CLOSED:
             self._reopen(conversation)
-        return self._turn(brand, conversation, text, started, workflows)
+        return self._turn(brand, conversation, text, started, workflows, on_persist)
 
     def _reopen(self, conversation: Conversation) -> None:
         """A customer who writes again in a conversation closed as idle, while its outcome is
@@ -349,6 +352,7 @@ class ConversationService:
     def _turn(
         self, brand: Brand, conversation: Conversation, text: str, started: float,
         workflows: BrandWorkflows | None = None,
+        on_persist: Callable[[TurnResult], None] | None = None,
     ) -> Iterator[TextDelta | TurnResult]:
         """The stages of a turn over one context: read the message (signals, knowledge, the
         workflows concerned), route it (a human, a workflow, a template or the model),
@@ -364,7 +368,7 @@ class ConversationService:
         else:
             self._read(turn, workflows)
             yield from self._respond(turn)
-        yield self._persist(turn)
+        yield self._persist(turn, on_persist)
 
     def _read(self, turn: _Turn, workflows: BrandWorkflows | None) -> None:
         """Signals: the message's one embedding, its classifiers, the brand's knowledge and
@@ -632,7 +636,8 @@ class ConversationService:
         if routed.failed:
             reply.decision["failed"] = [[a.model_id, a.error_code] for a in routed.failed]
 
-    def _persist(self, turn: _Turn) -> TurnResult:
+    def _persist(self, turn: _Turn,
+                 on_persist: Callable[[TurnResult], None] | None = None) -> TurnResult:
         """The customer's message, the reply, the turn's trace and the conversation's new
         state and status, in one transaction (a crash leaves the conversation as it was)."""
         reply, latency, conversation = turn.reply, turn.latency, turn.conversation
@@ -676,8 +681,12 @@ class ConversationService:
                 self._handoffs.open(conversation, turn.escalation,
                                     trace.decision.get("evidence") or {})
                 self._outcomes.attribute(conversation, HANDED_OFF)
+            result = TurnResult(agent_message, conversation, reply.fallback, latency,
+                                reply.usage)
+            if on_persist is not None:
+                on_persist(result)
         metrics.record_turn(turn.brand.slug, latency)
-        return TurnResult(agent_message, conversation, reply.fallback, latency, reply.usage)
+        return result
 
 
 @dataclass

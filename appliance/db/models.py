@@ -620,10 +620,45 @@ class EvalRun(BaseModel):
         indexes = ((("brand", "trigger", "created_at"), False),)
 
 
+class IdempotencyKey(BaseModel):
+    """A client's Idempotency-Key for one turn (appliance/idempotency.py): who runs the turn
+    while it runs, then the reply it gave, for 24 hours."""
+
+    brand = peewee.ForeignKeyField(Brand, on_delete="CASCADE")
+    brand_id: int
+    key = peewee.CharField(max_length=255)
+    #: sha256 of what the request asked (the conversation and the body).
+    fingerprint = peewee.CharField(max_length=64)
+    #: "host:pid" of the worker running the turn; None once the reply is stored.
+    owner = peewee.CharField(max_length=255, null=True)
+    claimed_at = peewee.DateTimeField(default=utcnow)
+    #: The stored reply's HTTP status and JSON body; None while the turn runs.
+    status = peewee.IntegerField(null=True)
+    response = JSONField(null=True)
+    created_at = peewee.DateTimeField(default=utcnow, index=True)
+
+    class Meta:
+        table_name = "idempotency_key"
+        indexes = ((("brand", "key"), True),)
+
+
+class RateBucket(BaseModel):
+    """One token bucket of the rate limits (appliance/ratelimit.py), shared by every worker
+    and node on the database."""
+
+    #: What is limited: "key:<id>", "token:<conversation>", "addr:<address>".
+    name = peewee.CharField(max_length=255, unique=True)
+    tokens = peewee.FloatField()
+    updated_at = peewee.DateTimeField(default=utcnow, index=True)
+
+    class Meta:
+        table_name = "rate_bucket"
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     Brand, ApiKey, AdminUser, AuditLog, Conversation, Message, TurnTrace, JobRun,
     KnowledgeSource, IngestRun, Document, Article, Chunk, KnowledgeVersion, VersionArticle,
     Finding, Workflow, WorkflowVersion, Toolset, ToolCall, Handoff,
     WebhookEndpoint, WebhookDelivery, IdentitySecret, Outcome, Feedback,
-    BillingContract, LedgerEntry, EvalSuiteRecord, EvalRun,
+    BillingContract, LedgerEntry, EvalSuiteRecord, EvalRun, IdempotencyKey, RateBucket,
 )

@@ -145,6 +145,11 @@ def requested_evals(services: Services) -> dict[str, Any]:
     return nightly.requested(services)
 
 
+def purge_idempotency_keys(services: Services) -> dict[str, Any]:
+    """Delete the turns' Idempotency-Keys (and their stored replies) older than 24 hours."""
+    return {"deleted": services.idempotency.purge()}
+
+
 JOBS: dict[str, Job] = {
     job.id: job
     for job in (
@@ -164,6 +169,8 @@ JOBS: dict[str, Job] = {
             nightly_evals.__doc__ or "", at_start=False, hour_setting="evals_nightly_hour"),
         Job("evals.requested", requested_evals, ("interval", {"minutes": 1}),
             requested_evals.__doc__ or "", at_start=False),
+        Job("idempotency.purge", purge_idempotency_keys, ("interval", {"hours": 1}),
+            purge_idempotency_keys.__doc__ or ""),
     )
 }
 

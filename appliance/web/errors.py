@@ -18,6 +18,7 @@ from appliance.errors import (
     NotFound,
     PayloadTooLarge,
     PermissionDenied,
+    TryLater,
 )
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ def render_error(error: ApplianceError) -> Response | tuple[str, int]:
     if wants_json():
         response = jsonify(error.to_body(request_id()))
         response.status_code = error.status
+        if isinstance(error, TryLater):
+            response.headers["Retry-After"] = str(error.retry_after_s)
         return response
     return render_template("error.html", error=error, request_id=request_id()), error.status
 

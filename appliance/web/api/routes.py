@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from flask import Response, jsonify, request, stream_with_context
@@ -16,6 +16,9 @@ from appliance.agent.conversations import TurnResult
 from appliance.brands import policy_of, validated
 from appliance.db.models import Brand, Conversation, Message, Outcome
 from appliance.errors import ApplianceError, InvalidRequest, NotFound, PermissionDenied
+from appliance.idempotency import HEADER as IDEMPOTENCY_HEADER
+from appliance.idempotency import Claim, Replay, fingerprint
+from appliance.llm.base import TextDelta
 from appliance.outcomes import outcome_json
 from appliance.reporting import DateRange
 from appliance.web import services_of_app
@@ -259,16 +262,68 @@ def close_conversation(conversation_id: str) -> Response:
 
 @bp.post("/conversations/<conversation_id>/messages")
 def post_message(conversation_id: str) -> Response:
+    """One turn. With an Idempotency-Key, a retry gets the stored reply and a key reused
+    for another request is a 409 (appliance/idempotency.py)."""
     principal = current_principal()
     principal.check_conversation(conversation_id)
     body = _body(schemas.PostMessage)
-    turn = services_of_app().conversations.reply(principal.brand, conversation_id, body.text)
+    services = services_of_app()
+    claim: Claim | None = None
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None:
+        held = services.idempotency.claim(principal.brand, key,
+                                          fingerprint(conversation_id, body.model_dump()))
+        if isinstance(held, Replay):
+            return _replayed(held)
+        claim = held
+    turn = _claimed_turn(claim, lambda on_persist: services.conversations.reply(
+        principal.brand, conversation_id, body.text, on_persist=on_persist))
     if request.accept_mimetypes.best == "text/event-stream":
         return _sse_response(turn)
     for event in turn:
         if isinstance(event, TurnResult):
             return jsonify(_reply_body(event))
     raise AssertionError("turn ended without a result")
+
+
+Turn = Iterator[TextDelta | TurnResult]
+
+
+def _claimed_turn(claim: Claim | None,
+                  start: Callable[[Callable[[TurnResult], None] | None], Turn]) -> Turn:
+    """The turn `start` begins, its reply stored under the claim's key in the turn's own
+    transaction; a turn that fails or is abandoned before its result releases the claim."""
+    if claim is None:
+        return start(None)
+    try:
+        turn = start(lambda result: claim.complete(200, _reply_body(result)))
+    except BaseException:
+        claim.release()
+        raise
+
+    def settled() -> Turn:
+        finished = False
+        try:
+            for event in turn:
+                finished = finished or isinstance(event, TurnResult)
+                yield event
+        finally:
+            if not finished:
+                claim.release()
+
+    return settled()
+
+
+def _replayed(replay: Replay) -> Response:
+    """The stored reply of an Idempotency-Key, as JSON or as one SSE `message` event."""
+    if request.accept_mimetypes.best == "text/event-stream":
+        response = Response(_sse("message", replay.body), mimetype="text/event-stream",
+                            headers={"Cache-Control": "no-cache"})
+    else:
+        response = jsonify(replay.body)
+    response.status_code = replay.status
+    response.headers["Idempotent-Replayed"] = "true"
+    return response
 
 
 def _reply_body(result: TurnResult) -> dict[str, Any]:
