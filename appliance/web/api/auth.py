@@ -8,6 +8,7 @@ from flask import request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from appliance import logs
+from appliance.brands import policy_of
 from appliance.db.models import Brand
 from appliance.errors import AuthenticationError, NotFound
 from appliance.web import services_of_app
@@ -61,5 +62,9 @@ def _principal() -> Principal:
         brand = Brand.get_or_none(Brand.id == claims["b"])
         if brand is None:
             raise AuthenticationError("invalid widget token")
+        if not policy_of(brand).widget_enabled:
+            # Checked on every use: turning the widget off ends the tokens already given out.
+            raise AuthenticationError("the brand's chat widget is turned off",
+                                      code="widget_disabled")
         return Principal(brand, conversation_id=str(claims["c"]))
     return Principal(services_of_app().brands.authenticate(token))
