@@ -26,6 +26,11 @@ ended conversation ran last, by the furthest stage it reached (appliance/outcome
 `workflow_stage`). Money comes from the ledger and the invoice service, never priced again:
 `billed` is what the range's outcomes bill, net of reversals; `billable_this_period` the open
 invoice of the month the range ends in.
+
+`unanswered` groups the customers' messages the agent could not answer (nothing in the
+knowledge, asked to rephrase, out of scope) by meaning: the newest of the range are embedded
+and clustered (average-linkage agglomerative clustering on cosine distance), so the CX team
+sees which questions to add to the knowledge, biggest first, each with example conversations.
 """
 
 from __future__ import annotations
@@ -41,13 +46,25 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, cast
 
+import numpy as np
 import peewee
 from peewee import JOIN, fn
+from sklearn.cluster import AgglomerativeClustering
 
+from appliance.agent.supervisor import CLARIFY, NO_ANSWER, OUT_OF_SCOPE
 from appliance.billing.contracts import contract_at
 from appliance.billing.invoices import InvoiceService
 from appliance.billing.ledger import Ledger, naive_utc
-from appliance.db.models import Brand, Conversation, Feedback, Handoff, Outcome, utcnow
+from appliance.db.models import (
+    Brand,
+    Conversation,
+    Feedback,
+    Handoff,
+    Message,
+    Outcome,
+    TurnTrace,
+    utcnow,
+)
 from appliance.errors import InvalidRequest
 from appliance.outcomes import (
     ABANDONED,
@@ -61,7 +78,18 @@ from appliance.outcomes import (
     TYPES,
     WORKFLOW,
 )
+from appliance.signals.base import Embedder
 
+#: The supervisor's actions that leave a customer's message unanswered.
+UNANSWERED = (NO_ANSWER, CLARIFY, OUT_OF_SCOPE)
+#: The newest unanswered messages of a range that are clustered.
+UNANSWERED_SAMPLE = 500
+#: Cosine distance under which two groups of messages ask the same thing (average linkage):
+#: rephrasings of one question fall under it, neighbouring topics above it.
+SAME_QUESTION = 0.3
+#: Groups a report lists, and example conversations per group.
+TOP_QUESTIONS = 10
+EXAMPLES = 5
 #: The channels of test chats (the Studio's sandbox, eval runs), never reported.
 TEST_CHANNELS = ("studio", "eval")
 #: The longest range a report covers.
@@ -327,6 +355,66 @@ class Report:
         }
 
 
+@dataclass(frozen=True)
+class Example:
+    """One unanswered message: its conversation and what the supervisor did."""
+
+    conversation: str
+    text: str
+    action: str
+
+
+@dataclass(frozen=True)
+class Question:
+    """Unanswered customer messages that ask the same thing."""
+
+    #: The member nearest the group's centre: the question as customers put it.
+    text: str
+    count: int
+    #: How many were not answered, asked to rephrase, or out of scope.
+    actions: dict[str, int]
+    #: The newest members first, at most EXAMPLES.
+    examples: list[Example]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"question": self.text, "count": self.count, "actions": self.actions,
+                "examples": [{"conversation": e.conversation, "text": e.text,
+                              "action": e.action} for e in self.examples]}
+
+
+@dataclass(frozen=True)
+class Unanswered:
+    """The range's unanswered messages, and the biggest groups of the newest of them."""
+
+    total: int
+    clustered: int
+    questions: list[Question]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"total": self.total, "clustered": self.clustered,
+                "questions": [question.as_json() for question in self.questions]}
+
+
+def _cluster(vectors: np.ndarray[Any, np.dtype[np.float32]]) -> list[list[int]]:
+    """Groups of row indices whose messages ask the same thing, biggest first (ties: the
+    group holding the earliest row, i.e. the newest message)."""
+    if len(vectors) < 2:
+        return [list(range(len(vectors)))] if len(vectors) else []
+    labels = AgglomerativeClustering(
+        n_clusters=None, distance_threshold=SAME_QUESTION, metric="cosine",
+        linkage="average").fit_predict(vectors)
+    groups: defaultdict[int, list[int]] = defaultdict(list)
+    for row, label in enumerate(labels):
+        groups[int(label)].append(row)
+    return sorted(groups.values(), key=lambda rows: (-len(rows), rows[0]))
+
+
+def _central(vectors: np.ndarray[Any, np.dtype[np.float32]], rows: list[int]) -> int:
+    """The row of `rows` most similar, on average, to the others (unit vectors)."""
+    members = vectors[rows]
+    return rows[int(np.argmax((members @ members.T).sum(axis=1)))]
+
+
 def _money(value: Decimal | None) -> str | None:
     return None if value is None else str(value.quantize(Decimal("0.01")))
 
@@ -382,9 +470,10 @@ def _selected(selection: Selection) -> peewee.Expression:
 class ReportService:
     """Reports from the outcomes, handoffs and feedback, with the ledger's money."""
 
-    def __init__(self, ledger: Ledger, invoices: InvoiceService) -> None:
+    def __init__(self, ledger: Ledger, invoices: InvoiceService, embedder: Embedder) -> None:
         self._ledger = ledger
         self._invoices = invoices
+        self._embedder = embedder
 
     def summary(self, brand: Brand | None, period: DateRange,
                 group_by: str | None = None) -> Report:
@@ -403,6 +492,29 @@ class ReportService:
             csat=self._csat(scope), handoff_reasons=self._reasons(scope),
             funnels=self._funnels(scope),
             billing=self._billing(brand, period, totals) if brand is not None else None)
+
+    def unanswered(self, brand: Brand | None, period: DateRange) -> Unanswered:
+        """The messages of `brand` (None: every brand) over `period` the agent did not answer,
+        the newest UNANSWERED_SAMPLE of them grouped by meaning, the TOP_QUESTIONS biggest
+        groups listed."""
+        scope = self._scope(brand, period) & TurnTrace.action.in_(UNANSWERED)
+        traces = TurnTrace.select().join(Conversation).where(scope)
+        rows = _rows(TurnTrace.select(Conversation.public_id, Message.text, TurnTrace.action)
+                     .join(Conversation).switch(TurnTrace)
+                     .join(Message, on=TurnTrace.customer_message == Message.id)
+                     .where(scope).order_by(TurnTrace.id.desc()).limit(UNANSWERED_SAMPLE))
+        examples = [Example(str(public_id), str(text), str(action))
+                    for public_id, text, action in rows]
+        vectors = self._embedder.embed([example.text for example in examples]) \
+            if examples else np.zeros((0, self._embedder.dim), np.float32)
+        questions = []
+        for members in _cluster(vectors)[:TOP_QUESTIONS]:
+            actions = Counter(examples[row].action for row in members)
+            questions.append(Question(
+                text=examples[_central(vectors, members)].text, count=len(members),
+                actions=dict(sorted(actions.items())),
+                examples=[examples[row] for row in members[:EXAMPLES]]))
+        return Unanswered(total=traces.count(), clustered=len(examples), questions=questions)
 
     def conversations(self, brand_ids: Sequence[int] | None, period: DateRange,
                       selection: Selection, limit: int = 100) -> tuple[int, list[Conversation]]:

@@ -162,7 +162,7 @@ def build_services(settings: Settings) -> Services:
         ledger=ledger,
         invoices=invoices,
         disputes=DisputeService(db, ledger),
-        reports=ReportService(ledger, invoices),
+        reports=ReportService(ledger, invoices, embedder),
         suites=SuiteService(db),
         evals=EvalHistory(db, manifest, router, knowledge, webhooks),
         warm=warm,

@@ -663,7 +663,8 @@ class ConversationService:
                 agent_message=agent_message, model=reply.model_id, fallback=reply.fallback,
                 prompt_tokens=reply.usage["prompt_tokens"],
                 completion_tokens=reply.usage["completion_tokens"], latency_ms=latency,
-                decision=reply.decision, knowledge=knowledge,
+                decision=reply.decision, action=reply.decision.get("action"),
+                knowledge=knowledge,
                 signals=turn.signals.trace() if turn.read else None,
             )
             conversation.updated_at = utcnow()

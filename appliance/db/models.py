@@ -139,6 +139,8 @@ class TurnTrace(BaseModel):
     knowledge = JSONField(null=True)
     #: What the classifiers read from the customer's message, with their model versions.
     signals = JSONField(null=True)
+    #: The supervisor's action (decision["action"]), for the reports' indexed lookups.
+    action = peewee.CharField(max_length=32, null=True, index=True)
 
     class Meta:
         table_name = "turn_trace"

@@ -12,7 +12,7 @@ import pytest
 
 from appliance.db import open_database
 from appliance.db.migrate import applied_versions, available, migrate, pending, rollback
-from appliance.db.models import ALL_MODELS, ApiKey, Brand, Outcome, utcnow
+from appliance.db.models import ALL_MODELS, ApiKey, Brand, Outcome, TurnTrace, utcnow
 
 TABLES = {model._meta.table_name for model in ALL_MODELS}
 
@@ -160,3 +160,35 @@ def test_it_fills_the_report_columns_of_earlier_outcomes_from_their_evidence(
                  for o in Outcome.select()}
     assert found == {"upsell": ("workflow_upsold", "apply_card", 4, 30050),
                      "resolved": ("answered_then_left", None, 0, 0)}
+
+
+# --- 0016: the action of turns traced before it ----------------------------------------------
+
+def test_it_fills_the_action_of_earlier_turn_traces_from_their_decision(
+    fresh_db: peewee.Database,
+) -> None:
+    migrate(fresh_db, target=12)
+    now = utcnow()
+    _insert_raw(fresh_db, "brand", {"id": 1, "slug": "acme", "name": "Acme", "persona": "{}",
+                                "policy": "{}", "created_at": now, "updated_at": now})
+    _insert_raw(fresh_db, "conversation", {
+        "id": 1, "public_id": "conv_1", "brand_id": 1, "customer": "{}", "channel": "web",
+        "status": "active", "created_at": now, "updated_at": now})
+    decisions = {1: {"action": "no_answer", "rule": "knowledge_below_threshold"},
+                 2: {"action": "answer", "rule": "grounded"}, 3: {}}
+    for n, decision in decisions.items():
+        for message, role in ((2 * n, "customer"), (2 * n + 1, "agent")):
+            _insert_raw(fresh_db, "message", {
+                "id": message, "public_id": f"msg_{message}", "conversation_id": 1,
+                "role": role, "text": "hi", "created_at": now})
+        _insert_raw(fresh_db, "turn_trace", {
+            "id": n, "conversation_id": 1, "customer_message_id": 2 * n,
+            "agent_message_id": 2 * n + 1, "model": "template", "fallback": False,
+            "prompt_tokens": 0, "completion_tokens": 0, "latency_ms": "{}",
+            "decision": json.dumps(decision), "created_at": now})
+
+    migrate(fresh_db)
+
+    with fresh_db.bind_ctx([TurnTrace]):
+        found = {trace.id: trace.action for trace in TurnTrace.select()}
+    assert found == {1: "no_answer", 2: "answer", 3: None}

@@ -102,6 +102,7 @@ def reports() -> ResponseReturnValue:
     return render_template(
         "admin/reports.html", scope=scope, report=report, data=report.as_json(),
         workflows=by_workflow.as_json()["groups"],
+        unanswered=service.unanswered(scope.brand, scope.period),
         brands=visible_brands(user) if user.brand_id is None else [],
         charts=[_day_chart(scope, report), _csat_chart(scope, report),
                 _funnel_chart(scope, report)],

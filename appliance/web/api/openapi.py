@@ -130,5 +130,12 @@ def openapi_document() -> dict[str, Any]:
                        "schema": {"type": "string"}} for name in ("since", "until")),
                     {"name": "group_by", "in": "query", "required": False,
                      "schema": {"type": "string", "enum": ["day", "workflow"]}}]}},
+            "/v1/metrics/unanswered": {"get": _op(
+                "The brand's customer messages the agent could not answer over [since, "
+                "until) (as for /v1/metrics/summary), grouped by meaning, biggest first",
+                "200", schemas.Unanswered)
+                | {"parameters": [{"name": name, "in": "query", "required": False,
+                                   "schema": {"type": "string"}}
+                                  for name in ("since", "until")]}},
         },
     }

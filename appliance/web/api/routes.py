@@ -23,7 +23,7 @@ from appliance.outcomes import outcome_json
 from appliance.reporting import DateRange
 from appliance.web import services_of_app
 from appliance.web.api import bp, schemas
-from appliance.web.api.auth import current_principal, widget_token
+from appliance.web.api.auth import Principal, current_principal, widget_token
 from appliance.web.api.openapi import openapi_document
 from appliance.web.errors import request_id
 from appliance.web.markup import message_html
@@ -222,12 +222,18 @@ def _message_out(m: Message) -> schemas.MessageOut:
     })
 
 
-@bp.get("/metrics/escalations")
-def escalation_metrics() -> Response:
-    """The brand's escalation rate by reason and workflow, and time to a human."""
+def _metrics_reader() -> Principal:
+    """The request's API key: a widget token cannot read metrics."""
     principal = current_principal()
     if principal.conversation_id is not None:
         raise PermissionDenied("a widget token cannot read metrics", code="key_required")
+    return principal
+
+
+@bp.get("/metrics/escalations")
+def escalation_metrics() -> Response:
+    """The brand's escalation rate by reason and workflow, and time to a human."""
+    principal = _metrics_reader()
     try:
         days = int(request.args.get("days", "30"))
     except ValueError:
@@ -241,13 +247,20 @@ def escalation_metrics() -> Response:
 @bp.get("/metrics/summary")
 def metrics_summary() -> Response:
     """The brand's report over a date range (appliance/reporting.py)."""
-    principal = current_principal()
-    if principal.conversation_id is not None:
-        raise PermissionDenied("a widget token cannot read metrics", code="key_required")
+    principal = _metrics_reader()
     period = DateRange.parse(request.args.get("since"), request.args.get("until"))
     report = services_of_app().reports.summary(principal.brand, period,
                                                request.args.get("group_by"))
     return jsonify(schemas.MetricsSummary.model_validate(report.as_json()).model_dump())
+
+
+@bp.get("/metrics/unanswered")
+def metrics_unanswered() -> Response:
+    """The brand's unanswered questions over a date range, grouped (appliance/reporting.py)."""
+    principal = _metrics_reader()
+    period = DateRange.parse(request.args.get("since"), request.args.get("until"))
+    found = services_of_app().reports.unanswered(principal.brand, period)
+    return jsonify(schemas.Unanswered.model_validate(found.as_json()).model_dump())
 
 
 @bp.post("/conversations/<conversation_id>/close")

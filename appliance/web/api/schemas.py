@@ -164,6 +164,27 @@ class MetricsSummary(BaseModel):
     billing: Billing | None = Field(description="null for a brand without a contract.")
 
 
+class UnansweredExample(BaseModel):
+    conversation: str
+    text: str
+    action: Literal["no_answer", "clarify", "out_of_scope"]
+
+
+class UnansweredQuestion(BaseModel):
+    question: str = Field(description="The group's member nearest its centre.")
+    count: int
+    actions: dict[str, int] = Field(description="Messages per supervisor action.")
+    examples: list[UnansweredExample] = Field(description="The newest first, at most 5.")
+
+
+class Unanswered(BaseModel):
+    total: int = Field(description="Unanswered customer messages in the range.")
+    clustered: int = Field(description="The newest of them that were grouped (at most "
+                           "500).")
+    questions: list[UnansweredQuestion] = Field(description="The 10 biggest groups of "
+                                                "messages that ask the same thing.")
+
+
 class AgentMessage(BaseModel):
     id: str
     role: Literal["agent"]
