@@ -157,3 +157,12 @@ class InProgress(TryLater):
     status = 409
     type = "invalid_request_error"
     code = "idempotency_in_progress"
+
+
+class LoginThrottled(TryLater):
+    """Too many failed sign-ins for this username or this address: wait, or ask an it_admin
+    to lift the lock-out."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "login_throttled"

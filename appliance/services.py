@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import peewee
 
+from appliance.admin_sessions import SessionPolicy, SessionStore
 from appliance.agent.conversations import AgentLimits, ConversationService
 from appliance.billing.disputes import DisputeService
 from appliance.billing.invoices import InvoiceService
@@ -30,6 +31,7 @@ from appliance.llm.breaker import BreakerPolicy
 from appliance.llm.factory import build_model
 from appliance.llm.manifest import Manifest, load_manifest
 from appliance.llm.router import ModelRouter
+from appliance.login_throttle import LoginThrottleService, ThrottlePolicy
 from appliance.outcomes import OutcomeService
 from appliance.readiness import WarmUp
 from appliance.reporting import ReportService
@@ -58,6 +60,8 @@ class Services:
     signals: SignalService
     brands: BrandService
     users: UserService
+    sessions: SessionStore
+    login_throttle: LoginThrottleService
     workflows: WorkflowService
     conversations: ConversationService
     webhooks: WebhookService
@@ -152,6 +156,8 @@ def build_services(settings: Settings) -> Services:
         signals=signals,
         brands=BrandService(db),
         users=UserService(db),
+        sessions=SessionStore(SessionPolicy.from_settings(settings)),
+        login_throttle=LoginThrottleService(db, ThrottlePolicy.from_settings(settings)),
         workflows=workflows,
         conversations=ConversationService(db, router, limits, knowledge, signals, workflows,
                                           handoffs, outcomes, warm),

@@ -72,6 +72,34 @@ class AdminUser(BaseModel):
         table_name = "admin_user"
 
 
+class AdminSession(BaseModel):
+    """A signed-in admin session (appliance/admin_sessions.py). The cookie holds the token;
+    only its sha256 is stored, so a database dump signs no one in."""
+
+    token_hash = peewee.CharField(max_length=64, unique=True)
+    user = peewee.ForeignKeyField(AdminUser, backref="sessions", on_delete="CASCADE")
+    user_id: int
+    created_at = peewee.DateTimeField(default=utcnow)
+    seen_at = peewee.DateTimeField(default=utcnow)
+    remote_addr = peewee.CharField(max_length=64, null=True)
+
+    class Meta:
+        table_name = "admin_session"
+
+
+class LoginThrottle(BaseModel):
+    """Failed sign-ins of one username or one client address (appliance/login_throttle.py)."""
+
+    #: "user:NAME" or "addr:ADDRESS".
+    key = peewee.CharField(max_length=220, unique=True)
+    failures = peewee.IntegerField(default=0)
+    last_failure_at = peewee.DateTimeField(default=utcnow)
+    locked_until = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "login_throttle"
+
+
 class AuditLog(BaseModel):
     at = peewee.DateTimeField(default=utcnow, index=True)
     actor = peewee.CharField(max_length=150)
@@ -658,7 +686,8 @@ class RateBucket(BaseModel):
 
 
 ALL_MODELS: tuple[type[BaseModel], ...] = (
-    Brand, ApiKey, AdminUser, AuditLog, Conversation, Message, TurnTrace, JobRun,
+    Brand, ApiKey, AdminUser, AdminSession, LoginThrottle, AuditLog,
+    Conversation, Message, TurnTrace, JobRun,
     KnowledgeSource, IngestRun, Document, Article, Chunk, KnowledgeVersion, VersionArticle,
     Finding, Workflow, WorkflowVersion, Toolset, ToolCall, Handoff,
     WebhookEndpoint, WebhookDelivery, IdentitySecret, Outcome, Feedback,

@@ -12,7 +12,17 @@ import pytest
 
 from appliance.db import open_database
 from appliance.db.migrate import applied_versions, available, migrate, pending, rollback
-from appliance.db.models import ALL_MODELS, ApiKey, Brand, Outcome, TurnTrace, utcnow
+from appliance.db.models import (
+    ALL_MODELS,
+    AdminSession,
+    AdminUser,
+    ApiKey,
+    Brand,
+    Outcome,
+    TurnTrace,
+    utcnow,
+)
+from appliance.users import usable
 
 TABLES = {model._meta.table_name for model in ALL_MODELS}
 
@@ -105,6 +115,24 @@ def test_it_cascades_a_brand_delete_to_its_keys(fresh_db: peewee.Database) -> No
     Brand.delete().where(Brand.id == brand.id).execute()
 
     assert ApiKey.select().count() == 0
+
+
+def test_it_keeps_an_unscoped_human_agent_through_0013_who_then_signs_in_to_nothing(
+    fresh_db: peewee.Database,
+) -> None:
+    migrate(fresh_db, target=12)
+    _insert_raw(fresh_db, "admin_user", {
+        "id": 1, "username": "old-agent", "password_hash": "x", "role": "human_agent",
+        "brand_id": None, "created_at": utcnow(), "disabled": False})
+
+    migrate(fresh_db, target=13)
+
+    user = AdminUser.get(AdminUser.username == "old-agent")
+    assert (user.role, user.brand_id, user.disabled) == ("human_agent", None, False)
+    assert not usable(user)
+    AdminSession.create(token_hash="0" * 64, user=user)
+    AdminUser.delete().execute()
+    assert AdminSession.select().count() == 0  # a user's sessions go with the user
 
 
 def test_it_runs_sqlite_in_wal_mode_with_foreign_keys_on(tmp_path: Path) -> None:

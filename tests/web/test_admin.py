@@ -179,7 +179,7 @@ def test_it_lets_viewers_read_but_not_edit(
 def test_it_lets_cx_editors_edit_personas_but_not_keys(
     sign_in_as: Callable[..., FlaskClient], services: Services, submit: Submit
 ) -> None:
-    editor = sign_in_as("cx_editor")
+    editor = sign_in_as("cx_editor", "lumen-goods")
     assert submit(editor, BRAND_PAGE, f"{BRAND_PAGE}/persona", PERSONA).status_code == 302
     assert submit(editor, BRAND_PAGE, f"{BRAND_PAGE}/keys", {}).status_code == 403
     assert editor.get("/admin/audit").status_code == 403
@@ -209,7 +209,7 @@ def test_it_shows_human_agents_conversations_only(
     sign_in_as: Callable[..., FlaskClient], services: Services
 ) -> None:
     conversation, _ = services.conversations.start(services.brands.get("rho-bank"), {}, "web")
-    agent = sign_in_as("human_agent")
+    agent = sign_in_as("human_agent", "rho-bank")
     dashboard = text(agent.get("/admin/"))
     assert "Recent conversations" in dashboard
     assert conversation.public_id in dashboard

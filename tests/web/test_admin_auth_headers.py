@@ -4,7 +4,6 @@ token."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -13,18 +12,11 @@ from flask.testing import FlaskClient
 from appliance import __version__
 from appliance.db.migrate import available
 from appliance.services import Services
-from appliance.web import create_app
 from appliance.web.meta import _PACKAGES
 
 #: A page, a form, an API error, a probe, the chat page and a static file: every kind of answer.
 PATHS = ("/admin/login", "/admin/", "/v1/conversations", "/healthz", "/chat/lumen-goods",
          "/chat/static/widget.js", "/no-such-page")
-
-
-def client_with(services: Services, **settings: Any) -> FlaskClient:
-    """A test client of an app whose settings differ from the fixture's by `settings`."""
-    changed = replace(services, settings=replace(services.settings, **settings))
-    return create_app({"TESTING": True}, services=changed).test_client()
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -44,9 +36,9 @@ def test_it_sends_the_security_headers_on_every_response(
 
 
 def test_it_sends_hsts_and_a_secure_cookie_when_tls_terminates_in_front(
-    services: Services, seeded: dict[str, Any], login: Callable[..., Any]
+    client_with: Callable[..., FlaskClient], seeded: dict[str, Any], login: Callable[..., Any]
 ) -> None:
-    client = client_with(services, tls_in_front=True)
+    client = client_with(tls_in_front=True)
 
     response = login(client, seeded["admin"]["username"], seeded["admin"]["password"])
 
@@ -87,9 +79,11 @@ def test_it_reports_versions_to_an_it_admin(
     assert body["models"]["smollm2-135m-instruct"] == {"role": "small", "backend": "llamacpp"}
 
 
-def test_it_reports_versions_to_the_metrics_token(services: Services) -> None:
+def test_it_reports_versions_to_the_metrics_token(
+    client_with: Callable[..., FlaskClient],
+) -> None:
     token = "a-monitoring-token"
-    client = client_with(services, metrics_token=token)
+    client = client_with(metrics_token=token)
 
     assert client.get("/-/versions", headers={"Authorization": f"Bearer {token}"}
                       ).status_code == 200

@@ -38,10 +38,12 @@ def handoff(services: Services, seeded: dict[str, Any]) -> Handoff:
 def user_client(
     app: Flask, services: Services, seeded: dict[str, Any], login: Login,
 ) -> Callable[..., FlaskClient]:
-    """user_client(username, role="human_agent", brand=None): a new test client signed in as
-    a new user; each its own browser, so several agents can work at once."""
+    """user_client(username, role="human_agent", brand="lumen-goods"): a new test client
+    signed in as a new user; each its own browser, so several agents can work at once. A
+    viewer may pass brand=None for every brand (a human agent or cx_editor works for one)."""
 
-    def make(username: str, role: str = "human_agent", brand: str | None = None) -> FlaskClient:
+    def make(username: str, role: str = "human_agent",
+             brand: str | None = "lumen-goods") -> FlaskClient:
         scope = services.brands.get(brand) if brand else None
         services.users.create(username, PASSWORD, role, scope, actor="test")
         client = app.test_client()
@@ -112,7 +114,7 @@ def test_it_lists_a_waiting_handoff_with_its_reason_and_wait(
 def test_it_lists_the_oldest_handoff_first(
     user_client: Callable[..., FlaskClient], services: Services, handoff: Handoff,
 ) -> None:
-    newer = escalate(services, "rho-bank")
+    newer = escalate(services, "lumen-goods")
     Handoff.update(created_at=utcnow() - dt.timedelta(hours=2)).where(
         Handoff.id == handoff.id).execute()
 
@@ -364,7 +366,7 @@ def test_it_refuses_a_post_without_csrf_token(
 def test_it_turns_a_should_have_review_into_a_downloadable_eval_case(
     user_client: Callable[..., FlaskClient], submit: Submit, handoff: Handoff,
 ) -> None:
-    editor = user_client("cara", "cx_editor")
+    editor = user_client("cara", "cx_editor", "lumen-goods")
     review = "/admin/brands/lumen-goods/handoffs"
 
     response = submit(editor, review, f"{review}/{handoff.public_id}/review",
@@ -391,7 +393,7 @@ def test_a_should_have_handoff_joins_the_brands_evals_quarantined(
     user_client: Callable[..., FlaskClient], submit: Submit, handoff: Handoff,
     services: Services,
 ) -> None:
-    editor = user_client("cara", "cx_editor")
+    editor = user_client("cara", "cx_editor", "lumen-goods")
     review = "/admin/brands/lumen-goods/handoffs"
     promote = f"{review}/{handoff.public_id}/promote"
     brand = services.brands.get("lumen-goods")
@@ -415,7 +417,7 @@ def test_a_should_have_handoff_joins_the_brands_evals_quarantined(
 def test_it_records_a_correct_escalation_and_refuses_an_unknown_verdict(
     user_client: Callable[..., FlaskClient], submit: Submit, handoff: Handoff,
 ) -> None:
-    editor = user_client("cara", "cx_editor")
+    editor = user_client("cara", "cx_editor", "lumen-goods")
     review = "/admin/brands/lumen-goods/handoffs"
     action = f"{review}/{handoff.public_id}/review"
 
@@ -439,7 +441,8 @@ def test_it_shows_the_handoff_numbers(
     take(user_client("ana"), submit, handoff)
     escalate(services, "lumen-goods", "let me talk to a person")
 
-    page = html(user_client("cara", "cx_editor").get("/admin/brands/lumen-goods/handoffs"))
+    editor = user_client("cara", "cx_editor", "lumen-goods")
+    page = html(editor.get("/admin/brands/lumen-goods/handoffs"))
 
     assert "<strong>66.7 %</strong>" in page  # two handoffs in three conversations
     assert "2 of 3 conversations" in page

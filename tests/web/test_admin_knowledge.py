@@ -124,7 +124,7 @@ def test_it_adds_a_source_and_ingests_it(
     sign_in_as: SignIn, services: Services, seeded: Any, sources: dict[str, Path],
     submit: Submit,
 ) -> None:
-    editor = sign_in_as("cx_editor")
+    editor = sign_in_as("cx_editor", SLUG)
     assert "No sources yet" in text(editor.get(PAGE))
     for name, owner, schedule in (("policies", POLICY_OWNER, ""),
                                   ("wiki", WIKI_OWNER, "nightly")):
@@ -154,7 +154,7 @@ def test_it_adds_a_source_and_ingests_it(
 def test_it_ingests_one_source_on_its_own(
     sign_in_as: SignIn, services: Services, ingested: dict[str, Path], submit: Submit,
 ) -> None:
-    editor = sign_in_as("cx_editor")
+    editor = sign_in_as("cx_editor", SLUG)
     wiki = services.knowledge.sources(services.brands.get(SLUG))[1]
     response = submit(editor, PAGE, f"{PAGE}/ingest", {"source_id": str(wiki.id)})
     assert response.status_code == 302
@@ -192,7 +192,7 @@ def test_it_shows_why_a_source_was_not_added(
 def test_it_flashes_that_there_is_nothing_to_ingest(
     sign_in_as: SignIn, seeded: Any, submit: Submit,
 ) -> None:
-    editor = sign_in_as("cx_editor")
+    editor = sign_in_as("cx_editor", SLUG)
     response = submit(editor, PAGE, f"{PAGE}/ingest", {})
     assert response.status_code == 302
     assert "Not ingested: brand &#39;lumen-goods&#39; has no knowledge sources" in text(
@@ -202,7 +202,7 @@ def test_it_flashes_that_there_is_nothing_to_ingest(
 def test_it_flashes_a_conflict_when_an_ingestion_is_already_running(
     sign_in_as: SignIn, services: Services, ingested: dict[str, Path], submit: Submit,
 ) -> None:
-    editor = sign_in_as("cx_editor")
+    editor = sign_in_as("cx_editor", SLUG)
     lock = services.settings.data_dir / "knowledge" / SLUG / "ingest.lock"
     with lock.open("w") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running ingestion holds it
@@ -218,7 +218,7 @@ def test_it_lists_the_documents_a_run_could_not_read(
     sign_in_as: SignIn, services: Services, ingested: dict[str, Path], submit: Submit,
 ) -> None:
     (ingested["wiki"] / "empty.md").write_text("")
-    editor = sign_in_as("cx_editor")
+    editor = sign_in_as("cx_editor", SLUG)
     submit(editor, PAGE, f"{PAGE}/ingest", {})
     page = text(editor.get(PAGE))
     assert "Ingested version 2 (draft)" in page
@@ -238,7 +238,7 @@ def test_it_publishes_and_rolls_back_versions(
     for record in services.suites.records(brand):
         services.suites.delete(brand, record.name, "test")
     services.knowledge.ingest(brand, actor="test")  # version 2, a draft
-    editor = sign_in_as("cx_editor")
+    editor = sign_in_as("cx_editor", SLUG)
     assert published_number(services) == 1
 
     response = submit(editor, PAGE, f"{PAGE}/versions/2/publish", {})
@@ -264,7 +264,7 @@ def test_it_publishes_and_rolls_back_versions(
 def test_it_says_when_there_is_nothing_to_roll_back_to(
     sign_in_as: SignIn, services: Services, ingested: dict[str, Path], submit: Submit,
 ) -> None:
-    editor = sign_in_as("cx_editor")
+    editor = sign_in_as("cx_editor", SLUG)
     page = text(editor.get(PAGE))
     assert "Roll back" not in page, "only one version was ever published"
     submit(editor, PAGE, f"{PAGE}/rollback", {})
@@ -366,7 +366,7 @@ def test_it_refuses_a_knowledge_post_without_csrf_token(
     sign_in_as: SignIn, services: Services, ingested: dict[str, Path],
 ) -> None:
     services.knowledge.ingest(services.brands.get(SLUG), actor="test")
-    editor = sign_in_as("cx_editor")
+    editor = sign_in_as("cx_editor", SLUG)
     for action in (f"{PAGE}/ingest", f"{PAGE}/versions/2/publish", f"{PAGE}/rollback"):
         response = editor.post(action)
         assert response.status_code == 403, action

@@ -67,7 +67,7 @@ def test_a_cx_editor_may_not_force_a_refused_version(
         sign_in_as: Callable[..., FlaskClient], services: Services, submit: Submit,
         versions: tuple[KnowledgeVersion, KnowledgeVersion]) -> None:
     live, draft = versions
-    editor, page = sign_in_as("cx_editor"), page_of(draft)
+    editor, page = sign_in_as("cx_editor", "lumen-goods"), page_of(draft)
     assert "Publish anyway" not in text(editor, page)
 
     submit(editor, page, f"{page}/publish", {"force": "1", "reason": "please"})

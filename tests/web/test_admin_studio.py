@@ -373,7 +373,7 @@ def test_it_refuses_a_studio_post_without_csrf_token(
     sign_in_as: SignIn, services: Services,
 ) -> None:
     create(services)
-    editor = sign_in_as("cx_editor")
+    editor = sign_in_as("cx_editor", SLUG)
     for action, data in ((PAGE, {"source": LATER_HOURS}), (NEW, {"source": STORE_HOURS}),
                          (f"{PAGE}/publish", {}), (f"{PAGE}/rollback", {}),
                          (f"{PAGE}/enabled", {"enabled": "0"}),

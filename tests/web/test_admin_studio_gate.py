@@ -99,7 +99,7 @@ def test_it_shows_the_refusal_and_keeps_publishing_disabled_until_an_it_admin_fo
 def test_a_cx_editor_sees_the_refusal_but_may_not_force(
         sign_in_as: Callable[..., FlaskClient], services: Services, submit: Submit,
         draft: Callable[[str], int]) -> None:
-    editor = sign_in_as("cx_editor")
+    editor = sign_in_as("cx_editor", "lumen-goods")
     live, number = published(services), draft(BROKEN_SOURCE)
     submit(editor, PAGE, f"{PAGE}/evals", {})
     text = page(editor)

@@ -236,7 +236,7 @@ def test_it_shows_a_brand_scoped_user_only_their_brands_intent_model(
 def test_it_keeps_the_classifiers_from_human_agents(
     sign_in_as: Callable[..., FlaskClient],
 ) -> None:
-    agent = sign_in_as("human_agent")
+    agent = sign_in_as("human_agent", "lumen-goods")
 
     assert agent.get("/admin/models/classifiers").status_code == 403
     assert "/admin/models/classifiers" not in text(agent.get("/admin/"))

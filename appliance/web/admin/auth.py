@@ -14,7 +14,8 @@ from flask.typing import ResponseReturnValue
 
 from appliance import audit
 from appliance.db.models import AdminUser
-from appliance.errors import PermissionDenied
+from appliance.errors import AuthenticationError, LoginThrottled, PermissionDenied
+from appliance.users import usable
 from appliance.web import services_of_app
 from appliance.web.admin import bp
 
@@ -27,13 +28,18 @@ EDITOR_ROLES = ("it_admin", "cx_editor")
 #: Who sees brands, models and settings; human agents see conversations only.
 READER_ROLES = ("it_admin", "cx_editor", "viewer")
 LOGIN_FAILED = "Invalid username or password."
+NO_BRAND = ("Your account works for one brand and has none yet: ask an IT admin to assign "
+            "your brand.")
+#: The key of the Flask session (a signed cookie) that carries the server-side session token.
+SESSION_TOKEN = "sid"
 
 
 def current_user() -> AdminUser | None:
-    """The signed-in, enabled admin user of this request, or None."""
+    """The user of this request's live session (appliance.admin_sessions), or None."""
     if "admin_user" not in g:
-        user_id = session.get("user_id")
-        g.admin_user = services_of_app().users.get(user_id) if isinstance(user_id, int) else None
+        token = session.get(SESSION_TOKEN)
+        g.admin_user = services_of_app().sessions.user_of(token) if isinstance(
+            token, str) else None
     user: AdminUser | None = g.admin_user
     return user
 
@@ -86,20 +92,48 @@ def login() -> ResponseReturnValue:
     if current_user() is not None and request.method == "GET":
         return redirect(_safe_next(request.args.get("next")))
     username = request.form.get("username", "")
-    if request.method == "POST":
-        password = request.form.get("password", "")
-        user = None
-        if "\x00" not in username + password:  # no database accepts NUL in a string
-            user = services_of_app().users.authenticate(username, password)
-        if user is not None:
-            session.clear()  # a fresh session on sign-in: no fixation
-            session["user_id"] = user.id
-            audit.record(user.username, "admin.login", user.username, None, request.remote_addr)
-            return redirect(_safe_next(request.args.get("next")))
-        # The attempted username is not logged: people type passwords into that field.
-        log.warning("failed admin login from %s", request.remote_addr)
-        return render_template("admin/login.html", error=LOGIN_FAILED, username=username), 401
-    return render_template("admin/login.html", error=None, username=username)
+    if request.method == "GET":
+        return render_template("admin/login.html", error=None, username=username)
+    try:
+        user = _authenticate(username, request.form.get("password", ""), request.remote_addr)
+    except (AuthenticationError, PermissionDenied, LoginThrottled) as exc:
+        page = render_template("admin/login.html", error=exc, username=username)
+        headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(
+            exc, LoginThrottled) else {}
+        return page, exc.status, headers
+    session.clear()  # a fresh session on sign-in: no fixation
+    session[SESSION_TOKEN] = services_of_app().sessions.start(user, request.remote_addr)
+    return redirect(_safe_next(request.args.get("next")))
+
+
+def _authenticate(username: str, password: str, address: str | None) -> AdminUser:
+    """The user signing in, audited; raises LoginThrottled (locked out, or this failure
+    locks out), AuthenticationError (wrong) or PermissionDenied (no brand yet)."""
+    services = services_of_app()
+    throttle = services.login_throttle
+    user = None
+    # The username is audited only when it names a user: people type passwords into it.
+    target = username.strip() if "\x00" not in username and services.users.exists(
+        username) else "(unknown user)"
+    try:
+        throttle.check(username, address)
+    except LoginThrottled:
+        audit.record("anonymous", "admin.login_throttled", target, None, address)
+        raise
+    if "\x00" not in username + password:  # no database accepts NUL in a string
+        user = services.users.authenticate(username, password)
+    if user is None:
+        audit.record("anonymous", "admin.login_failed", target, None, address)
+        log.warning("failed admin login from %s", address)
+        refusal = throttle.failed(username, address)
+        raise refusal or AuthenticationError(LOGIN_FAILED, code="login_failed")
+    throttle.succeeded(username)
+    if not usable(user):
+        audit.record(user.username, "admin.login_refused", user.username,
+                     {"reason": "no_brand"}, address)
+        raise PermissionDenied(NO_BRAND, code="brand_required")
+    audit.record(user.username, "admin.login", user.username, None, address)
+    return user
 
 
 @bp.post("/logout")
@@ -107,6 +141,7 @@ def login() -> ResponseReturnValue:
 def logout() -> ResponseReturnValue:
     user = signed_in_user()
     audit.record(user.username, "admin.logout", user.username, None, request.remote_addr)
+    services_of_app().sessions.end(session[SESSION_TOKEN])
     session.clear()
     flash("You are signed out.", "success")
     return redirect(url_for("admin.login"))
@@ -115,7 +150,7 @@ def logout() -> ResponseReturnValue:
 @bp.app_context_processor
 def _inject_user() -> dict[str, Any]:
     """`admin_user` for base.html's navigation, on every page including error pages."""
-    if "user_id" not in session:
+    if SESSION_TOKEN not in session:
         return {"admin_user": None}
     try:
         return {"admin_user": current_user()}
