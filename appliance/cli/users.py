@@ -1,4 +1,4 @@
-"""`appliance users create|list`."""
+"""`appliance users create|list|passwd|disable|enable|set-brand|unlock`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from appliance.cli.context import CliContext, pass_cli, table
-from appliance.users import ROLES
+from appliance.db.models import AdminUser
+from appliance.users import ROLES, needs_brand
 
 
 def register(cli: click.Group) -> None:
@@ -22,7 +23,8 @@ def users() -> None:
 @users.command()
 @click.argument("username")
 @click.option("--role", type=click.Choice(ROLES), required=True)
-@click.option("--brand", "brand_slug", help="Limit a cx_editor or human_agent to one brand.")
+@click.option("--brand", "brand_slug",
+              help="Limit the user to one brand (required for a cx_editor or human_agent).")
 @click.option("--password-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Read the password from this file instead of prompting.")
 @click.option("--exist-ok", is_flag=True,
@@ -34,20 +36,93 @@ def create(ctx: CliContext, username: str, role: str, brand_slug: str | None,
     if exist_ok and ctx.services.users.exists(username):
         click.echo(f"user {username} exists")
         return
-    if password_file is not None:
-        password = password_file.read_text().strip()
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     services = ctx.services
     brand = services.brands.get(brand_slug) if brand_slug else None
-    services.users.create(username, password, role, brand, actor=ctx.actor)
+    services.users.create(username, _password(password_file), role, brand, actor=ctx.actor)
     click.echo(f"created user {username} ({role})")
+
+
+def _password(password_file: Path | None) -> str:
+    if password_file is not None:
+        return password_file.read_text().strip()
+    password: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return password
 
 
 @users.command("list")
 @pass_cli
 def list_users(ctx: CliContext) -> None:
-    """List admin users."""
-    table([(u.username, u.role, u.brand.slug if u.brand else "all",
-            "disabled" if u.disabled else "active") for u in ctx.services.users.all()],
-          ("username", "role", "brand", "state"))
+    """List admin users, then the usernames and addresses locked out of signing in."""
+    table([(u.username, u.role, _scope(u), "disabled" if u.disabled else "active")
+           for u in ctx.services.users.all()], ("username", "role", "brand", "state"))
+    lockouts = ctx.services.login_throttle.lockouts()
+    if lockouts:
+        click.echo()
+        table([(lock.kind, lock.subject, str(lock.failures), f"{lock.until:%Y-%m-%d %H:%M} UTC")
+               for lock in lockouts], ("locked", "who", "failures", "until"))
+
+
+def _scope(user: AdminUser) -> str:
+    if user.brand is not None:
+        return str(user.brand.slug)
+    return "none (signs in to nothing)" if needs_brand(user.role, None) else "all"
+
+
+@users.command()
+@click.argument("username")
+@click.option("--password-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Read the password from this file instead of prompting.")
+@pass_cli
+def passwd(ctx: CliContext, username: str, password_file: Path | None) -> None:
+    """Set a user's password; every session of the user ends."""
+    ctx.services.users.named(username)  # before prompting: fail fast on a typo
+    ctx.services.users.set_password(username, _password(password_file), actor=ctx.actor)
+    click.echo(f"changed the password of {username}; their sessions have ended")
+
+
+@users.command()
+@click.argument("username")
+@pass_cli
+def disable(ctx: CliContext, username: str) -> None:
+    """Disable a user: they cannot sign in and every session of theirs ends."""
+    _set_disabled(ctx, username, True)
+
+
+@users.command()
+@click.argument("username")
+@pass_cli
+def enable(ctx: CliContext, username: str) -> None:
+    """Enable a disabled user again."""
+    _set_disabled(ctx, username, False)
+
+
+def _set_disabled(ctx: CliContext, username: str, disabled: bool) -> None:
+    ctx.services.users.set_disabled(username, disabled, actor=ctx.actor)
+    click.echo(f"{'disabled' if disabled else 'enabled'} {username}")
+
+
+@users.command("set-brand")
+@click.argument("username")
+@click.argument("brand_slug", metavar="SLUG|all")
+@pass_cli
+def set_brand(ctx: CliContext, username: str, brand_slug: str) -> None:
+    """Limit a user to one brand ('all': every brand, not for a cx_editor or human_agent);
+    their sessions end."""
+    services = ctx.services
+    brand = None if brand_slug == "all" else services.brands.get(brand_slug)
+    services.users.set_brand(username, brand, actor=ctx.actor)
+    click.echo(f"{username} now sees {brand_slug}")
+
+
+@users.command()
+@click.argument("username", required=False)
+@click.option("--address", help="Lift the lock-out of this client address instead.")
+@pass_cli
+def unlock(ctx: CliContext, username: str | None, address: str | None) -> None:
+    """Lift a sign-in lock-out (see `users list`). Exit 1 when there was none."""
+    if (username is None) == (address is None):
+        raise click.UsageError("name a USERNAME or an --address")
+    throttle = ctx.services.login_throttle
+    if not throttle.unlock(username=username, address=address, actor=ctx.actor):
+        raise click.ClickException(f"{username or address} is not locked out")
+    click.echo(f"lifted the lock-out of {username or address}")
