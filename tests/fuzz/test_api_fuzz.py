@@ -78,6 +78,9 @@ def problems_of(response: Any) -> list[str]:
             and all(isinstance(body["error"][k], str) and body["error"][k]
                     for k in ("message", "type", "code"))):
         return [f"{response.status_code} outside the error shape: {body}"]
+    # schemathesis keeps each header as the list of its values, names lower-cased.
+    if response.headers.get("x-request-id") != [body["request_id"]]:
+        return [f"{response.status_code}: X-Request-ID is not the body's request_id"]
     return []
 
 
