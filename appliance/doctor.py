@@ -79,7 +79,21 @@ def run_checks(services: Services) -> list[Check]:
     checks.append(_timed("embedder", embedder))
     checks += _classifier_checks(services)
     checks.append(_timed("secret key", lambda: "set" if settings.secret_key else "missing"))
+    checks.append(_timed("knowledge import folders", partial(_import_folders, services)))
     return checks
+
+
+def _import_folders(services: Services) -> str:
+    """Every knowledge source lies in its brand's import folder; one registered before folders
+    were per brand is still read, and named here until it is moved."""
+    outside = services.knowledge.outside_import_folders()
+    if outside:
+        named = "; ".join(f"{s.brand.slug} source {s.id}: {s.location}" for s in outside)
+        raise ApplianceError(
+            f"{len(outside)} source(s) outside their brand's import folder ({named}): move "
+            "each into <import dir>/<slug>/ and run 'appliance knowledge sources edit "
+            "--brand SLUG ID --path NEW'")
+    return "every source inside its brand's folder"
 
 
 def _model_checks(services: Services) -> list[Check]:

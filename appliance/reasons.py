@@ -35,6 +35,7 @@ class Reason(StrEnum):
     KNOWLEDGE_UNAVAILABLE = "knowledge_unavailable"
     # The draft and the models.
     UNGROUNDED_DRAFT = "ungrounded_draft"
+    INTERNAL_KNOWLEDGE_ONLY = "internal_knowledge_only"
     NO_MODEL_ANSWERED = "no_model_answered"
     DEGRADED_ANSWER = "degraded_answer"
     PENDING_HUMAN = "pending_human"
@@ -98,6 +99,10 @@ ABOUT: dict[Reason, About] = {
     Reason.KNOWLEDGE_UNAVAILABLE: About("the knowledge could not be searched"),
     Reason.UNGROUNDED_DRAFT: About(
         "the drafted reply was not supported by the knowledge; a quote replaced it"),
+    Reason.INTERNAL_KNOWLEDGE_ONLY: About(
+        "only internal knowledge bore on the question, and it is never quoted to customers; "
+        "a colleague was offered",
+        "Answer from the brand's internal knowledge (the turn's trace names the passages)."),
     Reason.NO_MODEL_ANSWERED: About("no model could answer"),
     Reason.DEGRADED_ANSWER: About("a fallback model answered a consequential question",
                                   "Check the answer the fallback model gave."),

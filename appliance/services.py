@@ -8,6 +8,7 @@ each worker opens its own after fork.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import peewee
 
@@ -130,7 +131,8 @@ def build_services(settings: Settings) -> Services:
     manifest = load_manifest(settings.model_store)
     router = build_router(settings, manifest)
     embedder = build_embedder(manifest, settings)
-    knowledge = KnowledgeService(db, embedder, settings.data_dir)
+    knowledge = KnowledgeService(db, embedder, settings.data_dir,
+                                 [Path(d) for d in settings.knowledge_import_dirs])
     signals = SignalService(manifest, embedder)
     workflows = WorkflowService(db, embedder)
     webhooks = WebhookService(db, timeout_s=settings.webhook_timeout_s,

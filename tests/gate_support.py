@@ -68,12 +68,13 @@ def knowledge_dropping_the_returns_page(services: Services, brand: Any, tmp_path
     for record in services.suites.records(brand):
         services.suites.delete(brand, record.name, "test")
     services.suites.save(brand, KNOWLEDGE_SUITE, "test", "knowledge.yaml")
-    pages = tmp_path / "policies"
-    pages.mkdir()
+    pages = tmp_path / brand.slug / "policies"  # in the brand's import folder
+    pages.mkdir(parents=True)
     (pages / "returns.md").write_text(f"# Return policy\n\n{RETURNS}\n")
     (pages / "gift-cards.md").write_text(f"# Gift cards\n\n{GIFT_CARDS}\n")
     services.knowledge.add_source(brand, {"kind": "markdown", "location": str(pages),
-                                          "owner": "policy@lumen.example"}, actor="test")
+                                          "owner": "policy@lumen.example",
+                                          "visibility": "customer"}, actor="test")
     live = services.knowledge.ingest(brand, publish=True).version
     (pages / "returns.md").unlink()
     draft = services.knowledge.ingest(brand).version

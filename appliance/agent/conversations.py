@@ -27,13 +27,19 @@ import peewee
 from appliance import metrics
 from appliance.agent.draft import TURN_MARKERS, SentenceGate
 from appliance.agent.flows import Flow, Flows, Followup
-from appliance.agent.grounding import says_something, ungrounded_facts, unsupported
+from appliance.agent.grounding import (
+    quotes_internal,
+    says_something,
+    ungrounded_facts,
+    unsupported,
+)
 from appliance.agent.persona import clean_reply, system_prompt
 from appliance.agent.quoting import Chosen, Quoter, facts
 from appliance.agent.supervisor import (
     ANSWER,
     CLARIFY,
     ESCALATE,
+    EXTRACTIVE,
     NO_ANSWER,
     OUT_OF_SCOPE,
     SELF_HELP,
@@ -64,6 +70,7 @@ from appliance.llm.base import ChatMessage, ChatModel, GenerationParams, TextDel
 from appliance.llm.router import ModelRouter, RoutedCompletion
 from appliance.outcomes import CLOSED_BY_CHANNEL, CLOSED_IDLE, HANDED_OFF, OutcomeService
 from appliance.readiness import WarmUp
+from appliance.reasons import Reason
 from appliance.signals.base import Vectors
 from appliance.signals.service import Signals, SignalService
 from appliance.text import validated_text
@@ -421,8 +428,10 @@ class ConversationService:
         decision = decision or decide(facts, policy.supervision)
         turn.prepared = time.perf_counter()
         answering = decision.action == ANSWER
+        # Only customer-facing passages are cited to the customer; internal ones only ground.
         turn.reply = reply = Reply(decision=decision.trace(), citations=[
-            hit.citation() for hit in _unique_articles(grounding.hits)] if answering else [])
+            hit.citation() for hit in _unique_articles(grounding.hits) if hit.customer_facing
+        ] if answering else [])
         templates = {ESCALATE: self._handoff_text(turn.brand) if decision.escalates else "",
                      SELF_HELP: policy.self_help_message, CLARIFY: policy.clarify_message,
                      OUT_OF_SCOPE: policy.out_of_scope_message,
@@ -451,10 +460,17 @@ class ConversationService:
                           ungrounded=bool(reply.ungrounded), policy=policy.supervision)
         quoted = self._quoter.quote(turn.grounding.units) if reply.ungrounded else None
         if quoted is not None:
-            # Whole sentences or a list, customer-facing material first.
+            # Whole sentences or a list, of customer-facing material only.
             best, quote = quoted
             reply.text = f"{EXTRACTIVE_LEAD}\n\n{quote}"
             reply.citations = [best.citation()]
+            yield TextDelta(reply.text)
+        elif reply.ungrounded and reviewed.action == EXTRACTIVE:
+            # Only internal passages bore on the question, and they are never quoted: the
+            # customer is offered a colleague, who may read them.
+            reviewed = Decision(NO_ANSWER, Reason.INTERNAL_KNOWLEDGE_ONLY, reviewed.task,
+                                reviewed.evidence)
+            reply.text, reply.citations = policy.no_answer_message, []
             yield TextDelta(reply.text)
         elif reply.model_id == CANNED_MODEL:
             reply.text = f"{policy.unavailable_message} {self._handoff_text(turn.brand)}"
@@ -581,13 +597,16 @@ class ConversationService:
         # The draft is checked against what the model was given: a fact it states from
         # elsewhere (a stale page it never saw) is invented, whatever else the passages hold.
         knowledge = [sentence for _, sentences in given for sentence in sentences]
+        internal = [s for hit, sentences in given if not hit.customer_facing for s in sentences]
+        customer = [s for hit, sentences in given if hit.customer_facing for s in sentences]
 
         def check(sentence: str) -> str | None:
             cleaned = clean_reply(sentence, persona)
             if not knowledge:
                 return cleaned
             missing = ungrounded_facts(cleaned, knowledge)
-            if missing or unsupported(cleaned, knowledge):
+            if missing or unsupported(cleaned, knowledge) or (
+                    internal and quotes_internal(cleaned, internal, customer)):
                 reply.ungrounded = missing or [cleaned]
                 return None
             return cleaned

@@ -79,6 +79,28 @@ def says_something(sentence: str, knowledge: Sequence[str], question: str) -> bo
     return len(new & known) >= 2
 
 
+#: Words in a row a reply sentence may share with an internal passage before it counts as
+#: quoting it: a paraphrase of an agent-only procedure shares a few words, a copy a run.
+QUOTE_RUN = 6
+
+
+def quotes_internal(sentence: str, internal: Sequence[str], customer: Sequence[str]) -> bool:
+    """True when the sentence repeats a run of `QUOTE_RUN` words of an `internal` passage
+    that no `customer`-facing passage also says: the model copying an agent-only procedure,
+    which may ground an answer but is never quoted to a customer."""
+    runs = _runs(sentence)
+    if not runs:
+        return False
+    inside = set().union(*(_runs(text) for text in internal)) if internal else set()
+    public = set().union(*(_runs(text) for text in customer)) if customer else set()
+    return bool(runs & inside - public)
+
+
+def _runs(text: str) -> set[tuple[str, ...]]:
+    words = _WORD.findall(text.casefold())
+    return {tuple(words[i:i + QUOTE_RUN]) for i in range(len(words) - QUOTE_RUN + 1)}
+
+
 def _content_words(text: str) -> set[str]:
     """Content words, crudely stemmed ("refunds" and "refund" match)."""
     return {w.rstrip("s") for w in _WORD.findall(text.casefold()) if w not in _STOPWORDS}

@@ -14,7 +14,8 @@ whole section would rank with it. Units below the brand's `knowledge_min_relevan
 chosen.
 
 The same choice serves twice: the few units that go into a grounded prompt, within a token
-budget, and the quote that replaces a draft the checks rejected.
+budget, and the quote that replaces a draft the checks rejected. Only passages of `customer`
+sources are quoted; `internal` ones may only ground a draft.
 """
 
 from __future__ import annotations
@@ -184,13 +185,13 @@ class Quoter:
 
     def quote(self, ranked: Sequence[Chosen], *, max_units: int = 3, max_items: int = 8
               ) -> tuple[Hit, str] | None:
-        """From units `rank` chose: the best passage's most relevant sentences, or a list
-        with its lead-in, as Markdown in passage order, preferring customer-facing passages;
-        None when nothing was relevant enough."""
-        if not ranked:
-            return None
+        """From units `rank` chose: the best customer-facing passage's most relevant
+        sentences, or a list with its lead-in, as Markdown in passage order; None when no
+        customer-facing unit was relevant enough. Internal passages are never quoted."""
         facing = [c for c in ranked if c.hit.customer_facing]
-        top = (facing or ranked)[0]
+        if not facing:
+            return None
+        top = facing[0]
         best = top.hit
         units, _, _ = self._units(best)
         mine = [c for c in ranked if c.hit.chunk_id == best.chunk_id
@@ -223,9 +224,10 @@ def facts(ranked: Sequence[Chosen], budget: int, count: Callable[[str], int]
           ) -> list[tuple[Hit, list[str]]]:
     """The most relevant of the `ranked` units that fit `budget` tokens (`count` counts
     them), grouped by passage and in passage order: the knowledge a grounded prompt carries.
-    Customer-facing passages are preferred as for quotes: where they hold a relevant unit,
-    agent-facing ones (an internal wiki's stale figure, a chat thread's guesses) are left
-    out, so the draft says what the customer-facing pages say."""
+    Customer-facing passages are preferred: where they hold a relevant unit, internal ones
+    (an internal wiki's stale figure, a chat thread's guesses) are left out, so the draft
+    says what the customer-facing pages say; otherwise internal units ground the draft, which
+    may not copy them (`grounding.quotes_internal`)."""
     facing = [chosen for chosen in ranked if chosen.hit.customer_facing]
     kept: list[Chosen] = []
     spent = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -11,6 +12,7 @@ import click
 from appliance.cli.context import CliContext, pass_cli, table
 from appliance.cli.release import echo_result, exit_refused, force_of, force_options
 from appliance.evals.gate import GateRefused, ReleaseGate
+from appliance.knowledge.service import SCHEDULES, VISIBILITIES
 
 
 def register(cli: click.Group) -> None:
@@ -30,19 +32,29 @@ def sources() -> None:
     """Knowledge sources and their owners."""
 
 
+visibility_option = click.option(
+    "--visibility", type=click.Choice(VISIBILITIES),
+    help="customer: may be quoted and cited to customers; internal: grounds answers only. "
+    "Default by kind (docs/knowledge.md).")
+
+
 @sources.command("add")
 @brand_option
 @click.option("--kind", required=True, help="faq_html, confluence, slack, zendesk_macros, pdf, "
               "markdown or jsonl.")
-@click.option("--path", "location", required=True, help="The export folder or file.")
+@click.option("--path", "location", required=True,
+              help="The export folder or file, inside the brand's import folder "
+              "(<knowledge_import_dirs>/<slug>/).")
 @click.option("--owner", required=True, help="Email of the person who owns this source.")
-@click.option("--schedule", type=click.Choice(["nightly"]), help="Re-ingest on a schedule.")
+@click.option("--schedule", type=click.Choice(SCHEDULES), help="Re-ingest on a schedule.")
+@visibility_option
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
               help="Connector option, e.g. channels=support,billing (repeatable).")
 @pass_cli
 def add_source(ctx: CliContext, slug: str, kind: str, location: str, owner: str,
-               schedule: str | None, options: tuple[str, ...]) -> None:
-    """Add a source; prints its id."""
+               schedule: str | None, visibility: str | None, options: tuple[str, ...]) -> None:
+    """Add a source; prints its id. Its path must lie in the brand's import folder, for IT as
+    for the admin pages: one brand's sources never read another brand's exports."""
     parsed: dict[str, object] = {}
     for option in options:
         key, _, value = option.partition("=")
@@ -51,23 +63,52 @@ def add_source(ctx: CliContext, slug: str, kind: str, location: str, owner: str,
     source = services.knowledge.add_source(
         services.brands.get(slug),
         {"kind": kind, "location": location, "owner": owner, "schedule": schedule,
-         "options": parsed},
+         "visibility": visibility, "options": parsed},
         actor=ctx.actor,
     )
     click.echo(source.id)
+
+
+@sources.command("edit")
+@brand_option
+@click.argument("source_id", type=int)
+@click.option("--path", "location", help="A new location, inside the brand's import folder.")
+@click.option("--owner", help="Email of the new owner.")
+@click.option("--schedule", type=click.Choice([*SCHEDULES, "none"]),
+              help="Re-ingest on a schedule, or none.")
+@visibility_option
+@pass_cli
+def edit_source(ctx: CliContext, slug: str, source_id: int, location: str | None,
+                owner: str | None, schedule: str | None, visibility: str | None) -> None:
+    """Change a source's path, owner, schedule or visibility (a visibility change holds
+    from the next answer, without re-ingesting)."""
+    services = ctx.services
+    source = services.knowledge.update_source(
+        services.brands.get(slug), source_id,
+        {"location": location, "owner": owner, "visibility": visibility,
+         "schedule": "" if schedule == "none" else schedule},
+        actor=ctx.actor,
+    )
+    click.echo(f"source {source.id}: {source.kind}, {source.visibility}, {source.location}")
 
 
 @sources.command("list")
 @brand_option
 @pass_cli
 def list_sources(ctx: CliContext, slug: str) -> None:
-    """List a brand's sources with owner, schedule and last run."""
+    """List a brand's sources with owner, schedule, visibility and last run; a location
+    outside the brand's import folder (registered before folders were per brand) is
+    marked "(outside import folder)"."""
     services = ctx.services
-    table([(str(s.id), s.kind, s.owner, s.schedule or "-",
+    brand = services.brands.get(slug)
+    knowledge = services.knowledge
+    table([(str(s.id), s.kind, s.owner, s.schedule or "-", s.visibility,
             s.last_run_at.isoformat(timespec="seconds") if s.last_run_at else "never",
-            s.last_status or "-", s.location)
-           for s in services.knowledge.sources(services.brands.get(slug))],
-          ("id", "kind", "owner", "schedule", "last run", "status", "location"))
+            s.last_status or "-",
+            s.location if knowledge.in_import_folder(brand, Path(s.location))
+            else f"{s.location} (outside import folder)")
+           for s in knowledge.sources(brand)],
+          ("id", "kind", "owner", "schedule", "visibility", "last run", "status", "location"))
 
 
 @knowledge.command()

@@ -196,6 +196,8 @@ class KnowledgeSource(BaseModel):
     created_at = peewee.DateTimeField(default=utcnow)
     last_run_at = peewee.DateTimeField(null=True)
     last_status = peewee.CharField(max_length=16, null=True)
+    #: customer (may be quoted and cited to customers) | internal (grounds answers only).
+    visibility = peewee.CharField(max_length=16, default="internal")
 
     class Meta:
         table_name = "knowledge_source"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -129,24 +130,35 @@ def seed_workflows(services: Services) -> dict[str, list[str]]:
 
 def seed_knowledge(services: Services, progress: Progress | None = None,
                    only: str | None = None) -> dict[str, int]:
-    """Register the demo brands' knowledge sources (once) and ingest and publish each brand
-    that has no published version yet (`only`: just that brand). Returns {slug: published
-    version number}."""
+    """Copy each demo brand's knowledge into its import folder (`<import dir>/<slug>/demo/`,
+    refreshed on every run, as a brand's export job would), register its sources there once
+    with the owner, schedule and visibility `sources.toml` gives, and ingest and publish each
+    brand that has no published version yet (`only`: just that brand). A source registered
+    by an earlier seed straight from the package is moved to the copy. Returns {slug:
+    published version number}."""
     catalogue = tomllib.loads((KNOWLEDGE_DIR / "sources.toml").read_text())
     published: dict[str, int] = {}
     for demo in DEMO_BRANDS:
         if only is not None and demo.slug != only:
             continue
         brand = services.brands.get(demo.slug)
-        known = {(s.kind, s.location) for s in services.knowledge.sources(brand)}
+        copy = services.knowledge.import_folders(brand)[0] / "demo"
+        shutil.copytree(KNOWLEDGE_DIR / demo.slug, copy, dirs_exist_ok=True)
+        known = {(s.kind, s.location): s for s in services.knowledge.sources(brand)}
         for entry in catalogue.get(demo.slug, []):
-            location = str((KNOWLEDGE_DIR / entry["path"]).resolve())
-            if (entry["kind"], location) in known:
-                continue
-            services.knowledge.add_source(brand, {
-                "kind": entry["kind"], "location": location, "owner": entry["owner"],
-                "schedule": entry.get("schedule"), "options": entry.get("options", {}),
-            }, actor=ACTOR)
+            packaged = KNOWLEDGE_DIR / entry["path"]
+            location = str(copy / packaged.relative_to(KNOWLEDGE_DIR / demo.slug))
+            fields = {"location": location, "owner": entry["owner"],
+                      "visibility": entry["visibility"]}
+            source = known.get((entry["kind"], location)) or known.get(
+                (entry["kind"], str(packaged.resolve())))
+            if source is None:
+                services.knowledge.add_source(brand, {
+                    **fields, "kind": entry["kind"], "schedule": entry.get("schedule"),
+                    "options": entry.get("options", {}),
+                }, actor=ACTOR)
+            else:
+                services.knowledge.update_source(brand, source.id, fields, actor=ACTOR)
         version = services.knowledge.published(brand)
         if version is None:
             version = services.knowledge.ingest(brand, publish=True, progress=progress,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import fcntl
 import shutil
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +36,21 @@ from appliance.knowledge.index import IndexUnavailable, VectorIndex
 from appliance.signals.base import Embedder
 
 SCHEDULES = ("nightly",)
-#: Source kinds written for agents, not customers.
-INTERNAL_KINDS = frozenset({"confluence", "slack"})
+#: Who a source is written for. `customer`: it may be quoted and cited to customers.
+#: `internal`: it may ground an answer (the model reads it), never be quoted or cited.
+VISIBILITIES = ("customer", "internal")
+#: A source's visibility when its registration names none, by what the format usually holds
+#: (docs/knowledge.md). Only formats published to customers by nature default to `customer`;
+#: formats that hold anything (Markdown, JSONL, PDF) are internal until someone says otherwise.
+DEFAULT_VISIBILITY = {
+    "faq_html": "customer",  # pages saved from the brand's public site
+    "zendesk_macros": "customer",  # replies written to be sent to customers
+    "confluence": "internal",
+    "slack": "internal",
+    "markdown": "internal",
+    "jsonl": "internal",
+    "pdf": "internal",
+}
 
 
 class SourceSpec(BaseModel):
@@ -47,7 +60,19 @@ class SourceSpec(BaseModel):
     location: str = Field(min_length=1)
     owner: EmailStr
     schedule: str | None = Field(default=None, pattern="|".join(SCHEDULES))
+    visibility: str | None = Field(default=None, pattern="^(" + "|".join(VISIBILITIES) + ")$")
     options: dict[str, Any] = Field(default_factory=dict)
+
+
+class SourceChanges(BaseModel):
+    """What `update_source` may change; a field left out (None) stays as it is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    location: str | None = Field(default=None, min_length=1)
+    owner: EmailStr | None = None
+    schedule: str | None = Field(default=None, pattern="^(" + "|".join(SCHEDULES) + "|)$")
+    visibility: str | None = Field(default=None, pattern="^(" + "|".join(VISIBILITIES) + ")$")
 
 
 @dataclass(frozen=True)
@@ -63,10 +88,11 @@ class Hit:
 
     @property
     def customer_facing(self) -> bool:
-        """False for agent-facing material: an internal wiki or chat export, or a page the
-        help center itself marks "Internal:". Fine to ground an answer in; not to quote."""
+        """True only when the source of the passage's text (its primary document) is a
+        `customer` source and the page does not mark itself "Internal:". Anything else is fine
+        to ground an answer in, never to quote or cite to a customer."""
         primary = self.provenance[0] if self.provenance else {}
-        return primary.get("kind") not in INTERNAL_KINDS and not self.title.lower().startswith(
+        return primary.get("visibility") == "customer" and not self.title.lower().startswith(
             "internal:")
 
     def citation(self) -> dict[str, Any]:
@@ -79,39 +105,90 @@ class Hit:
 
 
 class KnowledgeService:
-    def __init__(self, db: peewee.Database, embedder: Embedder, data_dir: Path) -> None:
+    def __init__(self, db: peewee.Database, embedder: Embedder, data_dir: Path,
+                 import_roots: Sequence[Path]) -> None:
         self._db = db
         self.embedder = embedder
         self._root = data_dir / "knowledge"
+        self._import_roots = tuple(import_roots)
         self._indexes: dict[int, VectorIndex] = {}
         self._lock = threading.Lock()
 
     # --- sources -------------------------------------------------------------------------
-    def add_source(
-        self, brand: Brand, data: dict[str, Any], *, actor: str,
-        allowed_roots: Sequence[Path] | None = None,
-    ) -> KnowledgeSource:
-        """Register a source. With `allowed_roots` (the admin pages pass the
-        `knowledge_import_dirs` setting) the location must lie inside one of them."""
+    def import_folders(self, brand: Brand) -> list[Path]:
+        """The folders a brand's sources are read from: `<root>/<slug>/` under each of the
+        `knowledge_import_dirs`. IT may make one a symlink (to where a brand's exports land);
+        what lies inside is judged by where it resolves to."""
+        return [root / brand.slug for root in self._import_roots]
+
+    def in_import_folder(self, brand: Brand, location: Path) -> bool:
+        """Whether `location`, resolved (symlinks followed, `..` folded), lies inside one of
+        the brand's import folders, resolved the same way."""
+        resolved = location.expanduser().resolve()
+        return any(resolved.is_relative_to(folder.resolve())
+                   for folder in self.import_folders(brand))
+
+    def _allowed_location(self, brand: Brand, location: str) -> Path:
+        """The resolved location, refused unless it exists inside the brand's import folder:
+        a brand's sources never read another brand's exports."""
+        resolved = Path(location).expanduser().resolve()
+        if not self.in_import_folder(brand, resolved):
+            folders = ", ".join(str(f) for f in self.import_folders(brand))
+            raise InvalidRequest(f"location: must be inside {brand.slug}'s import folder "
+                                 f"({folders})", param="location", code="location_not_allowed")
+        if not resolved.exists():
+            raise InvalidRequest(f"location: {resolved} does not exist", param="location")
+        return resolved
+
+    def add_source(self, brand: Brand, data: dict[str, Any], *, actor: str) -> KnowledgeSource:
+        """Register a source. Its location must lie inside the brand's import folder (see
+        `import_folders`); its visibility defaults by kind (`DEFAULT_VISIBILITY`)."""
         spec: SourceSpec = validated(SourceSpec, data)
-        location = Path(spec.location).expanduser().resolve()
-        if allowed_roots is not None and not any(
-            location.is_relative_to(root.resolve()) for root in allowed_roots
-        ):
-            raise InvalidRequest(
-                "location: must be inside " + ", ".join(str(r) for r in allowed_roots),
-                param="location", code="location_not_allowed",
-            )
-        if not location.exists():
-            raise InvalidRequest(f"location: {location} does not exist", param="location")
+        location = self._allowed_location(brand, spec.location)
+        visibility = spec.visibility or DEFAULT_VISIBILITY[spec.kind]
         with self._db.atomic():
             source = KnowledgeSource.create(
                 brand=brand, kind=spec.kind, location=str(location), owner=spec.owner,
-                schedule=spec.schedule, options=spec.options,
+                schedule=spec.schedule, options=spec.options, visibility=visibility,
             )
             audit.record(actor, "knowledge.source.add", brand.slug,
-                         {"source": source.id, "kind": spec.kind, "owner": spec.owner})
+                         {"source": source.id, "kind": spec.kind, "owner": spec.owner,
+                          "visibility": visibility})
         return source
+
+    def update_source(self, brand: Brand, source_id: int, data: dict[str, Any], *,
+                      actor: str) -> KnowledgeSource:
+        """Change a source's location (held to the brand's import folder, as when added),
+        owner, schedule ("" for none) or visibility. A visibility change applies to the
+        next answer, without re-ingesting: retrieval reads it from the source."""
+        changes: SourceChanges = validated(SourceChanges, data)
+        with self._db.atomic():
+            source = self.source(brand, source_id)
+            changed: dict[str, Any] = {}
+            if changes.location is not None:
+                changed["location"] = str(self._allowed_location(brand, changes.location))
+            if changes.owner is not None:
+                changed["owner"] = changes.owner
+            if changes.schedule is not None:
+                changed["schedule"] = changes.schedule or None
+            if changes.visibility is not None:
+                changed["visibility"] = changes.visibility
+            changed = {k: v for k, v in changed.items() if getattr(source, k) != v}
+            if changed:
+                for name, value in changed.items():
+                    setattr(source, name, value)
+                source.save()
+                audit.record(actor, "knowledge.source.update", brand.slug,
+                             {"source": source.id, **changed})
+        return source
+
+    def outside_import_folders(self) -> list[KnowledgeSource]:
+        """Sources of every brand whose location is not inside their brand's import folder:
+        registered before folders were per brand. They are still read (an upgrade does not
+        take a brand's knowledge away); `appliance doctor` names them until moved."""
+        rows = KnowledgeSource.select(KnowledgeSource, Brand).join(Brand).order_by(
+            KnowledgeSource.id)
+        return [s for s in rows if not self.in_import_folder(s.brand, Path(s.location))]
 
     def sources(self, brand: Brand) -> list[KnowledgeSource]:
         return list(KnowledgeSource.select().where(KnowledgeSource.brand == brand)
@@ -329,11 +406,15 @@ class KnowledgeService:
                 .join(VersionArticle, on=(VersionArticle.article == Article.id),
                       attr="membership")
                 .where(Chunk.id.in_(list(scores)) & (VersionArticle.version == version)))
+        chunks = [(c, getattr(c.article, "membership").provenance)  # noqa: B009
+                  for c in rows]
+        visible = _visibilities(provenance for _, provenance in chunks)
         hits = [
             Hit(chunk_id=c.id, article_id=c.article.id, article_key=c.article.key,
                 title=c.article.title, heading=c.heading, text=c.text, score=scores[c.id],
-                provenance=getattr(c.article, "membership").provenance)  # noqa: B009
-            for c in rows
+                provenance=[{**p, "visibility": visible.get(p.get("source_id"), "internal")}
+                            for p in provenance])
+            for c, provenance in chunks
         ]
         hits.sort(key=lambda h: -h.score)
         return hits
@@ -341,6 +422,17 @@ class KnowledgeService:
     def search(self, brand: Brand, query: str, k: int = 5
                ) -> tuple[KnowledgeVersion | None, list[Hit]]:
         return self.search_vector(brand, self.embedder.embed_one(query), k)
+
+
+def _visibilities(provenances: Iterable[list[dict[str, Any]]]) -> dict[int, str]:
+    """The current visibility of each source named in `provenances`, read now rather than
+    stored with the version, so that marking a source internal holds from the next answer.
+    A source no longer there is left out (its passages count as internal)."""
+    ids = {p.get("source_id") for provenance in provenances for p in provenance}
+    rows = cast(list[tuple[int, str]], list(
+        KnowledgeSource.select(KnowledgeSource.id, KnowledgeSource.visibility)
+        .where(KnowledgeSource.id.in_([i for i in ids if isinstance(i, int)])).tuples()))
+    return dict(rows)
 
 
 def _contradiction_keys(version: KnowledgeVersion) -> set[tuple[str, ...]]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import tempfile
 import time
@@ -58,9 +59,13 @@ def main() -> None:
     demo = next(b for b in DEMO_BRANDS if b.slug == "rho-bank")
     brand = services.brands.create(demo.slug, demo.name, demo.persona, demo.policy,
                                    actor="bench")
+    # Sources are read from the brand's import folder only.
+    folder = services.knowledge.import_folders(brand)[0]
+    folder.mkdir(parents=True)
+    help_center = shutil.copy(KNOWLEDGE_DIR / "rho-bank" / "help-center.jsonl", folder)
     services.knowledge.add_source(brand, {
-        "kind": "jsonl", "location": str(KNOWLEDGE_DIR / "rho-bank" / "help-center.jsonl"),
-        "owner": "bench@example.com"}, actor="bench")
+        "kind": "jsonl", "location": str(help_center), "owner": "bench@example.com"},
+        actor="bench")
     services.embedder.embed_one("warm up")  # load the ONNX session outside the timing
 
     stages: dict[str, float] = {}

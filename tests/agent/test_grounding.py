@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.agent.grounding import says_something, ungrounded_facts, unsupported
+from appliance.agent.grounding import (
+    quotes_internal,
+    says_something,
+    ungrounded_facts,
+    unsupported,
+)
 
 KNOWLEDGE = [
     "Items can be returned within 30 days of delivery. Refunds reach your card within 5 "
@@ -105,3 +110,19 @@ def test_a_sentence_that_states_the_knowledge_says_something(sentence: str) -> N
 ])
 def test_courtesy_and_the_question_echoed_say_nothing(sentence: str) -> None:
     assert not says_something(sentence, ITEMS, QUESTION)
+
+
+PROCEDURE = ["Open the order in the back office, choose Goodwill refund and note the reason in "
+             "the ticket before you confirm it."]
+PUBLIC = ["Note the reason in the ticket if you write to us about a refund."]
+
+
+@pytest.mark.parametrize(("sentence", "quotes"), [
+    ("Open the order in the back office and choose Goodwill refund.", True),
+    ("A colleague can look at a goodwill refund for your order.", False),  # a paraphrase
+    ("Please note the reason in the ticket when you write.", False),  # public words too
+])
+def test_a_sentence_quotes_internal_knowledge_when_it_copies_a_run_of_it(
+    sentence: str, quotes: bool
+) -> None:
+    assert quotes_internal(sentence, PROCEDURE, PUBLIC) is quotes

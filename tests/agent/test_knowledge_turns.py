@@ -53,10 +53,12 @@ def knowledge_brand(services: Services, tmp_path: Path) -> Brand:
     """Brand acme with the ARTICLES as one JSON Lines source, ingested and published."""
     brand = services.brands.create("acme", "Acme Lamps", PERSONA,
                                    Policy(no_answer_message=NO_ANSWER), actor="test")
-    path = tmp_path / "help-center.jsonl"
+    path = tmp_path / "acme" / "help-center.jsonl"  # the brand's import folder
+    path.parent.mkdir(exist_ok=True)
     path.write_text("".join(json.dumps(article) + "\n" for article in ARTICLES))
     services.knowledge.add_source(brand, {"kind": "jsonl", "location": str(path),
-                                          "owner": "kb@acme.example"}, actor="test")
+                                          "owner": "kb@acme.example", "visibility": "customer"},
+                                  actor="test")
     services.knowledge.ingest(brand, publish=True)
     return brand
 

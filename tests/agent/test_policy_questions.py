@@ -7,6 +7,7 @@ workflow at once. Real embedder, FAISS, tiny model, Lumen Goods' published workf
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import pytest
@@ -25,9 +26,12 @@ POLICIES = Path(__file__).resolve().parents[2] / "appliance" / "demo" / "knowled
 
 @pytest.fixture
 def store(services: Services, lumen: Brand, tmp_path: Path) -> Brand:
-    """Lumen Goods with its workflows and its policy pages (Markdown), published."""
-    services.knowledge.add_source(lumen, {"kind": "markdown", "location": str(POLICIES),
-                                          "owner": "policy@lumengoods.example"}, actor="test")
+    """Lumen Goods with its workflows and its policy pages (Markdown, customer-facing) copied
+    into its import folder, published."""
+    pages = shutil.copytree(POLICIES, tmp_path / lumen.slug / "policies")
+    services.knowledge.add_source(lumen, {"kind": "markdown", "location": str(pages),
+                                          "owner": "policy@lumengoods.example",
+                                          "visibility": "customer"}, actor="test")
     services.knowledge.ingest(lumen, publish=True)
     return lumen
 

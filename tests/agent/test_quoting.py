@@ -1,5 +1,5 @@
 """What an extractive answer quotes: whole sentences or a list with its lead-in, relevant to the
-question, customer-facing material first; and what a grounded prompt carries."""
+question, of customer-facing material only; and what a grounded prompt carries."""
 
 from __future__ import annotations
 
@@ -18,18 +18,18 @@ from appliance.signals import build_embedder
 from appliance.signals.base import Embedder
 
 
-def _hit(kind: str, title: str, score: float) -> Hit:
+def _hit(visibility: str | None, title: str, score: float) -> Hit:
+    source = {"kind": "markdown", "external_id": title, "location": title}
     return Hit(chunk_id=1, article_id=1, article_key=f"1/{title}", title=title, heading="",
                text="Returns within 30 days.", score=score,
-               provenance=[{"kind": kind, "external_id": title, "location": title}])
+               provenance=[{**source, "visibility": visibility} if visibility else source])
 
 
-def test_it_treats_wikis_chat_exports_and_internal_pages_as_agent_facing() -> None:
-    assert not _hit("confluence", "Returns quick guide", 0.8).customer_facing
-    assert not _hit("slack", "support-floor/1700000000.0001", 0.8).customer_facing
-    assert not _hit("jsonl", "Internal: Filing a dispute", 0.8).customer_facing
-    assert _hit("faq_html", "Returns FAQ", 0.8).customer_facing
-    assert _hit("jsonl", "How to dispute a transaction", 0.8).customer_facing
+def test_only_passages_of_customer_sources_are_customer_facing() -> None:
+    assert _hit("customer", "Returns FAQ", 0.8).customer_facing
+    assert not _hit("internal", "Returns quick guide", 0.8).customer_facing
+    assert not _hit(None, "Returns quick guide", 0.8).customer_facing, "unknown: internal"
+    assert not _hit("customer", "Internal: Filing a dispute", 0.8).customer_facing
 
 
 # --- the units a passage is quoted in ----------------------------------------------------------
@@ -79,11 +79,12 @@ def test_it_splits_a_passage_into_whole_sentences_and_list_items() -> None:
     assert units[6].group != lead.group
 
 
-def _passage(text: str, chunk_id: int = 1, kind: str = "markdown", title: str = "Returns",
-             heading: str = "") -> Hit:
+def _passage(text: str, chunk_id: int = 1, visibility: str = "customer",
+             title: str = "Returns", heading: str = "") -> Hit:
     return Hit(chunk_id=chunk_id, article_id=chunk_id, article_key=f"{chunk_id}/{title}",
                title=title, heading=heading, text=text, score=0.7,
-               provenance=[{"kind": kind, "external_id": title, "location": title}])
+               provenance=[{"kind": "markdown", "external_id": title, "location": title,
+                            "visibility": visibility}])
 
 
 @pytest.fixture(scope="module")
@@ -156,17 +157,18 @@ def test_it_quotes_nothing_when_no_sentence_bears_on_the_question(
     assert quoter.quote(ranked) is None
 
 
-def test_it_prefers_customer_facing_passages_for_quotes(
-    quoter: Quoter, embedder: Embedder
-) -> None:
+def test_it_quotes_customer_facing_passages_only(quoter: Quoter, embedder: Embedder) -> None:
     question = embedder.embed_one("How long does a refund to my PayPal take?")
     wiki = _passage("Refunds to PayPal take 5 to 7 business days to appear.", chunk_id=2,
-                kind="confluence", title="Returns quick guide")
+                    visibility="internal", title="Returns quick guide")
+    alone = quoter.rank(question, [wiki], 0.3)
+    assert alone, "the internal passage is relevant: it may ground a draft"
 
     quoted = quoter.quote(quoter.rank(question, [wiki, _passage(RETURNS)], 0.3))
 
     assert quoted is not None
     assert quoted[0].title == "Returns"
+    assert quoter.quote(alone) is None, "never the internal one, even when nothing else is"
 
 
 def test_it_fits_the_most_relevant_units_into_the_prompt_budget_in_passage_order(
@@ -283,7 +285,7 @@ def test_a_question_in_a_passage_is_never_chosen_as_an_answer(
     quoter: Quoter, embedder: Embedder
 ) -> None:
     thread = _passage("Mateo: Is our return window 14 or 30 days?\n\nRosa: It's 30 days from "
-                      "delivery.", chunk_id=13, kind="slack", title="support thread")
+                      "delivery.", chunk_id=13, visibility="internal", title="support thread")
     question = embedder.embed_one("is the return window 14 or 30 days?")
 
     ranked = quoter.rank(question, [thread], 0.0)
@@ -296,7 +298,7 @@ def test_the_prompt_carries_customer_facing_passages_where_they_are_relevant(
 ) -> None:
     question = embedder.embed_one("How long do I have to return something?")
     wiki = _passage("Items can be returned within 14 days of delivery.", chunk_id=14,
-                    kind="confluence", title="Returns quick guide")
+                    visibility="internal", title="Returns quick guide")
     page = _passage("Our return window is 30 days, counted from the day your order was "
                     "delivered.", chunk_id=15, title="Returns")
     ranked = quoter.rank(question, [wiki, page], Policy().knowledge_min_relevance)
@@ -306,4 +308,4 @@ def test_the_prompt_carries_customer_facing_passages_where_they_are_relevant(
 
     assert [hit.title for hit, _ in chosen] == ["Returns"], "the wiki's stale figure stays out"
     assert facts(quoter.rank(question, [wiki], 0.0), 160, approx_tokens)[0][0].title == (
-        "Returns quick guide"), "agent-facing material still grounds when nothing else does"
+        "Returns quick guide"), "internal material still grounds when nothing else does"

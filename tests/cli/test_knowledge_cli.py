@@ -60,6 +60,14 @@ def write_jsonl(path: Path, records: list[dict[str, Any]] | list[str]) -> Path:
 
 
 @pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """Acme's import folder (the default import dir, DATA_DIR/imports, then the slug)."""
+    path = tmp_path / "data" / "imports" / "acme"
+    path.mkdir(parents=True)
+    return path
+
+
+@pytest.fixture
 def acme(env: Env) -> Env:
     """A migrated database with brand acme; returns the env."""
     ok(invoke(env, "db", "migrate"))
@@ -74,33 +82,86 @@ def add_source(env: Env, kind: str, path: Path, owner: str, *extra: str) -> str:
     return out.strip()
 
 
-def test_it_adds_sources_printing_their_ids(acme: Env, tmp_path: Path) -> None:
-    help_center = write_jsonl(tmp_path / "help.jsonl", ARTICLES)
-    (tmp_path / "policies").mkdir()
+def test_it_adds_sources_printing_their_ids(acme: Env, folder: Path) -> None:
+    help_center = write_jsonl(folder / "help.jsonl", ARTICLES)
+    (folder / "policies").mkdir()
 
     first = add_source(acme, "jsonl", help_center, HELP_OWNER, "--schedule", "nightly")
-    second = add_source(acme, "markdown", tmp_path / "policies", POLICY_OWNER,
-                        "--option", "encoding=utf-8")
+    second = add_source(acme, "markdown", folder / "policies", POLICY_OWNER,
+                        "--option", "encoding=utf-8", "--visibility", "customer")
 
     assert (first, second) == ("1", "2")
     listed = ok(invoke(acme, "knowledge", "sources", "list", "--brand", "acme")).splitlines()
-    assert re.match(rf"^1\s+jsonl\s+{HELP_OWNER}\s+nightly\s+never\s+-\s+{help_center}$",
-                    listed[2])
-    assert re.match(rf"^2\s+markdown\s+{POLICY_OWNER}\s+-\s+never\s+-\s", listed[3])
+    assert re.match(rf"^1\s+jsonl\s+{HELP_OWNER}\s+nightly\s+internal\s+never\s+-\s+"
+                    rf"{help_center}$", listed[2]), "JSONL is internal unless marked"
+    assert re.match(rf"^2\s+markdown\s+{POLICY_OWNER}\s+-\s+customer\s+never\s+-\s",
+                    listed[3])
 
 
-def test_it_refuses_a_source_of_an_unknown_kind(acme: Env, tmp_path: Path) -> None:
+def test_it_refuses_a_path_outside_the_brands_import_folder(
+    acme: Env, folder: Path, tmp_path: Path
+) -> None:
+    ok(invoke(acme, "brands", "create", "beta", "--name", "Beta", "--agent-name", "Bo",
+              "--tone", "Plain.", "--greeting", "Hi!"))
+    beta = tmp_path / "data" / "imports" / "beta" / "wiki"
+    beta.mkdir(parents=True)
+    (beta / "procedures.md").write_text("# Refund overrides\n\nUse code 7731 to skip the "
+                                        "return window.\n")
+    (folder / "escape").symlink_to(beta)
+
+    for path in (beta, folder / ".." / "beta" / "wiki", folder / "escape", tmp_path):
+        result = invoke(acme, "knowledge", "sources", "add", "--brand", "acme", "--kind",
+                        "markdown", "--path", str(path), "--owner", POLICY_OWNER)
+
+        assert result.exit_code == 1, path
+        assert getattr(result.exception, "code", None) == "location_not_allowed"
+    assert ok(invoke(acme, "knowledge", "sources", "add", "--brand", "beta", "--kind",
+                     "markdown", "--path", str(beta), "--owner", POLICY_OWNER)).strip() == "1"
+
+
+def test_it_edits_a_source_and_flags_one_outside_its_import_folder(
+    acme: Env, folder: Path, tmp_path: Path
+) -> None:
+    # Registered where the import folder used to be: as an upgrade leaves such a source.
+    old = tmp_path / "old" / "acme"
+    old.mkdir(parents=True)
+    help_center = write_jsonl(old / "help.jsonl", ARTICLES)
+    before = acme | {"APPLIANCE_KNOWLEDGE_IMPORT_DIRS": str(tmp_path / "old")}
+    ok(invoke(before, "knowledge", "sources", "add", "--brand", "acme", "--kind", "jsonl",
+              "--path", str(help_center), "--owner", HELP_OWNER))
+
+    listed = ok(invoke(acme, "knowledge", "sources", "list", "--brand", "acme"))
+    doctor = invoke(acme, "doctor")
+
+    assert f"{help_center} (outside import folder)" in listed
+    assert doctor.exit_code == 1
+    assert re.search(rf"^knowledge import folders\s+FAIL\s.*acme source 1: {help_center}",
+                     doctor.stdout, re.MULTILINE)
+    moved = write_jsonl(folder / "help.jsonl", ARTICLES)
+    refused = invoke(acme, "knowledge", "sources", "edit", "--brand", "acme", "1",
+                     "--path", str(help_center))
+    assert getattr(refused.exception, "code", None) == "location_not_allowed"
+
+    out = ok(invoke(acme, "knowledge", "sources", "edit", "--brand", "acme", "1",
+                    "--path", str(moved), "--visibility", "customer"))
+
+    assert out.strip() == f"source 1: jsonl, customer, {moved}"
+    assert re.search(r"^knowledge import folders\s+ok\s", ok(invoke(acme, "doctor")),
+                     re.MULTILINE)
+
+
+def test_it_refuses_a_source_of_an_unknown_kind(acme: Env, folder: Path) -> None:
     result = invoke(acme, "knowledge", "sources", "add", "--brand", "acme", "--kind", "word",
-                    "--path", str(tmp_path), "--owner", HELP_OWNER)
+                    "--path", str(folder), "--owner", HELP_OWNER)
 
     assert result.exit_code == 1
     assert getattr(result.exception, "param", None) == "kind"
 
 
 def test_it_ingests_and_publishes_printing_the_version_and_diff(
-    acme: Env, tmp_path: Path
+    acme: Env, folder: Path
 ) -> None:
-    add_source(acme, "jsonl", write_jsonl(tmp_path / "help.jsonl", ARTICLES), HELP_OWNER)
+    add_source(acme, "jsonl", write_jsonl(folder / "help.jsonl", ARTICLES), HELP_OWNER)
 
     result = invoke(acme, "knowledge", "ingest", "--brand", "acme", "--publish")
 
@@ -111,10 +172,10 @@ def test_it_ingests_and_publishes_printing_the_version_and_diff(
     assert "embed  [" in result.stderr and "] 3/3" in result.stderr, "progress goes to stderr"
 
 
-def test_it_exits_1_naming_each_document_that_failed(acme: Env, tmp_path: Path) -> None:
+def test_it_exits_1_naming_each_document_that_failed(acme: Env, folder: Path) -> None:
     records = [json.dumps(ARTICLES[0]), '{"id": "hc-broken", "title": "Broken",', json.dumps(
         ARTICLES[1]), json.dumps({"id": "hc-empty", "title": "Empty"})]
-    add_source(acme, "jsonl", write_jsonl(tmp_path / "help.jsonl", records), HELP_OWNER)
+    add_source(acme, "jsonl", write_jsonl(folder / "help.jsonl", records), HELP_OWNER)
 
     result = invoke(acme, "knowledge", "ingest", "--brand", "acme")
 
@@ -125,8 +186,8 @@ def test_it_exits_1_naming_each_document_that_failed(acme: Env, tmp_path: Path) 
     assert failed[1] == "  source 1 hc-empty: line 4: missing 'content' (a string)"
 
 
-def test_it_lists_diffs_publishes_and_rolls_back_versions(acme: Env, tmp_path: Path) -> None:
-    help_center = write_jsonl(tmp_path / "help.jsonl", ARTICLES)
+def test_it_lists_diffs_publishes_and_rolls_back_versions(acme: Env, folder: Path) -> None:
+    help_center = write_jsonl(folder / "help.jsonl", ARTICLES)
     add_source(acme, "jsonl", help_center, HELP_OWNER)
     ok(invoke(acme, "knowledge", "ingest", "--brand", "acme", "--publish"))
     changed = [{**ARTICLES[0], "content": SHIPPING.replace("$12", "$15")}, *ARTICLES[1:],
@@ -154,13 +215,13 @@ def test_it_lists_diffs_publishes_and_rolls_back_versions(acme: Env, tmp_path: P
                                                    "acme")).splitlines()[3])
 
 
-def test_it_lists_the_findings_of_one_owner(acme: Env, tmp_path: Path) -> None:
-    policies = tmp_path / "policies"
+def test_it_lists_the_findings_of_one_owner(acme: Env, folder: Path) -> None:
+    policies = folder / "policies"
     policies.mkdir()
     (policies / "returns.md").write_text(
         "---\ntitle: Returns policy\nupdated: 2019-03-01\n---\n\nItems can be returned within "
         "14 days of delivery for a full refund to the original payment method.\n")
-    add_source(acme, "jsonl", write_jsonl(tmp_path / "help.jsonl", ARTICLES), HELP_OWNER)
+    add_source(acme, "jsonl", write_jsonl(folder / "help.jsonl", ARTICLES), HELP_OWNER)
     add_source(acme, "markdown", policies, POLICY_OWNER)
     ok(invoke(acme, "knowledge", "ingest", "--brand", "acme", "--publish"))
 
@@ -194,8 +255,8 @@ def search(env: Env, query: str) -> dict[str, Any]:
     return found
 
 
-def test_it_searches_the_published_version_as_json(acme: Env, tmp_path: Path) -> None:
-    add_source(acme, "jsonl", write_jsonl(tmp_path / "help.jsonl", ARTICLES), HELP_OWNER)
+def test_it_searches_the_published_version_as_json(acme: Env, folder: Path) -> None:
+    add_source(acme, "jsonl", write_jsonl(folder / "help.jsonl", ARTICLES), HELP_OWNER)
     assert search(acme, "express shipping cost") == {"version": None, "hits": []}
     unpublished = invoke(acme, "knowledge", "search", "--brand", "acme", "shipping")
     assert unpublished.exit_code == 1

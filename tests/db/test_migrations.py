@@ -3,6 +3,7 @@ back, apply again, and never apply twice."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -165,13 +166,19 @@ def _insert_raw(db: peewee.Database, table: str, values: dict[str, object]) -> N
         f"INSERT INTO {table} ({', '.join(values)}) VALUES ({marks})", list(values.values()))
 
 
+def _insert_brand(db: peewee.Database) -> dt.datetime:
+    """Brand 1, acme, as a migration finds it; returns the time it was made."""
+    now = utcnow()
+    _insert_raw(db, "brand", {"id": 1, "slug": "acme", "name": "Acme", "persona": "{}",
+                              "policy": "{}", "created_at": now, "updated_at": now})
+    return now
+
+
 def test_it_fills_the_report_columns_of_earlier_outcomes_from_their_evidence(
     fresh_db: peewee.Database,
 ) -> None:
     migrate(fresh_db, target=11)
-    now = utcnow()
-    _insert_raw(fresh_db, "brand", {"id": 1, "slug": "acme", "name": "Acme", "persona": "{}",
-                                "policy": "{}", "created_at": now, "updated_at": now})
+    now = _insert_brand(fresh_db)
     for n, (name, evidence) in enumerate(REPORTED_EVIDENCE.items(), 1):
         _insert_raw(fresh_db, "conversation", {
             "id": n, "public_id": f"conv_{name}", "brand_id": 1, "customer": "{}",
@@ -220,3 +227,28 @@ def test_it_fills_the_action_of_earlier_turn_traces_from_their_decision(
     with fresh_db.bind_ctx([TurnTrace]):
         found = {trace.id: trace.action for trace in TurnTrace.select()}
     assert found == {1: "no_answer", 2: "answer", 3: None}
+
+
+# --- 0015: the visibility of sources registered before it -------------------------------------
+
+
+def test_it_gives_earlier_sources_the_visibility_of_their_kind(
+    fresh_db: peewee.Database,
+) -> None:
+    migrate(fresh_db, target=14)
+    now = _insert_brand(fresh_db)
+    kinds = ("faq_html", "zendesk_macros", "confluence", "slack", "markdown", "jsonl", "pdf")
+    for number, kind in enumerate(kinds, start=1):
+        _insert_raw(fresh_db, "knowledge_source", {
+            "id": number, "brand_id": 1, "kind": kind, "location": f"/srv/{kind}",
+            "owner": "kb@acme.example", "options": "{}", "created_at": now})
+
+    migrate(fresh_db)
+
+    rows = fresh_db.execute_sql(  # type: ignore[no-untyped-call]
+        "SELECT kind, visibility FROM knowledge_source").fetchall()
+    assert dict(rows) == {"faq_html": "customer", "zendesk_macros": "customer",
+                          "confluence": "internal", "slack": "internal", "markdown": "internal",
+                          "jsonl": "internal", "pdf": "internal"}
+    rollback(fresh_db, 14)
+    assert "visibility" not in {c.name for c in fresh_db.get_columns("knowledge_source")}

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from appliance.brands import Persona, Policy
 from appliance.db.models import Brand, Document, IngestRun, KnowledgeSource
 from appliance.jobs import run_job
@@ -16,6 +18,14 @@ PERSONA = Persona(agent_name="Juniper", tone="Warm.", greeting="Hi!")
 RETURNS = ("Items can be returned within 30 days of delivery for a full refund to the original "
            "payment method.")
 SHIPPING = "Express shipping costs $12 and arrives the next business day."
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """Acme's import folder: sources are registered only from there."""
+    path = tmp_path / "acme"
+    path.mkdir()
+    return path
 
 
 def write_articles(path: Path, **articles: str) -> Path:
@@ -36,15 +46,15 @@ def stored_text(source: KnowledgeSource, external_id: str) -> str:
     return str(document.sections[0][1])
 
 
-def test_it_reingests_only_nightly_sources(services: Services, tmp_path: Path) -> None:
+def test_it_reingests_only_nightly_sources(services: Services, folder: Path) -> None:
     brand = services.brands.create("acme", "Acme", PERSONA, actor="test")
-    nightly = add_source(services, brand, write_articles(tmp_path / "nightly.jsonl",
+    nightly = add_source(services, brand, write_articles(folder / "nightly.jsonl",
                                                          shipping=SHIPPING), nightly=True)
-    manual = add_source(services, brand, write_articles(tmp_path / "manual.jsonl",
+    manual = add_source(services, brand, write_articles(folder / "manual.jsonl",
                                                         returns=RETURNS), nightly=False)
     services.knowledge.ingest(brand, publish=True)
-    write_articles(tmp_path / "nightly.jsonl", shipping=SHIPPING.replace("$12", "$15"))
-    write_articles(tmp_path / "manual.jsonl", returns=RETURNS.replace("30 days", "60 days"))
+    write_articles(folder / "nightly.jsonl", shipping=SHIPPING.replace("$12", "$15"))
+    write_articles(folder / "manual.jsonl", returns=RETURNS.replace("30 days", "60 days"))
 
     run = run_job(services, REINGEST)
 
@@ -62,14 +72,14 @@ def test_it_reingests_only_nightly_sources(services: Services, tmp_path: Path) -
 
 
 def test_it_auto_publishes_only_drafts_without_a_new_contradiction(
-    services: Services, tmp_path: Path
+    services: Services, folder: Path
 ) -> None:
     brand = services.brands.create("acme", "Acme", PERSONA,
                                    Policy(knowledge_auto_publish=True), actor="test")
-    policies = add_source(services, brand, write_articles(tmp_path / "policies.jsonl",
+    policies = add_source(services, brand, write_articles(folder / "policies.jsonl",
                                                           returns=RETURNS), nightly=True)
     services.knowledge.ingest(brand, publish=True)
-    write_articles(tmp_path / "policies.jsonl", returns=RETURNS, shipping=SHIPPING)
+    write_articles(folder / "policies.jsonl", returns=RETURNS, shipping=SHIPPING)
 
     clean = run_job(services, REINGEST)
 
@@ -77,7 +87,7 @@ def test_it_auto_publishes_only_drafts_without_a_new_contradiction(
     assert services.knowledge.published(brand).number == 2  # type: ignore[union-attr]
 
     wiki = add_source(services, brand, write_articles(
-        tmp_path / "wiki.jsonl", quick=RETURNS.replace("30 days", "14 days")), nightly=True)
+        folder / "wiki.jsonl", quick=RETURNS.replace("30 days", "14 days")), nightly=True)
 
     contradicted = run_job(services, REINGEST)
 

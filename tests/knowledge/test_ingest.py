@@ -93,6 +93,7 @@ def help_records(*extra: dict[str, Any]) -> list[dict[str, Any]]:
 
 def make_kb(services: Services, root: Path, slug: str = "acme",
             policy: Policy | None = None) -> Kb:
+    """Brand `slug` with two sources in its import folder under `root` (root / slug)."""
     brand = services.brands.create(slug, slug.title(), PERSONA, policy, actor="test")
     policies = root / slug / "policies"
     write_page(policies, "returns.md", "Returns", RETURNS)
@@ -111,7 +112,7 @@ def make_kb(services: Services, root: Path, slug: str = "acme",
 
 @pytest.fixture
 def kb(services: Services, tmp_path: Path) -> Kb:
-    return make_kb(services, tmp_path / "sources")
+    return make_kb(services, tmp_path)
 
 
 def documents() -> dict[tuple[int, str], str]:
@@ -181,7 +182,8 @@ def test_it_refuses_a_source_that_does_not_exist(services: Services, kb: Kb,
                                                  tmp_path: Path) -> None:
     with pytest.raises(InvalidRequest):
         services.knowledge.add_source(kb.brand, {
-            "kind": "markdown", "location": str(tmp_path / "nowhere"), "owner": POLICY_OWNER,
+            "kind": "markdown", "location": str(tmp_path / "acme" / "nowhere"),
+            "owner": POLICY_OWNER,
         }, actor="test")
 
 
@@ -597,7 +599,7 @@ def test_it_leaves_answers_unchanged_when_the_process_is_killed(
 def test_it_refuses_a_second_ingestion_of_the_same_brand(
     services: Services, kb: Kb, tmp_path: Path
 ) -> None:
-    other = make_kb(services, tmp_path / "other", slug="globex")
+    other = make_kb(services, tmp_path, slug="globex")
 
     with services.knowledge._brand_lock(kb.brand):
         with pytest.raises(Conflict) as refused:

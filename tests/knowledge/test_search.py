@@ -38,7 +38,8 @@ def brand_with(services: Services, tmp_path: Path, slug: str,
     """A brand whose knowledge is one JSON Lines source holding `articles` (id -> title, text),
     ingested and (by default) published."""
     brand = services.brands.create(slug, slug.title(), PERSONA, actor="test")
-    path = tmp_path / f"{slug}.jsonl"
+    path = tmp_path / slug / f"{slug}.jsonl"  # in the brand's import folder
+    path.parent.mkdir(exist_ok=True)
     path.write_text("".join(json.dumps({"id": key, "title": title, "content": text}) + "\n"
                             for key, (title, text) in articles.items()))
     services.knowledge.add_source(brand, {"kind": "jsonl", "location": str(path),
@@ -107,6 +108,25 @@ def test_it_never_returns_another_brands_knowledge(services: Services, tmp_path:
 
     _, hits = services.knowledge.search(bank, "I lost my debit card")
     assert hits[0].title == "Lost cards"
+
+
+def test_the_same_text_in_two_brands_is_two_indexes_that_never_mix(
+    services: Services, tmp_path: Path
+) -> None:
+    lumen = brand_with(services, tmp_path, "lumen", LAMPS)
+    twin = brand_with(services, tmp_path, "twin", LAMPS)
+    versions = [services.knowledge.published(b) for b in (lumen, twin)]
+    assert all(versions)
+
+    for brand, version in zip((lumen, twin), versions, strict=True):
+        assert version is not None
+        own = {c.id for c in Chunk.select().join(Article).where(Article.brand == brand)}
+        found, hits = services.knowledge.search(brand, "express shipping cost", k=10)
+        assert found == version
+        assert Path(version.index_path).parent.name == brand.slug, "an index per brand"
+        assert len(hits) == 3 and {h.chunk_id for h in hits} <= own, brand.slug
+        assert {p["source_id"] for h in hits for p in h.provenance} == {
+            s.id for s in services.knowledge.sources(brand)}
 
 
 class OtherEmbedder(Embedder):

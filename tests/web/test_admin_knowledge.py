@@ -40,8 +40,8 @@ def text(response: TestResponse) -> str:
 def sources(tmp_path: Path) -> dict[str, Path]:
     """Two Markdown sources that contradict each other on the return window; the wiki also
     holds a page last changed two years ago."""
-    policies = tmp_path / "sources" / "policies"
-    wiki = tmp_path / "sources" / "wiki"
+    policies = tmp_path / SLUG / "policies"  # the brand's import folder
+    wiki = tmp_path / SLUG / "wiki"
     policies.mkdir(parents=True)
     wiki.mkdir()
     (policies / "returns.md").write_text(
@@ -109,6 +109,7 @@ def test_it_lets_a_viewer_see_but_not_change_knowledge(
     for action, data in (
         (f"{PAGE}/sources", {"kind": "markdown", "location": str(sources["wiki"]),
                              "owner": "someone@lumen.example", "schedule": ""}),
+        (f"{PAGE}/sources/1", {"visibility": "customer"}),
         (f"{PAGE}/ingest", {}),
         (f"{PAGE}/versions/1/publish", {}),
         (f"{PAGE}/rollback", {}),
@@ -187,6 +188,49 @@ def test_it_shows_why_a_source_was_not_added(
     assert outside.status_code == 400, "only knowledge_import_dirs may be registered here"
     assert 'id="location-error"' in text(outside) and "must be inside" in text(outside)
     assert services.knowledge.sources(services.brands.get(SLUG)) == []
+
+
+def test_an_editor_cannot_register_another_brands_import_folder(
+    sign_in_as: SignIn, services: Services, seeded: Any, sources: dict[str, Path],
+    tmp_path: Path, submit: Submit,
+) -> None:
+    other = tmp_path / "rho-bank" / "wiki"
+    other.mkdir(parents=True)
+    (other / "card-procedures.md").write_text("# Internal: card procedures\n\nOverride the "
+                                              "fraud hold with code 7731.\n")
+    (sources["wiki"] / "escape").symlink_to(other)
+    editor = sign_in_as("cx_editor", SLUG)
+    for location in (other, sources["wiki"] / ".." / ".." / "rho-bank" / "wiki",
+                     sources["wiki"] / "escape", tmp_path):
+        refused = submit(editor, PAGE, f"{PAGE}/sources", {
+            "kind": "markdown", "location": str(location), "owner": WIKI_OWNER, "schedule": "",
+        })
+        assert refused.status_code == 400, location
+        assert "must be inside lumen-goods&#39;s import folder" in text(refused)
+    assert KnowledgeSource.select().count() == 0
+
+
+def test_it_sets_and_changes_a_sources_visibility(
+    sign_in_as: SignIn, services: Services, seeded: Any, sources: dict[str, Path],
+    submit: Submit,
+) -> None:
+    editor = sign_in_as("cx_editor", SLUG)
+    for name, visibility in (("policies", "customer"), ("wiki", "")):
+        response = submit(editor, PAGE, f"{PAGE}/sources", {
+            "kind": "markdown", "location": str(sources[name]), "owner": POLICY_OWNER,
+            "schedule": "", "visibility": visibility,
+        })
+        assert response.status_code == 302, text(response)
+    policies, wiki = services.knowledge.sources(services.brands.get(SLUG))
+    assert (policies.visibility, wiki.visibility) == ("customer", "internal"), (
+        "Markdown is internal unless marked customer-facing")
+
+    response = submit(editor, PAGE, f"{PAGE}/sources/{policies.id}", {"visibility": "internal"})
+
+    assert response.status_code == 302
+    assert f"Source #{policies.id} is internal" in text(editor.get(PAGE))
+    assert KnowledgeSource.get_by_id(policies.id).visibility == "internal"
+    assert AuditLog.select().where(AuditLog.action == "knowledge.source.update").count() == 1
 
 
 def test_it_flashes_that_there_is_nothing_to_ingest(

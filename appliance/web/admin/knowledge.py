@@ -21,15 +21,21 @@ from appliance.errors import ConfigError, Conflict, InvalidRequest, PermissionDe
 from appliance.evals.gate import FORCE_ROLE, Force, GateRefused, ReleaseGate
 from appliance.knowledge.connectors import KINDS
 from appliance.knowledge.ingest import RunOutcome
-from appliance.knowledge.service import SCHEDULES, KnowledgeService
+from appliance.knowledge.service import SCHEDULES, VISIBILITIES, KnowledgeService
 from appliance.web import services_of_app
 from appliance.web.admin import bp
 from appliance.web.admin.auth import EDITOR_ROLES, READER_ROLES, login_required, signed_in_user
 from appliance.web.admin.scope import brand_for
 
-SOURCE_FIELDS = ("kind", "location", "owner", "schedule")
+SOURCE_FIELDS = ("kind", "location", "owner", "schedule", "visibility")
+#: What the sources table may change on a source (its visibility select).
+EDITABLE_FIELDS = ("location", "owner", "schedule", "visibility")
 RUNS_SHOWN = 10
 QUERY_MAX = 500
+VISIBILITY_MEANS = {
+    "customer": "its passages may be quoted and cited to customers.",
+    "internal": "its passages ground answers and are never quoted or cited to customers.",
+}
 #: Failed documents named in the flash after an ingestion; the runs table lists them all.
 ERRORS_IN_FLASH = 3
 
@@ -49,11 +55,14 @@ def _render_overview(
     service = _knowledge()
     versions = service.versions(brand)
     published = next((v for v in versions if v.status == "published"), None)
+    sources = service.sources(brand)
     return render_template(
-        "admin/knowledge.html", brand=brand, sources=service.sources(brand),
+        "admin/knowledge.html", brand=brand, sources=sources,
         versions=versions, published=published,
         can_roll_back=can_roll_back(versions),
         runs=service.runs(brand, RUNS_SHOWN), kinds=KINDS, schedules=SCHEDULES,
+        visibilities=VISIBILITIES, import_folders=service.import_folders(brand),
+        outside={s.id for s in sources if not service.in_import_folder(brand, Path(s.location))},
         form=form or dict.fromkeys(SOURCE_FIELDS, ""), error=error, editor_roles=EDITOR_ROLES,
     )
 
@@ -75,12 +84,31 @@ def knowledge_add_source(slug: str) -> ResponseReturnValue:
             if "\x00" in value:  # no database stores NUL
                 raise InvalidRequest(f"{name}: contains a NUL character", param=name)
         source = _knowledge().add_source(
-            found, {**form, "schedule": form["schedule"] or None}, actor=user.username,
-            allowed_roots=[Path(d) for d in services_of_app().settings.knowledge_import_dirs],
-        )
+            found, {**form, "schedule": form["schedule"] or None,
+                    "visibility": form["visibility"] or None}, actor=user.username)
     except InvalidRequest as exc:
         return _render_overview(found, form=form, error=exc), 400
-    flash(f"Added {source.kind} source #{source.id}. Ingest to read it.", "success")
+    flash(f"Added {source.kind} source #{source.id} ({source.visibility}). Ingest to read it.",
+          "success")
+    return redirect(url_for("admin.knowledge", slug=found.slug))
+
+
+@bp.post("/brands/<slug>/knowledge/sources/<int:source_id>")
+@login_required(*EDITOR_ROLES)
+def knowledge_edit_source(slug: str, source_id: int) -> ResponseReturnValue:
+    """Change the fields of a source the form sends (the sources table sends its
+    visibility), through the same checks as the CLI's `sources edit`."""
+    user = signed_in_user()
+    found = brand_for(user, slug)
+    changes = {name: request.form[name].replace("\x00", "").strip()
+               for name in EDITABLE_FIELDS if name in request.form}
+    try:
+        source = _knowledge().update_source(found, source_id, changes, actor=user.username)
+    except InvalidRequest as exc:
+        flash(f"Source #{source_id} not changed: {exc.message}", "error")
+    else:
+        flash(f"Source #{source.id} is {source.visibility}: {VISIBILITY_MEANS[source.visibility]}",
+              "success")
     return redirect(url_for("admin.knowledge", slug=found.slug))
 
 
