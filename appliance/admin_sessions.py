@@ -40,7 +40,12 @@ class SessionStore:
         self._policy = policy
 
     def start(self, user: AdminUser, remote_addr: str | None) -> str:
-        """A new session for `user`; returns the token the cookie carries."""
+        """A new session for `user`; returns the token the cookie carries. Sessions that
+        expired unseen (their browser never came back) are deleted on the way."""
+        now = utcnow()
+        AdminSession.delete().where(
+            (AdminSession.seen_at < now - self._policy.idle)
+            | (AdminSession.created_at < now - self._policy.absolute)).execute()
         token = secrets.token_urlsafe(32)
         AdminSession.create(token_hash=_hash(token), user=user, remote_addr=remote_addr)
         return token

@@ -103,6 +103,10 @@ class LoginThrottleService:
         forgotten = now - dt.timedelta(seconds=self._policy.window_s)
         longest: dt.datetime | None = None
         with self._db.atomic():
+            # Keys whose failures are forgotten go, so that a spray of usernames does not
+            # grow the table for good.
+            Row.delete().where((Row.last_failure_at < forgotten) & (
+                Row.locked_until.is_null() | (Row.locked_until < now))).execute()
             for key in _keys(username, address):
                 Row.insert(key=key, failures=0, last_failure_at=now).on_conflict_ignore().execute()
                 # One UPDATE, so that workers failing at once each count.

@@ -121,3 +121,13 @@ def test_it_signs_an_unscoped_human_agent_in_to_nothing_until_given_a_brand(
     services.users.set_brand("old-agent", services.brands.get("rho-bank"), actor="test")
     assert login(client, "old-agent", seeded["admin"]["password"]).status_code == 302
     assert signed_in(client.get(DASHBOARD))
+
+
+def test_it_deletes_sessions_that_expired_unseen_at_the_next_sign_in(
+    browsers: list[FlaskClient], app: Flask, login: Login
+) -> None:
+    AdminSession.update(seen_at=utcnow() - dt.timedelta(days=2)).execute()
+
+    assert login(app.test_client(), "ada", PASSWORD).status_code == 302
+
+    assert AdminSession.select().count() == 1

@@ -123,3 +123,17 @@ def test_it_audits_failed_and_successful_sign_ins(
     assert entries == [("admin.login_failed", username),
                        ("admin.login_failed", "(unknown user)"),
                        ("admin.login", username)]
+
+
+def test_it_forgets_failures_older_than_the_window(
+    client: FlaskClient, seeded: dict[str, Any], login: Login, services: Services
+) -> None:
+    username = seeded["admin"]["username"]
+    fail(client, login, username, services.settings.login_max_failures - 1)
+    forgotten = dt.timedelta(seconds=services.settings.login_failure_window_s + 1)
+    LoginThrottle.update(last_failure_at=utcnow() - forgotten).execute()
+
+    assert login(client, username, WRONG).status_code == 401
+
+    assert [(row.key, row.failures) for row in LoginThrottle.select().order_by(
+        LoginThrottle.key)] == [("addr:127.0.0.1", 1), (f"user:{username}", 1)]
