@@ -85,8 +85,9 @@ class Settings:
     max_message_chars: int = _setting(4000, "Longest customer message accepted, in characters.")
     max_request_bytes: int = _setting(64 * 1024, "Largest HTTP request body accepted.")
     knowledge_import_dirs: tuple[str, ...] = _setting(
-        (), "Directories the admin pages may register knowledge sources from (the CLI, run by "
-        "IT on the box, may name any path). Default: DATA_DIR/imports."
+        (), "Where knowledge exports are read from: a brand's sources must lie in "
+        "<dir>/<slug>/ under one of these, whoever registers them (admin pages or CLI). "
+        "Default: DATA_DIR/imports."
     )
     demo_retail_url: str = _setting(
         "http://127.0.0.1:8090", "Where the demo brand Lumen Goods' order system "
