@@ -139,7 +139,7 @@ def test_it_adds_a_source_and_ingests_it(
     assert [(s.owner, s.schedule) for s in added] == [(POLICY_OWNER, None),
                                                       (WIKI_OWNER, "nightly")]
     assert AuditLog.select().where((AuditLog.action == "knowledge.source.add")
-                                   & (AuditLog.actor == "cx_editor-all")).count() == 2
+                                   & (AuditLog.actor == "cx_editor-lumen-goods")).count() == 2
 
     response = submit(editor, PAGE, f"{PAGE}/ingest", {})
     assert response.status_code == 302
@@ -293,7 +293,7 @@ def test_it_publishes_and_rolls_back_versions(
         editor.get(response.location))
     entry = AuditLog.select().where(AuditLog.action == "knowledge.publish").order_by(
         AuditLog.id.desc()).first()
-    assert (entry.actor, entry.detail) == ("cx_editor-all", {"version": 2})
+    assert (entry.actor, entry.detail) == ("cx_editor-lumen-goods", {"version": 2})
 
     version_page = text(editor.get(f"{PAGE}/versions/2"))
     assert "Roll back to the previous version" in version_page
