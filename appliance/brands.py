@@ -266,6 +266,18 @@ class BusinessHours(BaseModel):
                 f"{self.timezone}")
 
 
+class RateLimits(BaseModel):
+    """The brand's own request rates per minute; None keeps the appliance's setting
+    (rate_limit_*_per_minute), 0 is no limit."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key_per_minute: int | None = Field(default=None, ge=0, description="Per API key.")
+    token_per_minute: int | None = Field(default=None, ge=0, description="Per widget token.")
+    address_per_minute: int | None = Field(default=None, ge=0,
+                                           description="Per client address.")
+
+
 class Policy(BaseModel):
     """Brand-level policy settings. Later subsystems add fields with safe defaults."""
 
@@ -356,6 +368,10 @@ class Policy(BaseModel):
         description="Scheduled re-ingestion publishes its draft when it found no new "
                     "contradictions.",
     )
+    rate_limits: RateLimits = Field(
+        default_factory=RateLimits,
+        description="Requests per minute per API key, widget token and client address; "
+                    "unset ones follow the appliance's settings.")
 
 
 def persona_of(brand: Brand) -> Persona:

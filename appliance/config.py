@@ -82,8 +82,44 @@ class Settings:
         "failure opens it again."
     )
     llm_max_reply_tokens: int = _setting(200, "Most tokens in one generated reply.")
+    llm_queue_depth: int = _setting(
+        4, "Model calls that may wait for a model per web worker, beyond those generating. "
+        "A turn that needs the model when its queue is full, or when its expected wait "
+        "exceeds the turn's budget (llm_timeout_s), gets 503 overloaded with Retry-After; "
+        "turns that need no model (workflow steps, templates, handoffs) never queue."
+    )
+    llm_http_slots: int = _setting(
+        8, "Generations one web worker runs at once on a model served over HTTP (vLLM or a "
+        "llama.cpp server batch them); an in-process llama.cpp model runs one at a time."
+    )
     max_message_chars: int = _setting(4000, "Longest customer message accepted, in characters.")
     max_request_bytes: int = _setting(64 * 1024, "Largest HTTP request body accepted.")
+    rate_limit_key_per_minute: int = _setting(
+        600, "Requests per minute one brand API key may make to /v1 (a token bucket holding a "
+        "minute's worth, shared by all workers and nodes); over it: 429 rate_limited with "
+        "Retry-After. 0: no limit. A brand's policy (rate_limits) may set its own."
+    )
+    rate_limit_token_per_minute: int = _setting(
+        60, "The same per widget token (one customer's conversation in the public widget)."
+    )
+    rate_limit_address_per_minute: int = _setting(
+        300, "The same per client address and brand (the public widget's opening of "
+        "conversations included), except the addresses in rate_limit_exempt."
+    )
+    events_streams_max: int = _setting(
+        4, "Event streams (/v1/conversations/{id}/events) one web worker holds at once; keep "
+        "it below web_threads so that requests, /healthz included, always find a thread. "
+        "Beyond it: 503 overloaded with Retry-After."
+    )
+    events_streams_per_caller: int = _setting(
+        2, "Event streams one API key or widget token holds at once per web worker; beyond "
+        "it: 429 rate_limited with Retry-After."
+    )
+    rate_limit_exempt: tuple[str, ...] = _setting(
+        ("127.0.0.1/32", "::1/128"), "Addresses and networks (CIDR) never limited per address: "
+        "a reverse proxy on the box connects from loopback, so every customer behind it "
+        "would share one bucket. Their keys and widget tokens are still limited."
+    )
     knowledge_import_dirs: tuple[str, ...] = _setting(
         (), "Where knowledge exports are read from: a brand's sources must lie in "
         "<dir>/<slug>/ under one of these, whoever registers them (admin pages or CLI). "
@@ -303,7 +339,8 @@ def _derive(settings: Settings) -> Settings:
                  "conversation_idle_close_minutes", "llm_breaker_failures",
                  "webhook_max_attempts", "login_max_failures",
                  "login_max_failures_per_address", "login_lockout_s", "login_lockout_max_s",
-                 "login_failure_window_s", "session_idle_minutes", "session_max_hours"):
+                 "login_failure_window_s", "session_idle_minutes", "session_max_hours",
+                 "llm_http_slots", "events_streams_max", "events_streams_per_caller"):
         if getattr(settings, name) < 1:
             raise ConfigError(f"setting {name!r}: must be at least 1")
     for name in ("llm_timeout_s", "llm_breaker_cooldown_s", "webhook_timeout_s"):
@@ -314,12 +351,17 @@ def _derive(settings: Settings) -> Settings:
         raise ConfigError("setting 'webhook_console_url': must start with http:// or https://")
     if settings.log_format not in ("text", "json"):
         raise ConfigError("setting 'log_format': must be text or json")
-    for network in settings.metrics_allow:
-        try:
-            ipaddress.ip_network(network, strict=False)
-        except ValueError as exc:
-            raise ConfigError(f"setting 'metrics_allow': {network!r} is not an address or a "
-                              "network") from exc
+    for name in ("metrics_allow", "rate_limit_exempt"):
+        for network in getattr(settings, name):
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as exc:
+                raise ConfigError(f"setting {name!r}: {network!r} is not an address or a "
+                                  "network") from exc
+    for name in ("rate_limit_key_per_minute", "rate_limit_token_per_minute",
+                 "rate_limit_address_per_minute", "llm_queue_depth"):
+        if getattr(settings, name) < 0:
+            raise ConfigError(f"setting {name!r}: must be 0 or more")
     if not 0 <= settings.scheduler_metrics_port <= 65535:
         raise ConfigError("setting 'scheduler_metrics_port': must be a port from 0 to 65535")
     if not 0 <= settings.evals_nightly_hour <= 23:

@@ -34,6 +34,8 @@ _STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 
 #: Model request results (`record_model_request`).
 OK, FALLBACK, TIMEOUT, BREAKER_OPEN, MISSING, ERROR = (
     "ok", "fallback", "timeout", "breaker_open", "missing", "error")
+#: The model's queue was full, or its wait beyond the budget (appliance/llm/queue.py).
+QUEUE_FULL = "queue_full"
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,11 @@ from appliance.knowledge.service import KnowledgeService
 from appliance.llm.breaker import BreakerPolicy
 from appliance.llm.factory import build_model
 from appliance.llm.manifest import Manifest, load_manifest
+from appliance.llm.queue import ModelQueue
 from appliance.llm.router import ModelRouter
 from appliance.login_throttle import LoginThrottleService, ThrottlePolicy
 from appliance.outcomes import OutcomeService
+from appliance.ratelimit import RateLimiter
 from appliance.readiness import WarmUp
 from appliance.reporting import ReportService
 from appliance.signals import build_embedder
@@ -77,6 +79,7 @@ class Services:
     evals: EvalHistory
     warm: WarmUp
     idempotency: IdempotencyKeys
+    rate_limits: RateLimiter
 
     def warm_up(self) -> None:
         """Load and run once, for every brand, what its turns use (see appliance.readiness);
@@ -116,7 +119,10 @@ def build_router(settings: Settings, manifest: Manifest) -> ModelRouter:
         for model_id in wanted if model_id in manifest.models
     }
     breaker = BreakerPolicy(settings.llm_breaker_failures, settings.llm_breaker_cooldown_s)
-    return ModelRouter(models, routes, breaker=breaker)
+    queues = {model_id: ModelQueue(
+        model_id, 1 if model.spec.backend == "llamacpp" else settings.llm_http_slots,
+        settings.llm_queue_depth) for model_id, model in models.items()}
+    return ModelRouter(models, routes, breaker=breaker, queues=queues)
 
 
 def _write_tools(workflows: WorkflowService, brand: Brand) -> set[str]:
@@ -175,4 +181,5 @@ def build_services(settings: Settings) -> Services:
         evals=EvalHistory(db, manifest, router, knowledge, webhooks),
         warm=warm,
         idempotency=IdempotencyKeys(db),
+        rate_limits=RateLimiter(db),
     )

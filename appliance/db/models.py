@@ -680,7 +680,7 @@ class RateBucket(BaseModel):
 
     #: What is limited: "key:<id>", "token:<conversation>", "addr:<address>".
     name = peewee.CharField(max_length=255, unique=True)
-    tokens = peewee.FloatField()
+    tokens = peewee.DoubleField()
     updated_at = peewee.DateTimeField(default=utcnow, index=True)
 
     class Meta:

@@ -150,6 +150,11 @@ def purge_idempotency_keys(services: Services) -> dict[str, Any]:
     return {"deleted": services.idempotency.purge()}
 
 
+def purge_rate_buckets(services: Services) -> dict[str, Any]:
+    """Delete the rate limits' buckets idle for an hour (they would be full again)."""
+    return {"deleted": services.rate_limits.purge()}
+
+
 JOBS: dict[str, Job] = {
     job.id: job
     for job in (
@@ -171,6 +176,8 @@ JOBS: dict[str, Job] = {
             requested_evals.__doc__ or "", at_start=False),
         Job("idempotency.purge", purge_idempotency_keys, ("interval", {"hours": 1}),
             purge_idempotency_keys.__doc__ or ""),
+        Job("rate_limits.purge", purge_rate_buckets, ("interval", {"hours": 1}),
+            purge_rate_buckets.__doc__ or ""),
     )
 }
 

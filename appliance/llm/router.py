@@ -4,7 +4,10 @@ A task ("reply", "reply_large", "extraction", "summary") has an ordered list of 
 router tries them in order and passes over, without calling it:
 - a model whose file is absent (`model_missing`: an optional model the operator has not
   supplied; a stat per call, so a file copied in later is used without a restart);
-- a model whose circuit is open (`circuit_open`: it failed repeatedly; see breaker.py).
+- a model whose circuit is open (`circuit_open`: it failed repeatedly; see breaker.py);
+- a model whose queue is full or whose wait exceeds what is left of the budget (`queue_full`;
+  see queue.py). When no model answered and one of them was full, the router raises that
+  Overloaded: the box is busy, and the client should retry, not get a canned reply.
 A retryable `ModelError` (down, timeout) moves on to the next model, and the answer is flagged
 as a fallback (degraded). A non-retryable error stops at once. Streams can fall back only before
 their first token: once text has reached the customer, a failure is reported, not papered over.
@@ -19,10 +22,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 
 from appliance import metrics
-from appliance.errors import ConfigError, ModelError, ModelTimeout, ModelUnavailable
+from appliance.errors import ConfigError, ModelError, ModelTimeout, ModelUnavailable, Overloaded
 from appliance.llm.base import (
     ChatMessage,
     ChatModel,
@@ -33,9 +37,11 @@ from appliance.llm.base import (
 )
 from appliance.llm.breaker import BreakerPolicy, CircuitBreaker, Clock
 from appliance.llm.manifest import file_absent
+from appliance.llm.queue import ModelQueue
 
 #: Attempt codes for models passed over without a call (beside ModelError codes).
 MODEL_MISSING, CIRCUIT_OPEN, BUDGET_SPENT = "model_missing", "circuit_open", "budget_spent"
+QUEUE_FULL = metrics.QUEUE_FULL
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,7 @@ class ModelRouter:
     def __init__(
         self, models: Mapping[str, ChatModel], routes: Mapping[str, Sequence[str]], *,
         breaker: BreakerPolicy | None = None, clock: Clock = time.monotonic,
+        queues: Mapping[str, ModelQueue] | None = None,
     ) -> None:
         for task, ids in routes.items():
             unknown = [model_id for model_id in ids if model_id not in models]
@@ -124,6 +131,8 @@ class ModelRouter:
         self._models = dict(models)
         self._routes = {task: tuple(ids) for task, ids in routes.items()}
         self._clock = clock
+        #: Models without a queue are called without admission (tests that build a router).
+        self._queues = dict(queues or {})
         policy = breaker or BreakerPolicy()
         self._breakers = {
             model_id: CircuitBreaker(model_id, policy, clock) for model_id in self._models
@@ -175,6 +184,7 @@ class ModelRouter:
         route = self._routes[task]
         budget_end = self._clock() + params.timeout_s
         failed: list[Attempt] = []
+        busy: Overloaded | None = None
         for index, model_id in enumerate(route):
             model = self._models[model_id]
             if file_absent(model.spec):
@@ -192,17 +202,28 @@ class ModelRouter:
                 continue
             attempt = self._attempt_params(params, model, remaining, route[index + 1:])
             started = False
+            done: Completion | None = None
             try:
-                for event in model.stream(messages_for(model), attempt):
-                    if isinstance(event, Completion):
-                        permit.success()
-                        _record_answer(event, fallback=index > 0)
-                        yield RoutedCompletion(event, fallback=index > 0, failed=tuple(failed),
-                                               task=task)
-                        return
-                    started = True
-                    yield event
-                raise ModelUnavailable(f"model {model_id} ended its reply early")
+                # The slot is held while the model generates, and freed before the result
+                # goes out: a caller that stops reading then holds nothing.
+                with self._admission(model_id, remaining):
+                    for event in model.stream(messages_for(model), attempt):
+                        if isinstance(event, Completion):
+                            done = event
+                            break
+                        started = True
+                        yield event
+                if done is None:
+                    raise ModelUnavailable(f"model {model_id} ended its reply early")
+                permit.success()
+                _record_answer(done, fallback=index > 0)
+                yield RoutedCompletion(done, fallback=index > 0, failed=tuple(failed),
+                                       task=task)
+                return
+            except Overloaded as exc:
+                busy = exc
+                failed.append(Attempt(model_id, QUEUE_FULL))
+                metrics.record_model_request(model_id, metrics.QUEUE_FULL)
             except ModelError as exc:
                 metrics.record_model_request(
                     model_id, metrics.TIMEOUT if isinstance(exc, ModelTimeout) else metrics.ERROR)
@@ -215,8 +236,18 @@ class ModelRouter:
                 failed.append(Attempt(model_id, exc.code))
             finally:
                 permit.release()  # the caller stopped reading, or a bug: no verdict
+        if busy is not None:
+            raise busy
         tried = ", ".join(f"{a.model_id} ({a.error_code})" for a in failed)
         raise ModelUnavailable(f"no model could answer {task!r}; tried {tried}")
+
+    def _admission(self, model_id: str, budget_s: float) -> AbstractContextManager[None]:
+        queue = self._queues.get(model_id)
+        return nullcontext() if queue is None else queue.admitted_within(budget_s)
+
+    def queue(self, model_id: str) -> ModelQueue | None:
+        """The admission queue of `model_id` in this process, if it has one."""
+        return self._queues.get(model_id)
 
     def _attempt_params(
         self, params: GenerationParams, model: ChatModel, remaining: float,

@@ -31,7 +31,7 @@ def _check_access(settings: Settings) -> None:
         if not metrics_token_presented(settings):
             raise _refused()
         return
-    if not _allowed(request.remote_addr, settings.metrics_allow):
+    if not address_in(request.remote_addr, settings.metrics_allow):
         raise _refused()
 
 
@@ -43,7 +43,8 @@ def metrics_token_presented(settings: Settings) -> bool:
         token.strip().encode(), expected.encode())
 
 
-def _allowed(address: str | None, networks: tuple[str, ...]) -> bool:
+def address_in(address: str | None, networks: tuple[str, ...]) -> bool:
+    """Whether `address` lies in one of `networks` (CIDR); False for no or a bad address."""
     try:
         ip = ipaddress.ip_address(address or "")
     except ValueError:

@@ -31,7 +31,9 @@ def _models() -> list[type[peewee.Model]]:
 
     class RateBucket(Base):
         name = peewee.CharField(max_length=255, unique=True)
-        tokens = peewee.FloatField()
+        # Double precision: a take compares the tokens it read (PostgreSQL's real would
+        # round them, and the compare-and-set would never match).
+        tokens = peewee.DoubleField()
         updated_at = peewee.DateTimeField(index=True)
 
         class Meta:

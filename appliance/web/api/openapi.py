@@ -20,8 +20,25 @@ _ERRORS = {
     "400": "Malformed JSON, a missing or wrong-typed field",
     "401": "Missing, wrong or revoked key",
     "404": "No such conversation for this key (other brands' look the same)",
-    "409": "The conversation is closed",
+    "409": "The conversation is closed; or the Idempotency-Key was used for another request "
+           "(idempotency_conflict) or its request is still running (idempotency_in_progress, "
+           "with Retry-After)",
     "413": "The body or the message text is over the size limit",
+    "429": "Over the rate of the key, the widget token or the client address (rate_limited); "
+           "Retry-After says when to try again",
+    "503": "The box is saturated (overloaded): the model queue is full or its wait exceeds the "
+           "turn budget, or the event streams are at their cap; Retry-After says when to try "
+           "again",
+}
+#: Statuses whose responses carry Retry-After.
+_RETRY_AFTER = {"409", "429", "503"}
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "description": "Any unique string (printable ASCII). A retry with the same key and body "
+                   "gets the original reply (header Idempotent-Replayed: true) and never runs "
+                   "the turn twice; the key with another body is a 409 idempotency_conflict. "
+                   "Keys are kept 24 hours, per brand.",
 }
 
 
@@ -34,7 +51,8 @@ def _json(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def _op(summary: str, ok: str, model: type[BaseModel], *, body: type[BaseModel] | None = None,
-        auth: bool = True, sse: bool = False, conv: bool = False) -> dict[str, Any]:
+        auth: bool = True, sse: bool = False, conv: bool = False,
+        idempotent: bool = False) -> dict[str, Any]:
     content = _json(model)
     if sse:
         content["text/event-stream"] = {
@@ -46,6 +64,9 @@ def _op(summary: str, ok: str, model: type[BaseModel], *, body: type[BaseModel] 
         "summary": summary,
         "responses": {ok: {"description": "OK", "content": content}} | {
             status: {"description": text, "content": _json(schemas.ErrorBody)}
+            | ({"headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1},
+                                            "description": "Seconds to wait"}}}
+               if status in _RETRY_AFTER else {})
             for status, text in _ERRORS.items()
         },
     }
@@ -54,6 +75,8 @@ def _op(summary: str, ok: str, model: type[BaseModel], *, body: type[BaseModel] 
     if conv:
         op["parameters"] = [{"name": "conversation_id", "in": "path", "required": True,
                              "schema": {"type": "string"}}]
+    if idempotent:
+        op["parameters"] = [*op.get("parameters", []), _IDEMPOTENCY_KEY]
     if not auth:
         op["security"] = []
     return op
@@ -89,7 +112,8 @@ def openapi_document() -> dict[str, Any]:
             conversation: {"get": _op("The transcript", "200", schemas.Transcript, conv=True)},
             f"{conversation}/messages": {"post": _op(
                 "Send the customer's message; get the agent's reply (JSON or SSE stream)",
-                "200", schemas.MessageReply, body=schemas.PostMessage, sse=True, conv=True)},
+                "200", schemas.MessageReply, body=schemas.PostMessage, sse=True, conv=True,
+                idempotent=True)},
             f"{conversation}/feedback": {"post": _op(
                 "The customer's feedback: did it solve it, and a 1-5 rating (the latest "
                 "counts)", "200", schemas.FeedbackOut, body=schemas.PostFeedback, conv=True)},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import logging
 import time
@@ -23,8 +24,9 @@ from appliance.outcomes import outcome_json
 from appliance.reporting import DateRange
 from appliance.web import services_of_app
 from appliance.web.api import bp, schemas
-from appliance.web.api.auth import Principal, current_principal, widget_token
+from appliance.web.api.auth import Principal, current_principal, limit_request, widget_token
 from appliance.web.api.openapi import openapi_document
+from appliance.web.api.streams import event_streams
 from appliance.web.errors import request_id
 from appliance.web.markup import message_html
 
@@ -91,6 +93,7 @@ def create_widget_conversation(slug: str) -> Response:
     brand = services.brands.get(slug)
     if not policy_of(brand).widget_enabled:
         raise NotFound(f"no brand {slug!r}", code="brand_not_found")
+    limit_request(brand)
     body = _body(schemas.CreateConversation)
     customer = services.identity.customer(brand, body.customer.model_dump(exclude_none=True),
                                           public=True)
@@ -194,6 +197,8 @@ def conversation_events(conversation_id: str) -> Response:
         ids = [m.public_id for m in messages]
         return messages[ids.index(after) + 1:] if after in ids else messages
 
+    close = event_streams().open(principal.bucket)
+
     def events() -> Iterator[str]:
         deadline = time.monotonic() + wait
         while True:
@@ -207,10 +212,13 @@ def conversation_events(conversation_id: str) -> Response:
                 return
             time.sleep(_EVENTS_POLL_S)
 
-    return Response(
+    response = Response(
         stream_with_context(events()), mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+    # The server closes every response it sent, or began to: the stream's count ends then.
+    response.call_on_close(close)
+    return response
 
 
 def _message_out(m: Message) -> schemas.MessageOut:
@@ -367,10 +375,14 @@ def _sse_response(turn: Iterator[Any]) -> Response:
     An error after the stream started arrives as an `error` event in the one error shape.
     """
     rid = request_id()
+    # The first event is read before the response starts: a turn refused before it
+    # generates anything (the model's queue is full: 503 overloaded) is a plain error
+    # response with its status and Retry-After.
+    first = next(turn)
 
     def events() -> Iterator[str]:
         try:
-            for event in turn:
+            for event in itertools.chain([first], turn):
                 if isinstance(event, TurnResult):
                     yield _sse("message", _reply_body(event))
                 else:
