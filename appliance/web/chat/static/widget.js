@@ -110,6 +110,41 @@
     return "Sorry, the chat service can't be reached. Check your connection and try again.";
   }
 
+  /** Retries of one request while the server says it is busy, before the error is shown. */
+  var BUSY_RETRIES = 5;
+  /** The longest wait between two tries, in seconds. */
+  var MAX_BACKOFF_S = 30;
+
+  /** Whether the server asked us to send the same request again later: over a rate (429),
+   *  saturated (503), or the same message still being answered (409 idempotency_in_progress). */
+  async function isBusy(response) {
+    if (response.status === 429 || response.status === 503) {
+      return true;
+    }
+    if (response.status !== 409) {
+      return false;
+    }
+    var body = await readJson(response.clone());
+    return !!(body && body.error && body.error.code === "idempotency_in_progress");
+  }
+
+  /** Seconds before try `attempt` + 1: the server's Retry-After or an exponential backoff
+   *  with jitter (so that many widgets do not come back at once), whichever is longer. */
+  function retryDelay(response, attempt) {
+    var asked = parseInt(response.headers.get("Retry-After") || "", 10);
+    var backoff = Math.min(MAX_BACKOFF_S, Math.pow(2, attempt)) * (0.5 + Math.random() / 2);
+    return Math.min(MAX_BACKOFF_S, Math.max(isNaN(asked) ? 1 : asked, backoff));
+  }
+
+  /** A fresh Idempotency-Key: a retry of the same message reuses it, so it runs once. */
+  function newKey() {
+    var bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);
+    return Array.prototype.map.call(bytes, function (b) {
+      return ("0" + b.toString(16)).slice(-2);
+    }).join("");
+  }
+
   async function readJson(response) {
     try {
       return await response.json();
@@ -395,6 +430,25 @@
     this.scroll();
   };
 
+  /** fetch(url, options), sent again while the server is busy (see isBusy), honouring its
+   *  Retry-After and backing off; the status line says "Busy, retrying" meanwhile. Resolves
+   *  with the last response. */
+  Widget.prototype.fetchRetrying = async function (url, options) {
+    for (var attempt = 0; ; attempt++) {
+      var response = await fetch(url, options);
+      if (attempt >= BUSY_RETRIES || !(await isBusy(response))) {
+        return response;
+      }
+      var seconds = retryDelay(response, attempt);
+      var shown = this.status.textContent;
+      this.root.dataset.busy = "true";
+      this.status.textContent = "Busy, retrying in " + Math.ceil(seconds) + " s…";
+      await new Promise(function (resolve) { setTimeout(resolve, seconds * 1000); });
+      delete this.root.dataset.busy;
+      this.status.textContent = shown;
+    }
+  };
+
   Widget.prototype.url = function (path) {
     return this.config.apiBase + path;
   };
@@ -459,7 +513,7 @@
     this.status.textContent = "Connecting…";
     try {
       if (!(await this.resume())) {
-        var response = await fetch(
+        var response = await this.fetchRetrying(
           this.url("/v1/widget/" + encodeURIComponent(this.config.brand) + "/conversations"),
           {
             method: "POST",
@@ -548,12 +602,13 @@
   /** POST the message; resolve with the final reply body, rendering deltas as they come. */
   Widget.prototype.stream = async function (text, answer) {
     var path = "/v1/conversations/" + encodeURIComponent(this.conversationId) + "/messages";
-    var response = await fetch(this.url(path), {
+    var response = await this.fetchRetrying(this.url(path), {
       method: "POST",
       headers: {
         Accept: "text/event-stream",
         "Content-Type": "application/json",
         Authorization: "Bearer " + this.token,
+        "Idempotency-Key": newKey(),
       },
       body: JSON.stringify({ text: text }),
     });
