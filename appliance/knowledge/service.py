@@ -164,16 +164,12 @@ class KnowledgeService:
         changes: SourceChanges = validated(SourceChanges, data)
         with self._db.atomic():
             source = self.source(brand, source_id)
-            changed: dict[str, Any] = {}
-            if changes.location is not None:
-                changed["location"] = str(self._allowed_location(brand, changes.location))
-            if changes.owner is not None:
-                changed["owner"] = changes.owner
-            if changes.schedule is not None:
-                changed["schedule"] = changes.schedule or None
-            if changes.visibility is not None:
-                changed["visibility"] = changes.visibility
-            changed = {k: v for k, v in changed.items() if getattr(source, k) != v}
+            requested = changes.model_dump(exclude_none=True)
+            if "location" in requested:
+                requested["location"] = str(self._allowed_location(brand, requested["location"]))
+            if "schedule" in requested:
+                requested["schedule"] = changes.schedule or None
+            changed = {k: v for k, v in requested.items() if getattr(source, k) != v}
             if changed:
                 for name, value in changed.items():
                     setattr(source, name, value)
