@@ -14,7 +14,7 @@ _MODELS: tuple[type[BaseModel], ...] = (
     schemas.CreateConversation, schemas.PostMessage, schemas.ConversationCreated,
     schemas.MessageReply, schemas.Transcript, schemas.ConversationStatus, schemas.ErrorBody,
     schemas.EscalationStats, schemas.PostFeedback, schemas.FeedbackOut, schemas.Outcomes,
-    schemas.MetricsSummary,
+    schemas.MetricsSummary, schemas.Unanswered,
 )
 _ERRORS = {
     "400": "Malformed JSON, a missing or wrong-typed field",
