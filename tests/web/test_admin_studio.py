@@ -12,9 +12,9 @@ from typing import Any
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from appliance.db.models import AuditLog, Conversation, Workflow
+from appliance.db.models import AuditLog, Conversation, Message, Workflow
+from appliance.reporting import DateRange
 from appliance.services import Services
-from appliance.web.admin.studio_metrics import workflow_metrics
 from appliance.web.admin.studio_yaml import fields_of
 
 Csrf = Callable[[str], str]
@@ -82,39 +82,36 @@ def test_it_lists_the_demo_workflows(admin_client: FlaskClient, services: Servic
     assert f'href="{LIST}"' in text(admin_client.get(f"/admin/brands/{SLUG}"))
 
 
-def test_it_counts_each_workflows_runs_from_conversations(
+def test_it_shows_each_workflows_figures_from_the_reports(
     admin_client: FlaskClient, services: Services,
 ) -> None:
     brand = services.brands.get(SLUG)
 
-    def conversation(state: dict[str, Any], status: str = "active",
-                     channel: str = "widget") -> None:
-        Conversation.create(public_id=f"conv_{Conversation.select().count()}", brand=brand,
-                            customer={}, channel=channel, status=status, state=state)
+    def ended(state: dict[str, Any], channel: str = "widget") -> None:
+        conversation, _ = services.conversations.start(brand, {}, channel)
+        for n, (role, said) in enumerate((("customer", "where is my order?"),
+                                          ("agent", "Which order is it?"))):
+            Message.create(public_id=f"{conversation.public_id}_{n}", role=role,
+                           conversation=conversation, text=said)
+        Conversation.update(state=state).where(Conversation.id == conversation.id).execute()
+        services.conversations.close(brand, conversation.public_id)
 
-    def ran(name: str, status: str, outcome: str | None = None) -> dict[str, Any]:
-        return {"workflow": name, "status": status, "outcome": outcome, "reason": None}
+    ended({"run": {"workflow": "cancel_order"}, "customer_id": "olivia"})
+    ended({"run": {"workflow": "cancel_order"}, "customer_id": "olivia"})
+    ended({"run": {"workflow": "cancel_order"}}, channel="studio")
 
-    conversation({"history": [ran("order_status", "done", "informed"),
-                              ran("order_status", "hand_off")]})
-    conversation({"history": [ran("order_status", "done", "informed")],
-                  "run": {"workflow": "order_status"}})
-    conversation({"history": [ran("cancel_order", "stopped", "abandoned")],
-                  "run": {"workflow": "cancel_order"}}, status="closed")
-    conversation({"history": [ran("order_status", "done", "informed")]}, channel="studio")
-
-    metrics = workflow_metrics(brand)
-    status = metrics["order_status"]
-    assert (status.runs, status.resolved, status.handed_off, status.abandoned,
-            status.in_progress) == (4, 2, 1, 0, 1)
-    assert status.resolution_rate == 2 / 3
-    cancel = metrics["cancel_order"]
-    assert (cancel.runs, cancel.resolved, cancel.abandoned, cancel.resolution_rate) == (
-        2, 0, 2, 0.0)
-    assert "authenticate" not in metrics
     page = text(admin_client.get(LIST))
-    assert "67%" in page and "0%" in page
-    assert "(1 in progress)" in page
+
+    figures = {g["key"]: g for g in services.reports.summary(
+        brand, DateRange.parse(None, None), "workflow").as_json()["groups"]}
+    cancel = figures["cancel_order"]
+    assert (cancel["conversations"], cancel["outcomes"]["abandoned"]) == (2, 2)
+    row = page[page.index(f'href="{LIST}/cancel_order"'):]
+    row = row[:row.index("</tr>")]
+    cells = re.findall(r"<td>(?:<a [^>]*>)?([^<]*)", row)
+    assert cells[-5:] == ["2", "0", "0", "2", "0%"], cells
+    assert "workflow=cancel_order" in row and "outcome=abandoned" in row
+    assert "authenticate" not in figures
 
 
 def test_it_shows_a_definition_error_by_line_and_saves_nothing(
@@ -318,7 +315,8 @@ def test_it_runs_the_draft_in_the_test_chat(
     [conversation] = Conversation.select().where(Conversation.channel == "studio")
     assert conversation.customer == {"studio": True}
     assert conversation.state["history"][0]["workflow"] == "store_hours"
-    assert "store_hours" not in workflow_metrics(services.brands.get(SLUG))
+    assert services.reports.summary(services.brands.get(SLUG), DateRange.parse(None, None),
+                                    "workflow").groups == [], "the test chat is never reported"
     assert workflow(services).published_version is None, "the test chat publishes nothing"
 
     submit(admin_client, PAGE, f"{PAGE}/sandbox/reset", {})

@@ -4,7 +4,7 @@ rollback and disable, and a test chat that runs the draft. Readers see; editors 
 
 Everything goes through `WorkflowService`, as the CLI's `appliance workflows ...` does, so a
 change made here is validated and audited the same way. The YAML ↔ form merging and the
-results per workflow live in `studio_yaml.py` and `studio_metrics.py`; the test chat in
+results per workflow live in `studio_yaml.py` and the reporting service; the test chat in
 `studio_sandbox.py`; the brand's tools and slot formats have their page in `studio_tools.py`.
 """
 
@@ -19,12 +19,12 @@ from flask.typing import ResponseReturnValue
 from appliance.db.models import AdminUser, Brand, Workflow, WorkflowVersion
 from appliance.errors import ConfigError, Conflict, InvalidRequest, PermissionDenied
 from appliance.evals.gate import FORCE_ROLE, Force, GateRefused, ReleaseGate
+from appliance.reporting import DateRange
 from appliance.web import services_of_app
 from appliance.web.admin import bp
 from appliance.web.admin.auth import EDITOR_ROLES, READER_ROLES, login_required, signed_in_user
 from appliance.web.admin.scope import brand_for
 from appliance.web.admin.studio_gate import checked_result, keep
-from appliance.web.admin.studio_metrics import workflow_metrics
 from appliance.web.admin.studio_sandbox import sandbox_of, working_version
 from appliance.web.admin.studio_yaml import (
     STARTER,
@@ -72,8 +72,13 @@ def workflows(slug: str) -> ResponseReturnValue:
     found = brand_for(signed_in_user(), slug)
     service = _workflows()
     rows = [Row(workflow, service.version(workflow)) for workflow in service.all(found)]
+    # How each workflow does with customers: the reports' figures per workflow over the
+    # default range, so the Studio and the dashboard never disagree.
+    period = DateRange.parse(None, None)
+    report = services_of_app().reports.summary(found, period, "workflow")
     return render_template(
-        "admin/workflows.html", brand=found, rows=rows, metrics=workflow_metrics(found),
+        "admin/workflows.html", brand=found, rows=rows, period=period,
+        metrics={g["key"]: g for g in report.as_json()["groups"]},
         toolset=service.toolset(found), editor_roles=EDITOR_ROLES,
     )
 
