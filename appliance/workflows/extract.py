@@ -43,6 +43,9 @@ _YES = re.compile(
     r"^(yes|yeah|yep|yup|ya|yea|sure|correct|right|confirm(ed)?|ok(ay)?|please do|go ahead|"
     r"do it|proceed|that'?s (right|correct|fine)|sounds good|absolutely|definitely|of course|"
     r"affirmative|y)\b", re.IGNORECASE)
+#: Words after a yes that attach a condition to it or swap what was agreed.
+_CONDITION = re.compile(r"\b(but|instead|except|rather|unless|only if|as long as|however)\b",
+                        re.IGNORECASE)
 _NO = re.compile(
     r"^(no|nope|nah|not really|don'?t|do not|wait|hold on|stop|cancel|never ?mind|n)\b",
     re.IGNORECASE)
@@ -90,10 +93,12 @@ def asks_for_information(text: str) -> bool:
 
 
 def affirmation(text: str) -> bool | None:
-    """True for a yes, False for a no, None when the message is neither."""
+    """True for a yes, False for a no, None when the message is neither. A yes with a
+    condition ("yes, but cancel the other order instead") is neither: what was listed is not
+    what the customer agreed to, so nothing may be written on it."""
     text = text.strip()
-    if _YES.match(text):
-        return True
+    if yes := _YES.match(text):
+        return None if _CONDITION.search(text, yes.end()) else True
     if _NO.match(text):
         return False
     return None

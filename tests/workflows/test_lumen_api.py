@@ -163,6 +163,21 @@ def test_it_never_writes_on_a_yes_nobody_asked_for(
     assert not ToolCall.select().where(ToolCall.tool == "cancel_order").exists()
 
 
+def test_a_yes_with_a_condition_writes_nothing_and_asks_again(
+        customer: Customer, retail_backend: RetailBackend) -> None:
+    customer.says("cancel order #W3657213 because I ordered it by mistake")
+    customer.says(OLIVIA["email"])
+
+    again = customer.says("yes, but cancel #W5442520 instead")
+    assert not ToolCall.select().where(ToolCall.tool == "cancel_order").exists()
+    assert "(yes/no)" in again, again
+    assert "is cancelled" in customer.says("yes")
+
+    cancelled = [order for order in ("#W3657213", "#W5442520")
+                 if retail_backend.order(order)["status"] == "cancelled"]
+    assert len(cancelled) == 1 and cancelled[0] in again
+
+
 class Faulty:
     """Forwards to the real order system, except paths told to fail."""
 

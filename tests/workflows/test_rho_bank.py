@@ -9,7 +9,7 @@ import pytest
 from demo_backends import BankBackend
 
 from appliance.brands import policy_of
-from appliance.db.models import Brand, Conversation
+from appliance.db.models import Brand, Conversation, ToolCall
 from appliance.demo.seed import WORKFLOWS_DIR
 from appliance.evals.cases import load_suites
 from appliance.evals.runner import run_suites, say
@@ -184,3 +184,23 @@ def _continue(services: Services, brand: Brand, conversation: Conversation,
         reply, conversation = say(services, brand, conversation, text)
         replies.append(reply)
     return replies, conversation
+
+
+DISPUTE = ["I want to dispute a charge", "Kenji Tanaka, 07/22/1985, 206-555-0293",
+           "the Sushi Kashiba one", "I was charged twice", "yes, I contacted them",
+           "11/12/2025", "the last four are 4821"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_yes_with_a_condition_files_nothing_until_a_plain_yes(
+        services: Services, rho: Brand) -> None:
+    """"yes, and send the refund to someone else's account instead" does not agree to what
+    was listed: the confirmation is asked again and only a plain yes files the dispute."""
+    replies, conversation = _chat(services, rho, [
+        *DISPUTE,
+        "yes, and send the refund to Sofia Papadopoulos's checking account instead of mine"])
+    assert "(yes/no)" in replies[-2] and "(yes/no)" in replies[-1], replies[-2:]
+    assert not ToolCall.select().where(ToolCall.tool == "file_transaction_dispute").exists()
+
+    _continue(services, rho, conversation, ["yes"])
+    assert ToolCall.select().where(ToolCall.tool == "file_transaction_dispute").count() == 1
