@@ -32,7 +32,9 @@ def _timed(name: str, probe: Callable[[], str]) -> Check:
         detail, ok = exc.message, False
     except Exception as exc:  # doctor reports every failure; it never crashes
         detail, ok = f"{type(exc).__name__}: {exc}", False
-    return Check(name, ok, detail, round((time.perf_counter() - started) * 1000, 1))
+    # One line per check (a database error spans several: the statement, a caret under it).
+    return Check(name, ok, " ".join(detail.split()),
+                 round((time.perf_counter() - started) * 1000, 1))
 
 
 def run_checks(services: Services) -> list[Check]:
@@ -63,10 +65,11 @@ def run_checks(services: Services) -> list[Check]:
                                  "with CMAKE_ARGS=-DGGML_NATIVE=OFF")
         return "native off, no AMX"
 
+    schema = _timed("migrations", migrations)
     checks = [
         _timed("data_dir", data_dir),
         _timed("database", database),
-        _timed("migrations", migrations),
+        schema,
         _timed("llama.cpp build", llama_build),
     ]
     checks += _model_checks(services)
@@ -79,7 +82,8 @@ def run_checks(services: Services) -> list[Check]:
     checks.append(_timed("embedder", embedder))
     checks += _classifier_checks(services)
     checks.append(_timed("secret key", lambda: "set" if settings.secret_key else "missing"))
-    checks.append(_timed("knowledge import folders", partial(_import_folders, services)))
+    if schema.ok:  # the sources' table is as this version reads it
+        checks.append(_timed("knowledge import folders", partial(_import_folders, services)))
     return checks
 
 
