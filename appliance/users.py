@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import peewee
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -130,6 +132,15 @@ class UserService:
 
     def exists(self, username: str) -> bool:
         return AdminUser.get_or_none(AdminUser.username == username.strip()) is not None
+
+    def usernames(self, ids: Iterable[int]) -> dict[int, str]:
+        """The usernames of these users, by id, in one query."""
+        wanted = set(ids)
+        if not wanted:
+            return {}
+        rows = AdminUser.select(AdminUser.id, AdminUser.username).where(
+            AdminUser.id.in_(wanted))
+        return {user.id: user.username for user in rows}
 
     def all(self) -> list[AdminUser]:
         return list(AdminUser.select().order_by(AdminUser.username))

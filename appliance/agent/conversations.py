@@ -20,7 +20,7 @@ import secrets
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import peewee
 
@@ -245,6 +245,30 @@ class ConversationService:
             raise NotFound(f"no conversation {public_id!r}", code="conversation_not_found")
         conversation.brand = brand
         return conversation
+
+    def find(self, public_id: str) -> Conversation | None:
+        """The conversation `public_id` of any brand, with its brand; None if there is none.
+        For callers that check the brand themselves (the admin's brand scope)."""
+        found: Conversation | None = (
+            Conversation.select(Conversation, Brand).join(Brand)
+            .where(Conversation.public_id == public_id).first())
+        return found
+
+    def waiting_for_human(self, brand_id: int | None = None) -> dict[int, int]:
+        """How many conversations wait for a human, by brand id (of one brand, or all)."""
+        counts = (Conversation.select(Conversation.brand, peewee.fn.COUNT(Conversation.id))
+                  .where(Conversation.status == PENDING_HUMAN).group_by(Conversation.brand))
+        if brand_id is not None:
+            counts = counts.where(Conversation.brand == brand_id)
+        rows = cast(list[tuple[int, int]], list(counts.tuples()))
+        return {int(brand): int(n) for brand, n in rows}
+
+    def latest_waiting_for_human(self, brand_id: int, limit: int) -> list[Conversation]:
+        """The brand's conversations waiting for a human, most recently active first."""
+        return list(
+            Conversation.select().where(
+                (Conversation.brand == brand_id) & (Conversation.status == PENDING_HUMAN))
+            .order_by(Conversation.updated_at.desc(), Conversation.id.desc()).limit(limit))
 
     def messages(self, conversation: Conversation) -> list[Message]:
         return list(

@@ -182,6 +182,13 @@ JOBS: dict[str, Job] = {
 }
 
 
+def last_run(job_id: str) -> JobRun | None:
+    """The latest recorded run of `job_id`, if any."""
+    run: JobRun | None = (JobRun.select().where(JobRun.job_id == job_id)
+                          .order_by(JobRun.started_at.desc(), JobRun.id.desc()).first())
+    return run
+
+
 def run_job(services: Services, job_id: str) -> JobRun:
     """Run one job now and record the run; a failure is recorded, not raised."""
     job = JOBS.get(job_id)

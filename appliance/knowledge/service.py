@@ -305,6 +305,23 @@ class KnowledgeService:
                            code="version_not_found")
         return version
 
+    def article_titles(self, brand: Brand, versions: Sequence[KnowledgeVersion],
+                       keys: set[str]) -> dict[str, str]:
+        """The titles of the articles `keys`: as these versions hold them, else as the
+        brand's latest article of that key."""
+        rows = cast(list[tuple[str, str]], list(
+            Article.select(Article.key, Article.title).join(VersionArticle)
+            .where(VersionArticle.version.in_([v.id for v in versions])).tuples()))
+        titles = {key: title for key, title in rows if key in keys}
+        if keys - titles.keys():
+            latest_first = cast(list[tuple[str, str]], list(
+                Article.select(Article.key, Article.title)
+                .where(Article.brand == brand).order_by(Article.id.desc()).tuples()))
+            for key, title in latest_first:
+                if key in keys and key not in titles:
+                    titles[key] = title
+        return titles
+
     def published(self, brand: Brand) -> KnowledgeVersion | None:
         version: KnowledgeVersion | None = KnowledgeVersion.get_or_none(
             (KnowledgeVersion.brand == brand) & (KnowledgeVersion.status == "published"))

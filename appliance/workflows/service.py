@@ -335,8 +335,13 @@ class WorkflowService:
                 "Change or retire those workflows first.",
                 param="formats" if lost_format else "tools", code="toolset_in_use")
 
+    def toolset_row(self, brand: Brand) -> Toolset | None:
+        """The brand's tools document as stored (its source, who saved it and when)."""
+        row: Toolset | None = Toolset.get_or_none(Toolset.brand == brand)
+        return row
+
     def toolset(self, brand: Brand) -> schema.Toolset | None:
-        row = Toolset.get_or_none(Toolset.brand == brand)
+        row = self.toolset_row(brand)
         return schema.Toolset.model_validate(row.definition) if row else None
 
     def _check_tools(self, brand: Brand, workflow: schema.Workflow) -> None:

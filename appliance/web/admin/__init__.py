@@ -1,7 +1,8 @@
 """The admin pages, /admin: server-rendered, Flask session login, CSRF on every form.
 
 Views call the same services as the API and the CLI (`services_of_app()`), so every change made
-here is validated and audited exactly like one made there.
+here is validated and audited exactly like one made there. They import the database models
+only as the types those services return, and never query them (tests/web/test_admin_layering.py).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from flask import render_template
 from flask.typing import ResponseReturnValue
 
 from appliance.db.models import ApiKey, JobRun, Message
+from appliance.jobs import last_run
 from appliance.web import services_of_app
 from appliance.web.admin import bp
 from appliance.web.admin.auth import READER_ROLES, login_required, signed_in_user
@@ -54,14 +55,6 @@ def _model_rows(latest: JobRun | None) -> list[ModelRow]:
     return sorted(rows, key=lambda row: (row.position is None, row.position or 0, row.id))
 
 
-def _latest_health_run() -> JobRun | None:
-    run: JobRun | None = (
-        JobRun.select().where(JobRun.job_id == HEALTH_JOB)
-        .order_by(JobRun.started_at.desc(), JobRun.id.desc()).first()
-    )
-    return run
-
-
 def _live_key_count(slug: str) -> int:
     keys: Sequence[ApiKey] = services_of_app().brands.keys(slug)
     return len([key for key in keys if key.revoked_at is None])
@@ -74,7 +67,7 @@ def dashboard() -> ResponseReturnValue:
     brands, models, latest, eval_alerts = [], [], None, []
     if user.role in READER_ROLES:  # human agents see the conversations only
         brands = [(brand, _live_key_count(brand.slug)) for brand in visible_brands(user)]
-        latest = _latest_health_run()
+        latest = last_run(HEALTH_JOB)
         models = _model_rows(latest)
         eval_alerts = services_of_app().evals.alerts(brand_ids_of(user))
     # Each waiting conversation's open handoff, to link its console.

@@ -44,11 +44,8 @@ def is_mine(handoff: Handoff, user: AdminUser) -> bool:
 
 def usernames(handoffs: Iterable[Handoff]) -> dict[int, str]:
     """The usernames of the agents these handoffs are assigned to, in one query."""
-    ids = {h.assigned_to_id for h in handoffs if h.assigned_to_id is not None}
-    if not ids:
-        return {}
-    rows = AdminUser.select(AdminUser.id, AdminUser.username).where(AdminUser.id.in_(ids))
-    return {user.id: user.username for user in rows}
+    return services_of_app().users.usernames(
+        h.assigned_to_id for h in handoffs if h.assigned_to_id is not None)
 
 
 def duration(seconds: float | None) -> str:

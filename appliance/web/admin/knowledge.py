@@ -9,14 +9,14 @@ publishing; an ingestion is recorded as its IngestRun).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from appliance.agent.conversations import PROMPT_K, RETRIEVE_K
 from appliance.brands import policy_of
-from appliance.db.models import Article, Brand, KnowledgeVersion, VersionArticle
+from appliance.db.models import Brand, KnowledgeVersion
 from appliance.errors import ConfigError, Conflict, InvalidRequest, PermissionDenied
 from appliance.evals.gate import FORCE_ROLE, Force, GateRefused, ReleaseGate
 from appliance.knowledge.connectors import KINDS
@@ -157,22 +157,6 @@ def knowledge_ingest(slug: str) -> ResponseReturnValue:
     return redirect(url_for("admin.knowledge", slug=found.slug))
 
 
-def _titles(brand: Brand, versions: list[KnowledgeVersion], keys: set[str]) -> dict[str, str]:
-    """Article titles by key: from these versions first, else the brand's latest article."""
-    rows = cast(list[tuple[str, str]], list(
-        Article.select(Article.key, Article.title).join(VersionArticle)
-        .where(VersionArticle.version.in_([v.id for v in versions])).tuples()))
-    titles = {key: title for key, title in rows if key in keys}
-    if keys - titles.keys():
-        latest_first = cast(list[tuple[str, str]], list(
-            Article.select(Article.key, Article.title)
-            .where(Article.brand == brand).order_by(Article.id.desc()).tuples()))
-        for key, title in latest_first:
-            if key in keys and key not in titles:
-                titles[key] = title
-    return titles
-
-
 def _diff_against(
     brand: Brand, version: KnowledgeVersion, base_number: int | None,
 ) -> tuple[dict[str, list[str]], KnowledgeVersion | None]:
@@ -200,7 +184,8 @@ def knowledge_version(slug: str, number: int) -> ResponseReturnValue:
     versions = service.versions(found)
     return render_template(
         "admin/knowledge_version.html", brand=found, version=version, base=base,
-        changes=changes, titles=_titles(found, [v for v in (version, base) if v], keys),
+        changes=changes, titles=service.article_titles(
+            found, [v for v in (version, base) if v], keys),
         versions=versions, can_roll_back=can_roll_back(versions), editor_roles=EDITOR_ROLES,
         force_role=FORCE_ROLE,
     )

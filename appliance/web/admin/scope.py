@@ -6,11 +6,7 @@ Another brand's resources look exactly like missing ones (404), as in the API.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
 
-import peewee
-
-from appliance.agent.conversations import PENDING_HUMAN
 from appliance.db.models import AdminUser, Brand, Conversation
 from appliance.errors import NotFound
 from appliance.web import services_of_app
@@ -50,33 +46,18 @@ def recent_conversations(user: AdminUser, limit: int = 20) -> list[Conversation]
 
 def conversation_for(user: AdminUser, public_id: str) -> Conversation:
     """The conversation `public_id` if it belongs to a brand this user may see."""
-    row = (
-        Conversation.select(Conversation, Brand).join(Brand)
-        .where(Conversation.public_id == public_id).first()
-    )
-    if row is None or (user.brand_id is not None and row.brand.id != user.brand_id):
+    conversations = services_of_app().conversations
+    found = conversations.find(public_id)
+    if found is None or (user.brand_id is not None and found.brand.id != user.brand_id):
         raise NotFound(f"no conversation {public_id!r}", code="conversation_not_found")
-    return services_of_app().conversations.get(row.brand, public_id)
+    return conversations.get(found.brand, public_id)
 
 
 def pending_handoffs(user: AdminUser) -> list[Handoffs]:
     """Per brand this user may see, the conversations the agent handed to a human."""
-    counts = (
-        Conversation.select(Conversation.brand, peewee.fn.COUNT(Conversation.id))
-        .where(Conversation.status == PENDING_HUMAN).group_by(Conversation.brand)
-    )
-    if user.brand_id is not None:
-        counts = counts.where(Conversation.brand == user.brand_id)
-    waiting = dict(cast(list[tuple[int, int]], list(counts.tuples())))
-    found = []
-    for brand in sorted(visible_brands(user), key=lambda brand: brand.name):
-        if brand.id not in waiting:
-            continue
-        latest = list(
-            Conversation.select().where(
-                (Conversation.brand == brand.id) & (Conversation.status == PENDING_HUMAN))
-            .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
-            .limit(HANDOFFS_LISTED)
-        )
-        found.append(Handoffs(brand, waiting[brand.id], latest))
-    return found
+    conversations = services_of_app().conversations
+    waiting = conversations.waiting_for_human(user.brand_id)
+    return [Handoffs(brand, waiting[brand.id],
+                     conversations.latest_waiting_for_human(brand.id, HANDOFFS_LISTED))
+            for brand in sorted(visible_brands(user), key=lambda brand: brand.name)
+            if brand.id in waiting]

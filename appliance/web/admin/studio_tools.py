@@ -16,7 +16,7 @@ from typing import Any
 from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from appliance.db.models import Brand, Toolset
+from appliance.db.models import Brand
 from appliance.errors import InvalidRequest
 from appliance.web import services_of_app
 from appliance.web.admin import bp
@@ -76,7 +76,7 @@ def _render(brand: Brand, *, source: str, errors: list[dict[str, Any]] | None = 
     toolset = service.toolset(brand)
     return render_template(
         "admin/workflow_tools.html", brand=brand, toolset=toolset,
-        row=Toolset.get_or_none(Toolset.brand == brand), use=service.toolset_use(brand),
+        row=service.toolset_row(brand), use=service.toolset_use(brand),
         source=source, errors=errors or [], trial=_trial(toolset),
         normalise_text=normalise_text, try_max=TRY_MAX, editor_roles=EDITOR_ROLES,
     )
@@ -86,7 +86,7 @@ def _render(brand: Brand, *, source: str, errors: list[dict[str, Any]] | None = 
 @login_required(*READER_ROLES)
 def workflow_tools(slug: str) -> ResponseReturnValue:
     found = brand_for(signed_in_user(), slug)
-    row = Toolset.get_or_none(Toolset.brand == found)
+    row = services_of_app().workflows.toolset_row(found)
     return _render(found, source=row.source if row is not None else STARTER)
 
 
