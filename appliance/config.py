@@ -68,6 +68,11 @@ class Settings:
         "Default: the profile's list in the manifest."
     )
     llm_threads: int = _setting(2, "CPU threads per in-process llama.cpp model.")
+    llm_decode_niceness: int = _setting(
+        10, "How much lower (Linux nice, 0 to 19) an in-process llama.cpp model generates "
+        "than the web requests are served: on cores the model saturates, /healthz, workflow "
+        "steps and template replies still answer at once. 0: the same priority."
+    )
     llm_timeout_s: float = _setting(
         60.0, "Seconds one reply may take in all, fallbacks included. Each model gets what is "
         "left (capped by its manifest timeout_s); while later models could still answer, one "
@@ -364,6 +369,8 @@ def _derive(settings: Settings) -> Settings:
             raise ConfigError(f"setting {name!r}: must be 0 or more")
     if not 0 <= settings.scheduler_metrics_port <= 65535:
         raise ConfigError("setting 'scheduler_metrics_port': must be a port from 0 to 65535")
+    if not 0 <= settings.llm_decode_niceness <= 19:
+        raise ConfigError("setting 'llm_decode_niceness': must be from 0 to 19")
     if not 0 <= settings.evals_nightly_hour <= 23:
         raise ConfigError("setting 'evals_nightly_hour': must be an hour from 0 to 23")
     return dataclasses.replace(settings, **changes)

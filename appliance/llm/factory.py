@@ -13,6 +13,7 @@ def build_model(spec: ModelSpec, settings: Settings) -> ChatModel:
         from appliance.llm.llamacpp import LlamaCppModel
 
         return LlamaCppModel(spec, threads=settings.llm_threads,
+                             niceness=settings.llm_decode_niceness,
                              verify_cache=settings.data_dir / "model-verify.json")
     if spec.backend == "openai_http":
         from appliance.llm.openai_http import OpenAIHttpModel

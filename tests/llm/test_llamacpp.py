@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -153,3 +155,43 @@ def test_a_model_can_do_without_the_prompt_cache(tiny_spec: ModelSpec, verify_ca
         assert model._model().cache is None
     finally:
         model.close()
+
+
+def test_it_generates_on_a_decode_thread_of_lower_cpu_priority(
+    tiny_spec: ModelSpec, hello: Sequence[ChatMessage], verify_cache: Path
+) -> None:
+    # The request threads keep the process's priority, so on saturated cores they still
+    # answer (health checks, workflow steps) while the model takes what is left.
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    earlier = {t.native_id for t in threading.enumerate()}
+    model = LlamaCppModel(tiny_spec, threads=2, niceness=5, verify_cache=verify_cache)
+    try:
+        model.complete(hello, PARAMS)
+        decoders = [t for t in threading.enumerate() if t.native_id not in earlier
+                    and t.name == f"decode-{tiny_spec.id}"]
+        assert len(decoders) == 1 and decoders[0].native_id is not None
+        assert os.getpriority(os.PRIO_PROCESS, decoders[0].native_id) == min(before + 5, 19)
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
+    finally:
+        model.close()
+    decoders[0].join(timeout=60)
+    assert not decoders[0].is_alive(), "closing the model ends its decode thread"
+
+
+def test_a_reader_that_stops_gets_exactly_what_it_read(
+    tiny_model: LlamaCppModel, hello: Sequence[ChatMessage]
+) -> None:
+    read: list[str] = []
+    params = replace(PARAMS, max_tokens=24, stop_when=lambda: len(read) >= 2)
+
+    events = []
+    for event in tiny_model.stream(hello, params):
+        events.append(event)
+        if isinstance(event, TextDelta):
+            read.append(event.text)
+
+    *deltas, final = events
+    assert len(deltas) == 2 and isinstance(final, Completion)
+    assert (final.text, final.completion_tokens, final.finish_reason) == (
+        "".join(read), 2, "stopped")
+    assert isinstance(tiny_model.complete(hello, PARAMS), Completion), "the model is free again"
