@@ -10,6 +10,10 @@ to cancel order #W3657213", which the order workflow answers from its template).
 is counted and honoured as the widget does: the client waits Retry-After, then goes on. A
 prober reads /healthz twice a second throughout.
 
+With several `--niceness` values, each gets its own server with that `llm_decode_niceness`
+(how much lower the model generates than requests are served) and runs every level: the
+ratio between them is measured in one run.
+
     .venv/bin/python scripts/bench/load.py --clients 1 8 32 128 --seconds 60 \\
         --out bench-results/load.json
 """
@@ -149,9 +153,10 @@ def run_level(url: str, clients: int, seconds: float) -> dict[str, Any]:
     }
 
 
-def serve(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def serve(data_dir: Path, niceness: int) -> tuple[subprocess.Popen[bytes], str]:
     env = {**os.environ, "APPLIANCE_DATA_DIR": str(data_dir),
-           "APPLIANCE_CONFIG": str(REPO / "tests" / "empty-config.toml")}
+           "APPLIANCE_CONFIG": str(REPO / "tests" / "empty-config.toml"),
+           "APPLIANCE_LLM_DECODE_NICENESS": str(niceness)}
     env.pop("APPLIANCE_DATABASE_URL", None)
     cli = [sys.executable, "-m", "appliance"]
     subprocess.run([*cli, "db", "migrate"], env=env, check=True, capture_output=True)
@@ -178,28 +183,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32, 128])
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--niceness", type=int, nargs="+", default=[10],
+                        help="llm_decode_niceness values to compare (default: the shipped 10)")
     parser.add_argument("--out", type=Path, default=REPO / "bench-results" / "load.json")
     args = parser.parse_args()
     # Other work on the machine skews every number: the load is recorded beside them.
     load_before = os.getloadavg()[0]
-    server, url = serve(Path(tempfile.mkdtemp(prefix="bench-load-")))
-    try:
-        levels = [run_level(url, clients, args.seconds) for clients in args.clients]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    levels = []
+    for niceness in args.niceness:
+        server, url = serve(Path(tempfile.mkdtemp(prefix="bench-load-")), niceness)
+        try:
+            levels += [{"niceness": niceness, **run_level(url, clients, args.seconds)}
+                       for clients in args.clients]
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
     result = {"machine": machine(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
               "load_average_1m": {"before": round(load_before, 2),
                                   "after": round(os.getloadavg()[0], 2)},
               "seconds_per_level": args.seconds, "levels": levels}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
-    print(f"{'clients':>7} {'turns/s':>8} {'model p50/p95/p99 ms':>24} "
+    print(f"{'nice':>4} {'clients':>7} {'turns/s':>8} {'model p50/p95/p99 ms':>24} "
           f"{'workflow p50/p95/p99 ms':>26} {'429':>6} {'503':>6} {'healthz p50/p99/max':>22}")
     for level in levels:
         model, flow, health = (level["turn_ms"]["model"], level["turn_ms"]["workflow"],
                                level["healthz_ms"])
-        print(f"{level['clients']:>7} {level['turns_per_s']:>8} "
+        print(f"{level['niceness']:>4} {level['clients']:>7} {level['turns_per_s']:>8} "
               f"{_triple(model):>24} {_triple(flow):>26} "
               f"{level['share_429']:>6.1%} {level['share_503']:>6.1%} "
               f"{health['p50']}/{health['p99']}/{health['max']:>6}")
