@@ -70,8 +70,8 @@ class Settings:
     llm_threads: int = _setting(2, "CPU threads per in-process llama.cpp model.")
     llm_decode_niceness: int = _setting(
         10, "How much lower (Linux nice, 0 to 19) an in-process llama.cpp model generates "
-        "than the web requests are served: on cores the model saturates, /healthz, workflow "
-        "steps and template replies still answer at once. 0: the same priority."
+        "than the web requests are served: on cores the model saturates, workflow steps and "
+        "template replies get the CPU first. 0: the same priority."
     )
     llm_timeout_s: float = _setting(
         60.0, "Seconds one reply may take in all, fallbacks included. Each model gets what is "
