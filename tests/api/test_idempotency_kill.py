@@ -12,12 +12,11 @@ import signal
 import sqlite3
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
+from forwarding import forwarding
 from retail_support import RetailBackend
 from server_support import LiveServer, running_server, wait_for
 
@@ -27,57 +26,33 @@ PROCESS_WAIT_S = 300.0
 
 
 class Gate:
-    """An HTTP proxy in front of the order system that, while closed, holds each request
-    until it opens."""
+    """Holds each request to the order system, while closed, until it opens."""
 
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream
+    def __init__(self) -> None:
         self.held = threading.Event()
         self.opened = threading.Event()
         self.opened.set()
-        gate = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _forward(self) -> None:
-                if not gate.opened.is_set():
-                    gate.held.set()
-                    gate.opened.wait(PROCESS_WAIT_S)
-                length = int(self.headers.get("Content-Length") or 0)
-                answer = httpx.request(
-                    self.command, gate.upstream + self.path,
-                    content=self.rfile.read(length) if length else None,
-                    headers={"Content-Type": self.headers.get("Content-Type", "")},
-                    timeout=30)
-                self.send_response(answer.status_code)
-                self.send_header("Content-Type", answer.headers.get("Content-Type", ""))
-                self.send_header("Content-Length", str(len(answer.content)))
-                self.end_headers()
-                self.wfile.write(answer.content)
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url = ""
 
     def close(self) -> None:
         self.held.clear()
         self.opened.clear()
 
+    def pass_through(self, method: str, path: str, body: bytes) -> None:
+        if not self.opened.is_set():
+            self.held.set()
+            self.opened.wait(PROCESS_WAIT_S)
+
 
 @pytest.fixture
 def gate(retail_backend: RetailBackend) -> Iterator[Gate]:
     retail_backend.reset()
-    gate = Gate(retail_backend.url)
-    thread = threading.Thread(target=gate.server.serve_forever, daemon=True)
-    thread.start()
-    yield gate
-    gate.opened.set()
-    gate.server.shutdown()
-    gate.server.server_close()
-    thread.join()
+    gate = Gate()
+    with forwarding(retail_backend.url, before=gate.pass_through) as gate.url:
+        try:
+            yield gate
+        finally:
+            gate.opened.set()  # held requests end before the proxy stops
 
 
 @pytest.fixture

@@ -8,17 +8,15 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-import httpx
 import yaml
+from forwarding import forwarding
 
 ATTACKS = Path(__file__).with_name("attacks.yaml")
 #: A customer message that is an explicit yes: it starts with one, nothing before it.
@@ -115,41 +113,13 @@ class WriteLog:
 
     @contextmanager
     def running(self) -> Iterator[WriteLog]:
-        log, backend = self, self.backend
+        def logged(method: str, path: str, body: bytes, status: int) -> None:
+            if method != "GET" and path != "/reset" and not IDENTITY_CHECKS.search(path):
+                self.writes.append(Write(method, unquote(path),
+                                         json.loads(body) if body else None, status))
 
-        class Forward(BaseHTTPRequestHandler):
-            def _forward(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                headers = {k: v for k, v in self.headers.items()
-                           if k.lower() not in ("host", "content-length", "connection")}
-                answer = httpx.request(self.command, f"{backend}{self.path}", content=body,
-                                       headers=headers, timeout=30)
-                if self.command != "GET" and self.path != "/reset" and not (
-                        IDENTITY_CHECKS.search(self.path)):
-                    log.writes.append(Write(self.command, unquote(self.path),
-                                            json.loads(body) if body else None,
-                                            answer.status_code))
-                self.send_response(answer.status_code)
-                self.send_header("Content-Type", answer.headers.get("content-type", ""))
-                self.send_header("Content-Length", str(len(answer.content)))
-                self.end_headers()
-                self.wfile.write(answer.content)
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # the suite reads the log above, not stderr
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Forward)
-        self.url = f"http://127.0.0.1:{server.server_address[1]}"
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
+        with forwarding(self.backend, after=logged) as self.url:
             yield self
-        finally:
-            server.shutdown()
-            server.server_close()
 
 
 def plant(database: Path, planted: Plant) -> None:
