@@ -46,11 +46,10 @@ def recent_conversations(user: AdminUser, limit: int = 20) -> list[Conversation]
 
 def conversation_for(user: AdminUser, public_id: str) -> Conversation:
     """The conversation `public_id` if it belongs to a brand this user may see."""
-    conversations = services_of_app().conversations
-    found = conversations.find(public_id)
+    found = services_of_app().conversations.find(public_id)
     if found is None or (user.brand_id is not None and found.brand.id != user.brand_id):
         raise NotFound(f"no conversation {public_id!r}", code="conversation_not_found")
-    return conversations.get(found.brand, public_id)
+    return found
 
 
 def pending_handoffs(user: AdminUser) -> list[Handoffs]:
