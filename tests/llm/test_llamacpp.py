@@ -174,7 +174,7 @@ def test_it_generates_on_a_decode_thread_of_lower_cpu_priority(
         assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
     finally:
         model.close()
-    decoders[0].join(timeout=60)
+    decoders[0].join()
     assert not decoders[0].is_alive(), "closing the model ends its decode thread"
 
 
