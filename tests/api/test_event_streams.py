@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -40,9 +41,15 @@ def _widget(server: LiveServer) -> tuple[str, dict[str, str]]:
 
 
 def _hold(url: str, headers: dict[str, str]) -> threading.Thread:
+    """Hold a stream open, asking again while it is refused: the server counts a stream until
+    it has closed the response, a moment after its client saw the end, so the streams of a
+    previous test or probe may still count when this one asks."""
     def stream() -> None:
+        deadline = time.monotonic() + PROCESS_WAIT_S
         with contextlib.suppress(httpx.HTTPError):
-            httpx.get(f"{url}&{HOLD}", headers=headers, timeout=60)
+            while (httpx.get(f"{url}&{HOLD}", headers=headers, timeout=60).status_code
+                   in (429, 503) and time.monotonic() < deadline):
+                time.sleep(0.1)
 
     thread = threading.Thread(target=stream, daemon=True)
     thread.start()
