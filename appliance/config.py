@@ -121,9 +121,16 @@ class Settings:
         "it: 429 rate_limited with Retry-After."
     )
     rate_limit_exempt: tuple[str, ...] = _setting(
-        ("127.0.0.1/32", "::1/128"), "Addresses and networks (CIDR) never limited per address: "
-        "a reverse proxy on the box connects from loopback, so every customer behind it "
-        "would share one bucket. Their keys and widget tokens are still limited."
+        ("127.0.0.1/32", "::1/128"), "Addresses and networks (CIDR) never limited per address "
+        "(their keys and widget tokens still are). Behind a reverse proxy, list it in "
+        "trusted_proxies so that each customer is limited by their own address."
+    )
+    trusted_proxies: tuple[str, ...] = _setting(
+        (), "Addresses and networks (CIDR) of the reverse proxies in front of the appliance. "
+        "A request from one of them is judged by the client its X-Forwarded-For names (the "
+        "rightmost hop that is not a trusted proxy): rate limits, "
+        "the sign-in throttle, metrics_allow and the audit then see each customer's address. "
+        "Empty: the headers are ignored and the connecting address is the client."
     )
     knowledge_import_dirs: tuple[str, ...] = _setting(
         (), "Where knowledge exports are read from: a brand's sources must lie in "
@@ -167,8 +174,8 @@ class Settings:
     )
     metrics_allow: tuple[str, ...] = _setting(
         ("127.0.0.1/32", "::1/128"), "Addresses and networks (CIDR) that may read /metrics "
-        "without a token. Behind a reverse proxy on the box every request comes from loopback: "
-        "if it forwards /metrics, set this empty so that only the token reads them."
+        "without a token. Behind a reverse proxy the address judged is the client's when the "
+        "proxy is in trusted_proxies, the proxy's otherwise."
     )
     metrics_token: str = _setting(
         "", "Bearer token that reads /metrics from any address (Authorization: Bearer TOKEN). "

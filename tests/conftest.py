@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,18 @@ def app(services: Services) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def client_with(services: Services) -> Callable[..., FlaskClient]:
+    """client_with(**settings): a test client of an app whose settings differ from the
+    fixture's by `settings` (same database)."""
+
+    def make(**settings: Any) -> FlaskClient:
+        changed = replace(services, settings=replace(services.settings, **settings))
+        return create_app({"TESTING": True}, services=changed).test_client()
+
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from flask_wtf.csrf import CSRFProtect
 from appliance import logs
 from appliance.config import Settings, load_settings
 from appliance.services import Services, build_services
+from appliance.web.proxies import TrustedProxies
 
 EXTENSION_KEY = "appliance"
 
@@ -48,6 +49,8 @@ def create_app(
     app.register_blueprint(api_bp)
     csrf.exempt(api_bp)
     _register_pages(app)
+    if settings.trusted_proxies:
+        app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
     return app
 
 

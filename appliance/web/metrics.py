@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import hmac
-import ipaddress
 
 from flask import Blueprint, Response, request
 
@@ -12,6 +11,7 @@ from appliance import metrics
 from appliance.config import Settings
 from appliance.errors import PermissionDenied
 from appliance.web import services_of_app
+from appliance.web.proxies import address_in
 
 bp = Blueprint("metrics", __name__)
 
@@ -41,17 +41,6 @@ def metrics_token_presented(settings: Settings) -> bool:
     expected = settings.metrics_token
     return bool(expected) and scheme.lower() == "bearer" and hmac.compare_digest(
         token.strip().encode(), expected.encode())
-
-
-def address_in(address: str | None, networks: tuple[str, ...]) -> bool:
-    """Whether `address` lies in one of `networks` (CIDR); False for no or a bad address."""
-    try:
-        ip = ipaddress.ip_address(address or "")
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # an IPv4 client of a dual-stack listener
-    return any(ip in ipaddress.ip_network(network, strict=False) for network in networks)
 
 
 def _refused() -> PermissionDenied:

@@ -83,6 +83,25 @@ def test_an_address_is_limited_even_without_credentials_but_loopback_is_exempt(
     assert [open_from("127.0.0.1").status_code for _ in range(3)] == [201, 201, 201]
 
 
+def test_customers_behind_a_trusted_proxy_on_loopback_each_have_their_own_bucket(
+        client_with: Callable[..., FlaskClient], services: Services,
+        seeded: dict[str, Any]) -> None:
+    """Behind a proxy on the box every request comes from loopback, exempt by default; with
+    the proxy in trusted_proxies each customer is limited by the address it forwards."""
+    _brand_rates(services, LUMEN, address_per_minute=2)
+    client = client_with(trusted_proxies=("127.0.0.1/32",))
+
+    def open_for(customer: str) -> Any:
+        return client.post(f"/v1/widget/{LUMEN}/conversations", json={},
+                           headers={"X-Forwarded-For": customer})
+
+    assert [open_for("203.0.113.5").status_code for _ in range(2)] == [201, 201]
+    _assert_limited(open_for("203.0.113.5"))
+    # A customer who puts another address in front of theirs is still judged by theirs.
+    _assert_limited(open_for("203.0.113.99, 203.0.113.5"))
+    assert open_for("203.0.113.6").status_code == 201
+
+
 def test_a_bucket_refills_at_its_rate(services: Services) -> None:
     limiter, limit, start = RateLimiter(services.db), Limit("key:refill", 6), utcnow()
     for _ in range(6):

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from werkzeug.test import TestResponse
 
 from appliance.services import Services
-from appliance.web import create_app
 
 #: The password of users made by `sign_in_as`.
 PASSWORD = "correct horse battery"
@@ -79,18 +77,6 @@ def login_fixture() -> Login:
 @pytest.fixture(name="submit")
 def submit_fixture() -> Submit:
     return submit
-
-
-@pytest.fixture
-def client_with(services: Services) -> Callable[..., FlaskClient]:
-    """client_with(**settings): a test client of an app whose settings differ from the
-    fixture's by `settings` (same database)."""
-
-    def make(**settings: Any) -> FlaskClient:
-        changed = replace(services, settings=replace(services.settings, **settings))
-        return create_app({"TESTING": True}, services=changed).test_client()
-
-    return make
 
 
 @pytest.fixture

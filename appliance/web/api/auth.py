@@ -13,7 +13,7 @@ from appliance.db.models import Brand
 from appliance.errors import AuthenticationError, NotFound
 from appliance.ratelimit import Limit
 from appliance.web import services_of_app
-from appliance.web.metrics import address_in
+from appliance.web.proxies import address_in
 
 WIDGET_TOKEN_PREFIX = "sbw_"
 WIDGET_TOKEN_MAX_AGE_S = 24 * 3600
