@@ -54,6 +54,11 @@ class Settings:
         "once into DATA_DIR/secret_key.", secret=True
     )
     bind: str = _setting("127.0.0.1:8080", "Address gunicorn listens on (HOST:PORT).")
+    health_bind: str = _setting(
+        "127.0.0.1:8081", "Address (HOST:PORT) on which gunicorn's master process answers "
+        "GET /healthz for load balancers and monitors, apart from the request threads, so "
+        "that a probe never waits behind customers' turns; empty turns it off."
+    )
     web_workers: int = _setting(2, "gunicorn worker processes.")
     web_threads: int = _setting(8, "Threads per gunicorn worker (gthread; streams hold one).")
     web_timeout_s: int = _setting(120, "gunicorn worker timeout in seconds.")

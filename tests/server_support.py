@@ -49,6 +49,10 @@ class LiveServer:
     data_dir: Path
     credentials: dict[str, Any]
     env: dict[str, str]
+    #: gunicorn's master's own /healthz (appliance.web.health).
+    health_url: str = ""
+    #: The `appliance serve` process: gunicorn's master.
+    process: subprocess.Popen[bytes] | None = None
 
     def key(self, slug: str) -> str:
         key: str = self.credentials["keys"][slug]
@@ -85,6 +89,7 @@ def running_server(data_dir: Path, settings_env: dict[str, str],
         "APPLIANCE_LLM_MAX_REPLY_TOKENS": str(TEST_REPLY_TOKENS),
         "APPLIANCE_LLM_TIMEOUT_S": str(NO_TIME_LIMIT_S),
         "APPLIANCE_CONFIG": str(EMPTY_CONFIG),
+        "APPLIANCE_HEALTH_BIND": f"127.0.0.1:{free_port()}",
         **settings_env,
     }
     env.pop("APPLIANCE_DATABASE_URL", None)
@@ -112,7 +117,8 @@ def running_server(data_dir: Path, settings_env: dict[str, str],
             raise RuntimeError(f"appliance serve did not start: {log_text}")
         time.sleep(0.2)
     try:
-        yield LiveServer(url, data_dir, json.loads(seeded.stdout), env)
+        yield LiveServer(url, data_dir, json.loads(seeded.stdout), env,
+                         f"http://{env['APPLIANCE_HEALTH_BIND']}/healthz", proc)
     finally:
         proc.terminate()
         try:

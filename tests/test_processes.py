@@ -55,8 +55,9 @@ def test_it_runs_the_quick_jobs_at_start_and_stops_on_sigterm(tmp_path: Path) ->
 
 def test_it_runs_the_demo_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
-    retail_port, bank_port = free_port(), free_port()
+    retail_port, bank_port, health_port = free_port(), free_port(), free_port()
     env = _env(tmp_path / "data") | {"APPLIANCE_BIND": f"127.0.0.1:{port}",
+                                     "APPLIANCE_HEALTH_BIND": f"127.0.0.1:{health_port}",
                                      "APPLIANCE_DEMO_RETAIL_PORT": str(retail_port),
                                      "APPLIANCE_DEMO_BANK_PORT": str(bank_port)}
     proc = subprocess.Popen(["bash", str(REPO / "scripts" / "demo.sh")], env=env,
@@ -78,6 +79,8 @@ def test_it_runs_the_demo_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None
         reply = httpx.post(f"http://127.0.0.1:{port}/v1/conversations", json={},
                            headers={"Authorization": f"Bearer {key}"}, timeout=30)
         assert reply.status_code == 201
+        health = httpx.get(f"http://127.0.0.1:{health_port}/healthz", timeout=30)
+        assert health.json()["status"] == "ok"
         # Lumen Goods' order system runs beside it, and the brand's tools reach it.
         order = httpx.get(f"http://127.0.0.1:{retail_port}/orders/%23W5442520", timeout=10)
         assert order.json()["status"] == "pending"

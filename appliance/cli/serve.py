@@ -25,10 +25,26 @@ def serve(ctx: CliContext, bind: str | None, workers: int | None) -> None:
     from appliance import logs, metrics
     from appliance.services import build_services
     from appliance.web import create_app
+    from appliance.web.health import HealthListener, worker_health
 
     settings = ctx.settings
     # Before the workers fork: each writes its metrics there, /metrics adds them up.
     metrics.prepare_multiprocess(settings.data_dir / "prometheus")
+    # Made now, so that an address in use stops the start with the setting's name.
+    health = HealthListener(settings.health_bind) if settings.health_bind else None
+
+    def when_ready(server: Any) -> None:
+        if health is not None:
+            health.start(lambda: worker_health(
+                list(server.WORKERS.values()), server.num_workers, server.timeout))
+
+    def post_fork(server: Any, worker: Any) -> None:
+        if health is not None:
+            health.close_inherited()
+
+    def on_exit(server: Any) -> None:
+        if health is not None:
+            health.stop()
 
     class Application(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -46,6 +62,9 @@ def serve(ctx: CliContext, bind: str | None, workers: int | None) -> None:
                 # The path without its query string, which can hold customers' details.
                 "access_log_format": '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms',
                 "child_exit": metrics.worker_exited,
+                "when_ready": when_ready,
+                "post_fork": post_fork,
+                "on_exit": on_exit,
                 "proc_name": "appliance-web",
                 # No gunicorn control socket: nothing uses it, and it would land in $HOME.
                 "control_socket_disable": True,

@@ -8,7 +8,8 @@ the public widget: it opens a conversation (a widget token) and sends one messag
 between a model answer (small talk, "Hello, how are you today?") and a workflow step ("I'd like
 to cancel order #W3657213", which the order workflow answers from its template). A 429 or 503
 is counted and honoured as the widget does: the client waits Retry-After, then goes on. A
-prober reads /healthz twice a second throughout.
+prober reads /healthz twice a second throughout, both on the app's port (a request thread
+answers it) and from the health listener (gunicorn's master, `health_bind`).
 
 With several `--niceness` values, each gets its own server with that `llm_decode_niceness`
 (how much lower the model generates than requests are served) and runs every level: the
@@ -56,8 +57,10 @@ class Tally:
                                                                       "workflow": []})
     statuses: Counter[int] = field(default_factory=Counter)
     transport_errors: int = 0
-    health_ms: list[float] = field(default_factory=list)
-    health_failed: int = 0
+    #: /healthz times: "app" on the app's port, "listener" from gunicorn's master.
+    health_ms: dict[str, list[float]] = field(default_factory=lambda: {"app": [],
+                                                                        "listener": []})
+    health_failed: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -102,20 +105,20 @@ def _client(url: str, index: int, until: float, tally: Tally) -> None:
             turn += 1
 
 
-def _prober(url: str, until: float, tally: Tally) -> None:
-    with httpx.Client(base_url=url, timeout=30) as http:
+def _prober(where: str, url: str, until: float, tally: Tally) -> None:
+    with httpx.Client(timeout=30) as http:
         while time.monotonic() < until:
             started = time.perf_counter()
             try:
-                ok = http.get("/healthz").status_code == 200
+                ok = http.get(url).status_code == 200
             except httpx.TransportError:
                 ok = False
             elapsed = (time.perf_counter() - started) * 1000
             with tally.lock:
                 if ok:
-                    tally.health_ms.append(elapsed)
+                    tally.health_ms[where].append(elapsed)
                 else:
-                    tally.health_failed += 1
+                    tally.health_failed[where] += 1
             time.sleep(HEALTH_EVERY_S)
 
 
@@ -126,12 +129,13 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
             "p99": pct(values, 99, 1)}
 
 
-def run_level(url: str, clients: int, seconds: float) -> dict[str, Any]:
+def run_level(url: str, health_url: str, clients: int, seconds: float) -> dict[str, Any]:
     tally = Tally()
     until = time.monotonic() + seconds
     threads = [threading.Thread(target=_client, args=(url, i, until, tally))
                for i in range(clients)]
-    threads.append(threading.Thread(target=_prober, args=(url, until, tally)))
+    threads += [threading.Thread(target=_prober, args=("app", f"{url}/healthz", until, tally)),
+                threading.Thread(target=_prober, args=("listener", health_url, until, tally))]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -147,31 +151,38 @@ def run_level(url: str, clients: int, seconds: float) -> dict[str, Any]:
         "other_statuses": {str(s): n for s, n in tally.statuses.items()
                            if s not in (200, 201, 429, 503)},
         "transport_errors": tally.transport_errors,
-        "healthz_ms": {**_percentiles(tally.health_ms),
-                       "max": round(max(tally.health_ms), 1) if tally.health_ms else None},
-        "healthz_failed": tally.health_failed,
+        "healthz_ms": {where: {**_percentiles(times),
+                               "max": round(max(times), 1) if times else None}
+                       for where, times in tally.health_ms.items()},
+        "healthz_failed": {where: tally.health_failed[where] for where in tally.health_ms},
     }
 
 
-def serve(data_dir: Path, niceness: int) -> tuple[subprocess.Popen[bytes], str]:
+def _free_address() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+def serve(data_dir: Path, niceness: int) -> tuple[subprocess.Popen[bytes], str, str]:
+    """The server, its URL and its health listener's /healthz URL."""
+    health = _free_address()
     env = {**os.environ, "APPLIANCE_DATA_DIR": str(data_dir),
            "APPLIANCE_CONFIG": str(REPO / "tests" / "empty-config.toml"),
-           "APPLIANCE_LLM_DECODE_NICENESS": str(niceness)}
+           "APPLIANCE_LLM_DECODE_NICENESS": str(niceness), "APPLIANCE_HEALTH_BIND": health}
     env.pop("APPLIANCE_DATABASE_URL", None)
     cli = [sys.executable, "-m", "appliance"]
     subprocess.run([*cli, "db", "migrate"], env=env, check=True, capture_output=True)
     subprocess.run([*cli, "demo", "seed", "--no-knowledge"], env=env, check=True,
                    capture_output=True)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    url = f"http://{_free_address()}"
     server = subprocess.Popen([*cli, "serve", "--bind", url.removeprefix("http://")], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                return server, url
+                return server, url, f"http://{health}/healthz"
         except httpx.TransportError:
             pass
         time.sleep(0.2)
@@ -191,9 +202,9 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     levels = []
     for niceness in args.niceness:
-        server, url = serve(Path(tempfile.mkdtemp(prefix="bench-load-")), niceness)
+        server, url, health_url = serve(Path(tempfile.mkdtemp(prefix="bench-load-")), niceness)
         try:
-            levels += [{"niceness": niceness, **run_level(url, clients, args.seconds)}
+            levels += [{"niceness": niceness, **run_level(url, health_url, clients, args.seconds)}
                        for clients in args.clients]
         finally:
             server.terminate()
@@ -205,14 +216,19 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"{'nice':>4} {'clients':>7} {'turns/s':>8} {'model p50/p95/p99 ms':>24} "
-          f"{'workflow p50/p95/p99 ms':>26} {'429':>6} {'503':>6} {'healthz p50/p99/max':>22}")
+          f"{'workflow p50/p95/p99 ms':>26} {'429':>6} {'503':>6} {'healthz app p50/p99/max':>24} "
+          f"{'listener p50/p99/max':>22}")
     for level in levels:
-        model, flow, health = (level["turn_ms"]["model"], level["turn_ms"]["workflow"],
-                               level["healthz_ms"])
+        model, flow = level["turn_ms"]["model"], level["turn_ms"]["workflow"]
+        app, listener = level["healthz_ms"]["app"], level["healthz_ms"]["listener"]
         print(f"{level['niceness']:>4} {level['clients']:>7} {level['turns_per_s']:>8} "
               f"{_triple(model):>24} {_triple(flow):>26} "
               f"{level['share_429']:>6.1%} {level['share_503']:>6.1%} "
-              f"{health['p50']}/{health['p99']}/{health['max']:>6}")
+              f"{_health(app):>24} {_health(listener):>22}")
+
+
+def _health(values: dict[str, Any]) -> str:
+    return f"{values['p50']}/{values['p99']}/{values['max']}"
 
 
 def _triple(values: dict[str, Any]) -> str:
