@@ -6,7 +6,10 @@ them to the request's context (`bind_request`, `bind`) and a filter copies them 
 record logged while the request runs, whatever module logs it. The HTTP client libraries'
 own loggers (httpx, httpcore) are held at WARNING: at INFO and below they write every URL in
 full, and tools' URLs carry customers' details; the tool runner logs its calls itself, with
-the path's template.
+the path's template. Whatever still carries a customer's details (an exception's message
+quoting their text, a library's line) leaves with its PII replaced by typed placeholders
+(`RedactFilter`, appliance.privacy.detect): card numbers, SSNs, IBANs, account and phone
+numbers, emails and dates of birth never reach the journal in clear.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 from pythonjsonlogger.json import JsonFormatter
 
 from appliance.config import Settings
+from appliance.privacy.detect import Detector, redact
 
 _CONTEXT: dict[str, ContextVar[str | None]] = {
     name: ContextVar(name, default=None) for name in ("request_id", "brand", "conversation_id")
@@ -56,6 +60,29 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class RedactFilter(logging.Filter):
+    """Replaces PII in each record's message and traceback with typed placeholders
+    ("[EMAIL_1]"). The traceback is formatted here, redacted, and kept as the record's
+    exc_text, which both formatters print."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._detector = Detector()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact(message, self._detector)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        if record.exc_info:
+            record.exc_text = redact(
+                logging.Formatter().formatException(record.exc_info), self._detector)
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text, self._detector)
+        return True
+
+
 class TextFormatter(logging.Formatter):
     """The classic line, with the bound ids after the message."""
 
@@ -80,10 +107,10 @@ def logging_config(settings: Settings) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"context": {"()": ContextFilter}},
+        "filters": {"context": {"()": ContextFilter}, "redact": {"()": RedactFilter}},
         "formatters": {"main": {"()": make_formatter, "kind": settings.log_format}},
         "handlers": {"stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout",
-                                "formatter": "main", "filters": ["context"]}},
+                                "formatter": "main", "filters": ["context", "redact"]}},
         "root": {"level": settings.log_level.upper(), "handlers": ["stdout"]},
         "loggers": {
             # gunicorn's loggers write through the root's handler, not handlers of their own.

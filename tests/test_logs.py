@@ -98,3 +98,26 @@ def test_a_tool_call_logs_its_path_template_and_never_the_customers_email(
     labels = {"tool": "find_user_by_email", "result": result.status}
     assert sample_value(after, "switchboard_tool_calls_total", labels) == sample_value(
         before, "switchboard_tool_calls_total", labels) + 1
+
+
+def test_pii_in_a_message_or_a_traceback_leaves_as_placeholders(json_lines: Any,
+                                                                 tmp_path: Path) -> None:
+    card, ssn = "4111 1111 1111 1111", "078-05-1121"
+    log = logging.getLogger("appliance.agent")
+    log.warning("customer %s wrote %r", EMAIL, f"my card is {card}")
+    try:
+        raise ValueError(f"could not parse {ssn} from {EMAIL}")
+    except ValueError:
+        log.exception("turn failed")
+    text = logs.make_formatter("text")
+    record = logging.LogRecord("appliance.web", logging.ERROR, __file__, 1, "from %s", (EMAIL,),
+                               None)
+    assert logs.RedactFilter().filter(record)
+
+    warned, failed = json_lines()
+    assert warned["message"] == "customer [EMAIL_1] wrote 'my card is [CARD_1]'"
+    assert failed["message"] == "turn failed"
+    assert "ValueError: could not parse [SSN_1] from [EMAIL_1]" in failed["exc_info"]
+    assert text.format(record).split(": ", 1)[1] == "from [EMAIL_1]"
+    written = json.dumps([warned, failed])
+    assert EMAIL not in written and card not in written and ssn not in written
