@@ -14,6 +14,7 @@ import ipaddress
 import math
 import os
 import secrets
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -211,6 +212,10 @@ class Settings:
     session_max_hours: int = _setting(
         12, "An admin session ends this long after sign-in, however busy."
     )
+    node_name: str = _setting(
+        "", "This node's name: job runs record it, and `appliance scheduler status` names the "
+        "leader and the standbys by it (several nodes on one database). Default: the host name."
+    )
     scheduler_metrics_port: int = _setting(
         9465, "Loopback port on which the scheduler process serves its own Prometheus metrics "
         "(jobs); 0 turns it off."
@@ -338,6 +343,8 @@ def _derive(settings: Settings) -> Settings:
     changes["data_dir"] = data_dir
     if not settings.database_url:
         changes["database_url"] = f"sqlite:///{data_dir / 'appliance.db'}"
+    if not settings.node_name:
+        changes["node_name"] = socket.gethostname()
     if not settings.knowledge_import_dirs:
         changes["knowledge_import_dirs"] = (str(data_dir / "imports"),)
     if str(settings.model_store) in ("", "."):

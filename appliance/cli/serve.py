@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import click
 
-from appliance.cli.context import CliContext, pass_cli
+from appliance.cli.context import CliContext, pass_cli, table
 
 
 def register(cli: click.Group) -> None:
@@ -84,12 +85,34 @@ def serve(ctx: CliContext, bind: str | None, workers: int | None) -> None:
     Application().run()
 
 
-@click.command()
-@pass_cli
-def scheduler(ctx: CliContext) -> None:
-    """Run the background job scheduler in the foreground."""
+@click.group(invoke_without_command=True)
+@click.pass_context
+def scheduler(click_ctx: click.Context) -> None:
+    """Run the background job scheduler in the foreground: it leads, or stands by while
+    another node's leads (docs/operations.md)."""
+    if click_ctx.invoked_subcommand is not None:
+        return
     from appliance import logs
     from appliance.jobs.scheduler import run_scheduler
 
+    ctx = click_ctx.find_object(CliContext)
+    assert ctx is not None
     logs.configure(ctx.settings)
-    run_scheduler(ctx.services)
+    click_ctx.exit(run_scheduler(ctx.services))
+
+
+@scheduler.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pass_cli
+def scheduler_status(ctx: CliContext, as_json: bool) -> None:
+    """Which node's scheduler leads, since when, and every node's scheduler."""
+    from appliance.jobs import leader
+
+    report = leader.status()
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"leader: {report['leader'] or 'none'}"
+               + (f" since {report['since']}" if report["since"] else ""))
+    table([(n["name"], n["role"], str(n["pid"]), n["last_seen"] or "")
+           for n in report["nodes"]], ("node", "role", "pid", "last_seen"))

@@ -180,9 +180,27 @@ class JobRun(BaseModel):
     finished_at = peewee.DateTimeField(null=True)
     status = peewee.CharField(max_length=16)
     detail = JSONField(null=True)
+    #: The node that ran it (`node_name`).
+    node = peewee.CharField(max_length=255, null=True)
 
     class Meta:
         table_name = "job_run"
+
+
+class SchedulerNode(BaseModel):
+    """A node's `appliance scheduler` process (appliance/jobs/leader.py): one leads and runs
+    the jobs, the others stand by; each refreshes `last_seen` while it runs."""
+
+    name = peewee.CharField(max_length=255, unique=True)
+    pid = peewee.IntegerField()
+    #: leader | standby | stopped
+    role = peewee.CharField(max_length=16)
+    started_at = peewee.DateTimeField(default=utcnow)
+    leader_since = peewee.DateTimeField(null=True)
+    last_seen = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "scheduler_node"
 
 
 class KnowledgeSource(BaseModel):
@@ -694,4 +712,5 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     Finding, Workflow, WorkflowVersion, Toolset, ToolCall, Handoff,
     WebhookEndpoint, WebhookDelivery, IdentitySecret, Outcome, Feedback,
     BillingContract, LedgerEntry, EvalSuiteRecord, EvalRun, IdempotencyKey, RateBucket,
+    SchedulerNode,
 )

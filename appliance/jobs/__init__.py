@@ -195,7 +195,7 @@ def run_job(services: Services, job_id: str) -> JobRun:
     if job is None:
         raise NotFound(f"no job {job_id!r}; known: {', '.join(JOBS)}", code="job_not_found")
     with services.db.connection_context():
-        run = JobRun.create(job_id=job_id, status="running")
+        run = JobRun.create(job_id=job_id, status="running", node=services.settings.node_name)
         try:
             detail = job.func(services)
             run.status = "ok"
