@@ -32,7 +32,7 @@ from appliance.db.models import (
 from appliance.errors import Conflict, InvalidRequest, NotFound
 from appliance.knowledge import ingest
 from appliance.knowledge.connectors import KINDS
-from appliance.knowledge.index import IndexUnavailable, VectorIndex
+from appliance.knowledge.index import INDEX_FILE, IndexUnavailable, VectorIndex
 from appliance.signals.base import Embedder
 
 SCHEDULES = ("nightly",)
@@ -281,11 +281,11 @@ class KnowledgeService:
         paths = cast(list[tuple[str]], list(
             KnowledgeVersion.select(KnowledgeVersion.index_path)
             .where(KnowledgeVersion.brand == brand).tuples()))
-        used = {Path(path) for (path,) in paths}
+        used = {Path(path).name for (path,) in paths}
         root = self._root / brand.slug
         # Also staging directories of an index save that was killed (the lock is held here).
         for directory in [*root.glob("run-*"), *root.glob(".run-*.tmp")]:
-            if directory not in used and directory.is_dir():
+            if directory.name not in used and directory.is_dir():
                 shutil.rmtree(directory, ignore_errors=True)
 
     def runs(self, brand: Brand, limit: int = 20) -> list[IngestRun]:
@@ -334,9 +334,9 @@ class KnowledgeService:
         return version
 
     def _publish(self, brand: Brand, version: KnowledgeVersion, actor: str) -> None:
-        if not Path(version.index_path, "index.faiss").is_file():
-            raise Conflict(f"version {version.number} has no index on disk",
-                           code="index_missing")
+        # A node that never built this version's index (another node ingested it) makes it
+        # now from the chunks' stored embeddings, so that the first question waits for none.
+        self._index(version)
         KnowledgeVersion.update(status="archived").where(
             (KnowledgeVersion.brand == brand) & (KnowledgeVersion.status == "published")
         ).execute()
@@ -383,10 +383,21 @@ class KnowledgeService:
 
     # --- retrieval -----------------------------------------------------------------------
     def _index(self, version: KnowledgeVersion) -> VectorIndex:
+        """The version's index, from memory, from this node's data dir, or, where this node
+        has none (another node ingested the version, or the file was lost), rebuilt from the
+        database: each chunk keeps its embedding, so every node serves the same index for
+        the version the database says is published."""
         with self._lock:
             index = self._indexes.get(version.id)
             if index is None:
-                index = VectorIndex.load(Path(version.index_path))
+                directory = self._root / version.brand.slug / Path(version.index_path).name
+                if (directory / INDEX_FILE).is_file():
+                    index = VectorIndex.load(directory)
+                else:
+                    rows = cast(list[tuple[int]], list(
+                        VersionArticle.select(VersionArticle.article)
+                        .where(VersionArticle.version == version).tuples()))
+                    index = ingest.build_index([a for (a,) in rows], directory, self.embedder)
                 self._indexes = {version.id: index, **{
                     k: v for k, v in self._indexes.items() if k != version.id}}
                 # Keep the few most recent versions' indexes in memory.
