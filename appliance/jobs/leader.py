@@ -80,26 +80,32 @@ class FileLock:
 
 class AdvisoryLock:
     """A PostgreSQL session advisory lock on a connection of its own (the database's own
-    connections come and go with requests; this one lives as long as the leadership), shared
-    by the threads of the process (the heartbeat runs on the scheduler's)."""
+    connections come and go with requests; this one lives as long as the process), shared by
+    the process's threads (the heartbeat checks it on its own). A standby asks again on the
+    same connection; a broken one is opened afresh."""
 
     def __init__(self, url: str) -> None:
         self._url = url
         self._db: peewee.Database | None = None
+        self._holding = False
 
     def try_acquire(self) -> bool:
-        db = connect(self._url, thread_safe=False, autoconnect=False,
-                     application_name="appliance-scheduler-lock",
-                     keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
-        db.connect()
+        db = self._db
+        if db is None or not self._alive():
+            self.release()
+            db = self._db = connect(
+                self._url, thread_safe=False, autoconnect=False,
+                application_name="appliance-scheduler-lock", keepalives=1, keepalives_idle=10,
+                keepalives_interval=5, keepalives_count=3)
+            db.connect()
         (got,) = db.execute_sql("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
-        if got:
-            self._db = db
-        else:
-            db.close()
-        return bool(got)
+        self._holding = bool(got)
+        return self._holding
 
     def held(self) -> bool:
+        return self._holding and self._alive()
+
+    def _alive(self) -> bool:
         if self._db is None:
             return False
         try:
@@ -112,7 +118,7 @@ class AdvisoryLock:
         if self._db is not None:
             with contextlib.suppress(peewee.DatabaseError, peewee.InterfaceError):
                 self._db.close()
-            self._db = None
+        self._db, self._holding = None, False
 
 
 def leader_lock(settings: Settings) -> LeaderLock:

@@ -75,22 +75,14 @@ def _lead(services: Services, lock: leader.LeaderLock, stop: threading.Event) ->
     with services.db.connection_context():
         leader.took_the_lock(name)
     log.info("scheduler on %s leads", name)
+    lost = threading.Event()
+    # From the start: the jobs that run at start may take longer than a heartbeat.
+    threading.Thread(target=_heartbeat, args=(services, lock, stop, lost),
+                     name="leader-heartbeat", daemon=True).start()
     for job in JOBS.values():
         if job.at_start and not stop.is_set():
             run_job(services, job.id)
     scheduler = build_scheduler(services)
-    lost = threading.Event()
-
-    def heartbeat() -> None:
-        if not lock.held():
-            log.error("scheduler on %s lost its lock: stopping, another node may lead", name)
-            lost.set()
-            stop.set()
-            return
-        with services.db.connection_context():
-            leader.record(name, leader.LEADER)
-
-    scheduler.add_job(heartbeat, "interval", seconds=leader.HEARTBEAT_S, id="leader.heartbeat")
     scheduler.start()
     log.info("scheduler started with jobs: %s", ", ".join(JOBS))
     try:
@@ -99,6 +91,21 @@ def _lead(services: Services, lock: leader.LeaderLock, stop: threading.Event) ->
     finally:
         scheduler.shutdown(wait=False)
     return 1 if lost.is_set() else 0
+
+
+def _heartbeat(services: Services, lock: leader.LeaderLock, stop: threading.Event,
+               lost: threading.Event) -> None:
+    """Every HEARTBEAT_S while leading: refresh this node's row, or, when the lock's
+    connection is gone, stop the process (another node may lead already)."""
+    name = services.settings.node_name
+    while not stop.wait(leader.HEARTBEAT_S):
+        if not lock.held():
+            log.error("scheduler on %s lost its lock: stopping, another node may lead", name)
+            lost.set()
+            stop.set()
+            return
+        with services.db.connection_context():
+            leader.record(name, leader.LEADER)
 
 
 def _serve_metrics(port: int) -> None:
