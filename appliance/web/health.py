@@ -79,6 +79,8 @@ class HealthListener:
 
     def start(self, health: Callable[[], tuple[int, dict[str, Any]]]) -> None:
         self._health = health
+        if self._thread is not None:  # the master is ready again (a reload): one server
+            return
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         name="health-listener", daemon=True)
         self._thread.start()
