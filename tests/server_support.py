@@ -78,13 +78,15 @@ def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
 
 
 @contextlib.contextmanager
-def running_server(data_dir: Path, settings_env: dict[str, str],
-                   *seed_options: str) -> Iterator[LiveServer]:
+def running_server(data_dir: Path, settings_env: dict[str, str], *seed_options: str,
+                   seed: bool = True) -> Iterator[LiveServer]:
     """`appliance serve` on a free loopback port over a migrated database with the demo
-    seeded (`seed_options` for `appliance demo seed`), the settings in `settings_env` on top
-    of the tests' own; its output goes to DATA_DIR/serve.log. Yields once /readyz answers."""
+    seeded (`seed_options` for `appliance demo seed`; none with `seed=False`, for a second
+    node on a database seeded through the first), the settings in `settings_env` on top of
+    the tests' own (the database is the data dir's SQLite unless they name one); its output
+    goes to DATA_DIR/serve.log. Yields once /readyz answers."""
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "APPLIANCE_DATABASE_URL"},
         "APPLIANCE_DATA_DIR": str(data_dir),
         "APPLIANCE_LLM_MAX_REPLY_TOKENS": str(TEST_REPLY_TOKENS),
         "APPLIANCE_LLM_TIMEOUT_S": str(NO_TIME_LIMIT_S),
@@ -92,11 +94,11 @@ def running_server(data_dir: Path, settings_env: dict[str, str],
         "APPLIANCE_HEALTH_BIND": f"127.0.0.1:{free_port()}",
         **settings_env,
     }
-    env.pop("APPLIANCE_DATABASE_URL", None)
     run = [sys.executable, "-m", "appliance"]
     subprocess.run([*run, "db", "migrate"], env=env, check=True, capture_output=True)
-    seeded = subprocess.run([*run, "demo", "seed", "--json", *seed_options], env=env,
-                            check=True, capture_output=True, text=True)
+    credentials = json.loads(subprocess.run(
+        [*run, "demo", "seed", "--json", *seed_options], env=env, check=True,
+        capture_output=True, text=True).stdout) if seed else {}
     port = free_port()
     log = (data_dir / "serve.log").open("w")
     proc = subprocess.Popen([*run, "serve", "--bind", f"127.0.0.1:{port}"], env=env,
@@ -117,7 +119,7 @@ def running_server(data_dir: Path, settings_env: dict[str, str],
             raise RuntimeError(f"appliance serve did not start: {log_text}")
         time.sleep(0.2)
     try:
-        yield LiveServer(url, data_dir, json.loads(seeded.stdout), env,
+        yield LiveServer(url, data_dir, credentials, env,
                          f"http://{env['APPLIANCE_HEALTH_BIND']}/healthz", proc)
     finally:
         proc.terminate()
