@@ -50,7 +50,10 @@ for module in (serve, db, settings, brands, users, models, knowledge, intents, w
 
 def main() -> None:
     try:
-        cli.main(standalone_mode=False)
+        # Outside standalone mode click returns a command's `ctx.exit(code)` instead of exiting.
+        code = cli.main(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(1)
