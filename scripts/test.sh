@@ -12,4 +12,6 @@ export APPLIANCE_TEST_POSTGRES_URL
 APPLIANCE_TEST_POSTGRES_URL=$(scripts/test-postgres.sh start)
 trap 'scripts/test-postgres.sh stop' EXIT
 # The slowest tests are listed at the end, so a CI log shows where the time goes.
-.venv/bin/pytest --durations=15 "$@"
+# Two worker processes (pytest-xdist), each with its own PostgreSQL database; a module's tests
+# stay on one worker so its servers start once. Pass -n 0 to run in one process.
+.venv/bin/pytest -n 2 --dist loadscope --durations=15 "$@"

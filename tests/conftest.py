@@ -20,7 +20,7 @@ from click.testing import CliRunner, Result
 from demo_backends import BankBackend, running_backend
 from flask import Flask
 from flask.testing import FlaskClient
-from playhouse.db_url import connect
+from postgres_support import empty_postgres
 from retail_support import RetailBackend
 from server_support import EMPTY_CONFIG, LiveServer, make_settings, running_server
 
@@ -32,28 +32,12 @@ from appliance.services import Services, build_services
 from appliance.web import create_app
 
 REPO = Path(__file__).resolve().parent.parent
-POSTGRES_URL = os.environ.get("APPLIANCE_TEST_POSTGRES_URL", "")
-
-
-def _reset_postgres(url: str) -> None:
-    db = connect(url)
-    with db.connection_context():
-        db.execute_sql("DROP SCHEMA IF EXISTS public CASCADE")
-        db.execute_sql("CREATE SCHEMA public")
-    db.close()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty database per test, on each engine."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'appliance.db'}"
-    if not POSTGRES_URL:
-        if os.environ.get("CI"):
-            pytest.fail("APPLIANCE_TEST_POSTGRES_URL is not set; CI must test PostgreSQL")
-        pytest.skip("PostgreSQL not configured (set APPLIANCE_TEST_POSTGRES_URL)")
-    _reset_postgres(POSTGRES_URL)
-    return POSTGRES_URL
+    return empty_postgres()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ written through node A. (Scheduler failover between nodes: tests/jobs/test_leade
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,10 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
-from playhouse.db_url import connect
+from postgres_support import empty_postgres
 from server_support import LiveServer, running_server
 
-POSTGRES_URL = os.environ.get("APPLIANCE_TEST_POSTGRES_URL", "")
 BRAND = "lumen-goods"
 SHIPPING = ("Standard shipping takes 3 to 5 business days. Express shipping costs $12 and "
             "arrives the next business day when ordered before noon.")
@@ -25,17 +23,9 @@ SHIPPING = ("Standard shipping takes 3 to 5 business days. Express shipping cost
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, LiveServer]]:
-    if not POSTGRES_URL:
-        if os.environ.get("CI"):
-            pytest.fail("APPLIANCE_TEST_POSTGRES_URL is not set; CI must test PostgreSQL")
-        pytest.skip("PostgreSQL not configured (set APPLIANCE_TEST_POSTGRES_URL)")
-    db = connect(POSTGRES_URL)
-    with db.connection_context():
-        db.execute_sql("DROP SCHEMA IF EXISTS public CASCADE")
-        db.execute_sql("CREATE SCHEMA public")
-    db.close()
+    url = empty_postgres()
     root: Path = tmp_path_factory.mktemp("nodes")
-    shared = {"APPLIANCE_DATABASE_URL": POSTGRES_URL, "APPLIANCE_WEB_WORKERS": "1"}
+    shared = {"APPLIANCE_DATABASE_URL": url, "APPLIANCE_WEB_WORKERS": "1"}
     (root / "a").mkdir()
     (root / "b").mkdir()
     with running_server(root / "a", shared | {"APPLIANCE_NODE_NAME": "node-a"},
