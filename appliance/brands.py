@@ -368,6 +368,12 @@ class Policy(BaseModel):
         description="Scheduled re-ingestion publishes its draft when it found no new "
                     "contradictions.",
     )
+    retention_days: int | None = Field(
+        default=None, ge=1,
+        description="Days a conversation is kept after its last message (its transcript, "
+                    "traces, handoffs, tool calls and outcome); the nightly purge deletes "
+                    "older ones except those under legal hold. Unset: kept until erased. Keep "
+                    "it longer than the billing contract's settle window.")
     rate_limits: RateLimits = Field(
         default_factory=RateLimits,
         description="Requests per minute per API key, widget token and client address; "

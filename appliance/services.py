@@ -35,6 +35,8 @@ from appliance.llm.queue import ModelQueue
 from appliance.llm.router import ModelRouter
 from appliance.login_throttle import LoginThrottleService, ThrottlePolicy
 from appliance.outcomes import OutcomeService
+from appliance.privacy.retention import PrivacyService
+from appliance.privacy.subjects import SubjectKeys
 from appliance.ratelimit import RateLimiter
 from appliance.readiness import WarmUp
 from appliance.reporting import ReportService
@@ -72,6 +74,7 @@ class Services:
     identity: IdentityService
     outcomes: OutcomeService
     ledger: Ledger
+    privacy: PrivacyService
     invoices: InvoiceService
     disputes: DisputeService
     reports: ReportService
@@ -149,6 +152,7 @@ def build_services(settings: Settings) -> Services:
     invoices = InvoiceService(db, ledger)
     outcomes = OutcomeService(db, ledger, lambda brand: _write_tools(workflows, brand))
     warm = WarmUp()
+    subjects = SubjectKeys(settings.secret_key)
     limits = AgentLimits(
         max_message_chars=settings.max_message_chars,
         max_reply_tokens=settings.llm_max_reply_tokens,
@@ -168,7 +172,8 @@ def build_services(settings: Settings) -> Services:
         login_throttle=LoginThrottleService(db, ThrottlePolicy.from_settings(settings)),
         workflows=workflows,
         conversations=ConversationService(db, router, limits, knowledge, signals, workflows,
-                                          handoffs, outcomes, warm),
+                                          handoffs, outcomes, warm, subjects),
+        privacy=PrivacyService(db, subjects),
         webhooks=webhooks,
         handoffs=handoffs,
         identity=IdentityService(db),

@@ -69,6 +69,7 @@ from appliance.knowledge.service import Hit, KnowledgeService
 from appliance.llm.base import ChatMessage, ChatModel, GenerationParams, TextDelta
 from appliance.llm.router import ModelRouter, RoutedCompletion
 from appliance.outcomes import CLOSED_BY_CHANNEL, CLOSED_IDLE, HANDED_OFF, OutcomeService
+from appliance.privacy.subjects import SubjectKeys
 from appliance.readiness import WarmUp
 from appliance.reasons import Reason
 from appliance.signals.base import Vectors
@@ -207,8 +208,10 @@ class ConversationService:
         self, db: peewee.Database, router: ModelRouter, limits: AgentLimits,
         knowledge: KnowledgeService, signals: SignalService, workflows: WorkflowService,
         handoffs: HandoffService, outcomes: OutcomeService, warm: WarmUp,
+        subjects: SubjectKeys,
     ) -> None:
         self._db = db
+        self._subjects = subjects
         self._outcomes = outcomes
         self._warm = warm
         self._router = router
@@ -234,6 +237,7 @@ class ConversationService:
                 public_id=new_id("msg"), conversation=conversation, role="agent",
                 text=persona.greeting,
             )
+            self._subjects.record(conversation)
         return conversation, greeting
 
     def get(self, brand: Brand, public_id: str) -> Conversation:
@@ -715,6 +719,9 @@ class ConversationService:
             if turn.state is not None:
                 conversation.state = turn.state.to_json()
                 changes[Conversation.state] = conversation.state
+                if turn.state.customer is not None:
+                    # A customer a workflow verified is found by erasure and holds too.
+                    self._subjects.record(conversation)
             if turn.escalation is not None:
                 conversation.status = PENDING_HUMAN
                 conversation.status_reason = turn.escalation

@@ -61,6 +61,9 @@ class ChainCheck:
     head: str
     failed_seq: int | None = None
     problem: str | None = None
+    #: Entries whose conversation was deleted by retention or erasure: their chain verifies,
+    #: their evidence cannot be recomputed.
+    purged: int = 0
 
     @property
     def ok(self) -> bool:

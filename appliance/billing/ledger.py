@@ -15,6 +15,7 @@ fails instead of forking.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -36,7 +37,7 @@ from appliance.billing.chain import (
     entry_hash,
 )
 from appliance.billing.evidence import timestamp, transcript_sha256
-from appliance.db.models import Brand, Conversation, LedgerEntry, utcnow
+from appliance.db.models import Brand, Conversation, LedgerEntry, PurgedConversation, utcnow
 from appliance.errors import InvalidRequest
 
 #: The columns of a CSV export, in order.
@@ -186,11 +187,17 @@ class Ledger:
         the stored transcript; report the first entry that fails either check."""
         rows = list(self.entries(brand))
         chain = check_chain(entry_json(brand, row) for row in rows)
+        purged = {row.public_id for row in PurgedConversation.select(
+            PurgedConversation.public_id).where(PurgedConversation.brand == brand)}
+        count = 0
         for row in rows[:chain.count]:
+            if row.evidence_sha256 is not None and row.conversation in purged:
+                count += 1
+                continue
             problem = self._evidence_problem(brand, row)
             if problem is not None:
-                return ChainCheck(chain.count, chain.head, row.seq, problem)
-        return chain
+                return ChainCheck(chain.count, chain.head, row.seq, problem, count)
+        return dataclasses.replace(chain, purged=count)
 
     def _evidence_problem(self, brand: Brand, entry: LedgerEntry) -> str | None:
         if entry.evidence_sha256 is None:
@@ -198,6 +205,7 @@ class Ledger:
         conversation = Conversation.get_or_none(
             (Conversation.public_id == entry.conversation) & (Conversation.brand == brand))
         if conversation is None:
+            # Deleted by retention or erasure is counted by verify(); this is not.
             return f"its conversation {entry.conversation} is missing"
         if transcript_sha256(conversation, through=entry.created_at) != entry.evidence_sha256:
             return f"the transcript of {entry.conversation} changed after it was billed"

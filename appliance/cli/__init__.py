@@ -22,6 +22,7 @@ from appliance.cli import (
     ledger,
     models,
     outcomes,
+    privacy,
     report,
     serve,
     settings,
@@ -44,7 +45,7 @@ def cli(ctx: click.Context) -> None:
 
 for module in (serve, db, settings, brands, users, models, knowledge, intents, workflows, evals,
                webhooks, demo, demo_backend, doctor, jobs, outcomes, contracts, ledger,
-               invoices, report):
+               invoices, report, privacy):
     module.register(cli)
 
 

@@ -705,6 +705,58 @@ class RateBucket(BaseModel):
         table_name = "rate_bucket"
 
 
+class ConversationSubject(BaseModel):
+    """Who a conversation is about, by keyed hash (appliance/privacy/subjects.py): one row per
+    identifier the conversation carries (the API's customer id or email, the customer a
+    workflow verified). Erasure, export and legal holds find a customer's conversations here
+    without the identifier being stored."""
+
+    conversation = peewee.ForeignKeyField(Conversation, backref="subjects", on_delete="CASCADE")
+    conversation_id: int
+    brand = peewee.ForeignKeyField(Brand, on_delete="CASCADE")
+    brand_id: int
+    key = peewee.CharField(max_length=64)
+
+    class Meta:
+        table_name = "conversation_subject"
+        indexes = ((("conversation", "key"), True), (("brand", "key"), False))
+
+
+class LegalHold(BaseModel):
+    """A legal hold: every conversation of a customer (by subject key) or one conversation is
+    kept through every retention purge and erasure until the hold is released."""
+
+    brand = peewee.ForeignKeyField(Brand, on_delete="CASCADE")
+    brand_id: int
+    #: The customer's subject key, for a hold on all their conversations.
+    subject_key = peewee.CharField(max_length=64, null=True, index=True)
+    #: A conversation's public id, for a hold on that one.
+    conversation = peewee.CharField(max_length=40, null=True, index=True)
+    reason = peewee.CharField(max_length=500)
+    created_by = peewee.CharField(max_length=150)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "legal_hold"
+
+
+class PurgedConversation(BaseModel):
+    """What is left of a conversation deleted by retention or erasure: its id, when and why,
+    and the sha256 of its transcript as it was, so that the ledger can say which evidence was
+    purged by policy rather than tampered with."""
+
+    brand = peewee.ForeignKeyField(Brand, on_delete="CASCADE")
+    brand_id: int
+    public_id = peewee.CharField(max_length=40, unique=True)
+    #: retention | erasure
+    reason = peewee.CharField(max_length=16)
+    transcript_sha256 = peewee.CharField(max_length=64)
+    purged_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "purged_conversation"
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     Brand, ApiKey, AdminUser, AdminSession, LoginThrottle, AuditLog,
     Conversation, Message, TurnTrace, JobRun,
@@ -712,5 +764,5 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     Finding, Workflow, WorkflowVersion, Toolset, ToolCall, Handoff,
     WebhookEndpoint, WebhookDelivery, IdentitySecret, Outcome, Feedback,
     BillingContract, LedgerEntry, EvalSuiteRecord, EvalRun, IdempotencyKey, RateBucket,
-    SchedulerNode,
+    SchedulerNode, ConversationSubject, LegalHold, PurgedConversation,
 )

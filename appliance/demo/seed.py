@@ -66,6 +66,8 @@ DEMO_BRANDS = (
                                 "as a lost card, please call the number on the back of your card.",
             # τ²'s bank policy: 2 of 4 details on file before any account data or change.
             identity=IdentityPolicy(read="knowledge", write="knowledge"),
+            # A bank keeps chat transcripts a year, then the nightly purge deletes them.
+            retention_days=365,
             workflow_messages=WorkflowMessages(
                 third_party="I'm sorry, I can only help account holders with their own "
                             "accounts. The account holder can chat with us here themselves, or "

@@ -155,6 +155,12 @@ def purge_rate_buckets(services: Services) -> dict[str, Any]:
     return {"deleted": services.rate_limits.purge()}
 
 
+def purge_expired(services: Services) -> dict[str, Any]:
+    """Delete conversations past their brand's retention_days, except those under legal
+    hold (appliance/privacy/retention.py)."""
+    return services.privacy.purge()
+
+
 JOBS: dict[str, Job] = {
     job.id: job
     for job in (
@@ -178,6 +184,8 @@ JOBS: dict[str, Job] = {
             purge_idempotency_keys.__doc__ or ""),
         Job("rate_limits.purge", purge_rate_buckets, ("interval", {"hours": 1}),
             purge_rate_buckets.__doc__ or ""),
+        Job("privacy.purge", purge_expired, ("cron", {"hour": 3, "minute": 0}),
+            purge_expired.__doc__ or "", at_start=False),
     )
 }
 
