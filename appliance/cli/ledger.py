@@ -38,7 +38,9 @@ def verify(ctx: CliContext, slug: str) -> None:
         click.echo(f"{slug}: entry {result.failed_seq} does not verify: {result.problem}",
                    err=True)
         sys.exit(1)
-    click.echo(f"{slug}: {result.count} entries verified, head {result.head}")
+    purged = (f"; {result.purged} billed conversation(s) since deleted by retention or "
+              "erasure (chain verified, transcript gone)" if result.purged else "")
+    click.echo(f"{slug}: {result.count} entries verified, head {result.head}{purged}")
 
 
 @ledger.command()

@@ -22,6 +22,7 @@ from appliance.web.admin import (  # noqa: E402,F401
     handoff_review,
     handoffs,
     knowledge,
+    privacy,
     reports,
     studio,
     studio_tools,
