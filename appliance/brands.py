@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from appliance import audit
 from appliance.db.models import ApiKey, Brand, utcnow
-from appliance.errors import AuthenticationError, Conflict, InvalidRequest, NotFound
+from appliance.errors import AuthenticationError, ConfigError, Conflict, InvalidRequest, NotFound
+from appliance.privacy.detect import Detector
 from appliance.workflows.schema import IdentityNeeds, regular_expressions
 
 KEY_PREFIX = "sbk_"
@@ -374,10 +375,36 @@ class Policy(BaseModel):
                     "traces, handoffs, tool calls and outcome); the nightly purge deletes "
                     "older ones except those under legal hold. Unset: kept until erased. Keep "
                     "it longer than the billing contract's settle window.")
+    pii_patterns: dict[str, str] = Field(
+        default_factory=dict,
+        description="The brand's own kinds of personal data, name -> regular expression "
+                    "(e.g. MEMBER_ID: 'M-\\d{8}'), stored and shown to models as [NAME_1] "
+                    "like the built-in kinds (docs/privacy.md).")
+    pii_shown_to_customer: tuple[str, ...] = Field(
+        default=("EMAIL", "PHONE", "DOB"),
+        description="Kinds of personal data shown back to the customer in full in a reply; "
+                    "the others (cards, SSNs, IBANs, account numbers, the brand's own) only "
+                    "as their last four characters.")
     rate_limits: RateLimits = Field(
         default_factory=RateLimits,
         description="Requests per minute per API key, widget token and client address; "
                     "unset ones follow the appliance's settings.")
+
+    @field_validator("pii_patterns")
+    @classmethod
+    def _pii_patterns_compile(cls, value: dict[str, str]) -> dict[str, str]:
+        try:
+            Detector(value)
+        except ConfigError as exc:
+            raise ValueError(exc.message) from None
+        return value
+
+    @field_validator("pii_shown_to_customer")
+    @classmethod
+    def _known_kinds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if bad := [kind for kind in value if not re.fullmatch(r"[A-Z][A-Z0-9_]{0,31}", kind)]:
+            raise ValueError(f"not a kind of personal data: {', '.join(bad)}")
+        return value
 
 
 def persona_of(brand: Brand) -> Persona:

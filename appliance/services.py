@@ -37,6 +37,7 @@ from appliance.login_throttle import LoginThrottleService, ThrottlePolicy
 from appliance.outcomes import OutcomeService
 from appliance.privacy.retention import PrivacyService
 from appliance.privacy.subjects import SubjectKeys
+from appliance.privacy.vault import Vaults
 from appliance.ratelimit import RateLimiter
 from appliance.readiness import WarmUp
 from appliance.reporting import ReportService
@@ -147,7 +148,8 @@ def build_services(settings: Settings) -> Services:
     webhooks = WebhookService(db, timeout_s=settings.webhook_timeout_s,
                               max_attempts=settings.webhook_max_attempts,
                               console_url=settings.webhook_console_url)
-    handoffs = HandoffService(db, webhooks)
+    vaults = Vaults(settings.secret_key)
+    handoffs = HandoffService(db, webhooks, vaults)
     ledger = Ledger(db)
     invoices = InvoiceService(db, ledger)
     outcomes = OutcomeService(db, ledger, lambda brand: _write_tools(workflows, brand))
@@ -172,7 +174,7 @@ def build_services(settings: Settings) -> Services:
         login_throttle=LoginThrottleService(db, ThrottlePolicy.from_settings(settings)),
         workflows=workflows,
         conversations=ConversationService(db, router, limits, knowledge, signals, workflows,
-                                          handoffs, outcomes, warm, subjects),
+                                          handoffs, outcomes, warm, subjects, vaults),
         privacy=PrivacyService(db, subjects),
         webhooks=webhooks,
         handoffs=handoffs,

@@ -15,7 +15,8 @@ from appliance.services import Services
 
 
 def say(services: Services, brand: Any, conversation_id: str, text: str) -> str:
-    """One customer turn through the real pipeline; the agent's reply text."""
+    """One customer turn through the real pipeline; the agent's reply as the customer sees
+    it."""
     from appliance.agent.conversations import TurnResult
 
     result = None
@@ -23,7 +24,7 @@ def say(services: Services, brand: Any, conversation_id: str, text: str) -> str:
         if isinstance(event, TurnResult):
             result = event
     assert result is not None
-    return str(result.message.text)
+    return result.text
 
 
 #: The appliance's command line, as the tests run it.

@@ -69,7 +69,9 @@ from appliance.knowledge.service import Hit, KnowledgeService
 from appliance.llm.base import ChatMessage, ChatModel, GenerationParams, TextDelta
 from appliance.llm.router import ModelRouter, RoutedCompletion
 from appliance.outcomes import CLOSED_BY_CHANNEL, CLOSED_IDLE, HANDED_OFF, OutcomeService
+from appliance.privacy.detect import detector_for
 from appliance.privacy.subjects import SubjectKeys
+from appliance.privacy.vault import Vault, Vaults
 from appliance.readiness import WarmUp
 from appliance.reasons import Reason
 from appliance.signals.base import Vectors
@@ -199,6 +201,15 @@ class TurnResult:
     fallback: bool
     latency_ms: dict[str, float]
     usage: dict[str, int] = field(default_factory=dict)
+    #: The reply as the customer sees it: the stored message holds placeholders for personal
+    #: data (appliance/privacy/vault.py); here the kinds the brand shows are back in full and
+    #: the rest masked. None: the stored text.
+    shown_text: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The reply as the customer sees it."""
+        return self.shown_text if self.shown_text is not None else self.message.text
 
 
 class ConversationService:
@@ -208,10 +219,11 @@ class ConversationService:
         self, db: peewee.Database, router: ModelRouter, limits: AgentLimits,
         knowledge: KnowledgeService, signals: SignalService, workflows: WorkflowService,
         handoffs: HandoffService, outcomes: OutcomeService, warm: WarmUp,
-        subjects: SubjectKeys,
+        subjects: SubjectKeys, vaults: Vaults,
     ) -> None:
         self._db = db
         self._subjects = subjects
+        self._vaults = vaults
         self._outcomes = outcomes
         self._warm = warm
         self._router = router
@@ -228,17 +240,30 @@ class ConversationService:
     ) -> tuple[Conversation, Message]:
         """Open a conversation; the greeting is its first message."""
         persona = persona_of(brand)
+        public_id = new_id("conv")
+        vault = self._vaults.open(None, public_id, detector_for(policy_of(brand)))
+        # The customer's email and the like are stored as placeholders too.
+        stored = vault.redact_json(customer)
         with self._db.atomic():
             conversation = Conversation.create(
-                public_id=new_id("conv"), brand=brand, customer=customer, channel=channel,
-                status=ACTIVE,
+                public_id=public_id, brand=brand, customer=stored, channel=channel,
+                status=ACTIVE, vault=self._vaults.seal(vault, public_id),
             )
             greeting = Message.create(
                 public_id=new_id("msg"), conversation=conversation, role="agent",
                 text=persona.greeting,
             )
+            # The caller gets the customer it gave (the row holds placeholders).
+            conversation.customer = customer
             self._subjects.record(conversation)
         return conversation, greeting
+
+    def customer_view(self, conversation: Conversation) -> Callable[[Any], Any]:
+        """What the customer (and the brand's channel) is shown of stored text or JSON: the
+        placeholders of the kinds the brand shows in full back, the others masked."""
+        vault = self._vaults.of(conversation)
+        shown = policy_of(conversation.brand).pii_shown_to_customer
+        return lambda value: vault.reveal_json(value, shown)
 
     def get(self, brand: Brand, public_id: str) -> Conversation:
         """The brand's conversation; another brand's looks exactly like a missing one."""
@@ -392,8 +417,13 @@ class ConversationService:
         """The stages of a turn over one context: read the message (signals, knowledge, the
         workflows concerned), route it (a human, a workflow, a template or the model),
         generate and review the reply, persist it all at once."""
+        vault = self._vaults.of(conversation, brand)
+        # The workflow engine and the tools work on the real values; what is stored of the
+        # turn holds placeholders (_persist).
+        conversation.state = vault.reveal_json(conversation.state)
+        conversation.customer = vault.reveal_json(conversation.customer)
         turn = _Turn(brand, conversation, text, started, persona_of(brand), policy_of(brand),
-                     self.messages(conversation))
+                     self.messages(conversation), vault=vault, redacted=vault.redact(text))
         if conversation.status == PENDING_HUMAN:
             # A human takes it from here: keep the message, acknowledge it, run no model.
             turn.reply = Reply(decision=Decision("awaiting_human", "pending_human", "").trace(),
@@ -417,7 +447,8 @@ class ConversationService:
                                       candidate.knowledge if candidate else None)
         turn.flow = self._flows.flow(turn.brand, turn.conversation, turn.text, vector,
                                      turn.signals, workflows or (
-                                         candidate.workflows if candidate else None))
+                                         candidate.workflows if candidate else None),
+                                     turn.vault.redact_json)
         if turn.flow is not None:
             turn.state = turn.flow.state
 
@@ -652,8 +683,9 @@ class ConversationService:
         )
 
         def messages_for(model: ChatModel) -> Sequence[ChatMessage]:
-            return bounded_prompt(model, system, turn.history, turn.text, params.max_tokens,
-                                  HISTORY_TOKENS)
+            # The model reads placeholders, never the customer's personal data.
+            return bounded_prompt(model, system, turn.history, turn.redacted,
+                                  params.max_tokens, HISTORY_TOKENS)
 
         routed: RoutedCompletion | None = None
         try:
@@ -692,15 +724,18 @@ class ConversationService:
         latency["prepare"] = _ms(turn.started, prepared)
         latency["llm"] = _ms(prepared, reply.generated_at or prepared)
         latency["ttft"] = _ms(prepared, reply.first_token_at or reply.generated_at or prepared)
+        vault = turn.vault
         knowledge = turn.grounding.trace(turn.action) if turn.knowledge_used else None
+        stored_reply = vault.redact(reply.text)
+        real_state = turn.state.to_json() if turn.state is not None else None
         persist_started = time.perf_counter()
         with self._db.atomic():
             customer_message = Message.create(
                 public_id=new_id("msg"), conversation=conversation, role="customer",
-                text=turn.text)
+                text=turn.redacted)
             agent_message = Message.create(
                 public_id=new_id("msg"), conversation=conversation, role="agent",
-                text=reply.text, model=reply.model_id, citations=reply.citations or None,
+                text=stored_reply, model=reply.model_id, citations=reply.citations or None,
             )
             latency["persist"] = _ms(persist_started, time.perf_counter())
             latency["total"] = _ms(turn.started, time.perf_counter())
@@ -710,18 +745,23 @@ class ConversationService:
                 agent_message=agent_message, model=reply.model_id, fallback=reply.fallback,
                 prompt_tokens=reply.usage["prompt_tokens"],
                 completion_tokens=reply.usage["completion_tokens"], latency_ms=latency,
-                decision=reply.decision, action=reply.decision.get("action"),
-                knowledge=knowledge,
-                signals=turn.signals.trace() if turn.read else None,
+                decision=vault.redact_json(reply.decision), action=reply.decision.get("action"),
+                knowledge=vault.redact_json(knowledge),
+                signals=vault.redact_json(turn.signals.trace()) if turn.read else None,
             )
             conversation.updated_at = utcnow()
             changes: dict[Any, Any] = {Conversation.updated_at: conversation.updated_at}
-            if turn.state is not None:
-                conversation.state = turn.state.to_json()
-                changes[Conversation.state] = conversation.state
-                if turn.state.customer is not None:
+            if real_state is not None:
+                conversation.state = real_state
+                if turn.state is not None and turn.state.customer is not None:
                     # A customer a workflow verified is found by erasure and holds too.
                     self._subjects.record(conversation)
+                conversation.state = vault.redact_json(real_state)
+                changes[Conversation.state] = conversation.state
+            conversation.customer = vault.redact_json(conversation.customer)
+            if vault.changed:
+                conversation.vault = self._vaults.seal(vault, conversation.public_id)
+                changes[Conversation.vault] = conversation.vault
             if turn.escalation is not None:
                 conversation.status = PENDING_HUMAN
                 conversation.status_reason = turn.escalation
@@ -733,7 +773,8 @@ class ConversationService:
                                     trace.decision.get("evidence") or {})
                 self._outcomes.attribute(conversation, HANDED_OFF)
             result = TurnResult(agent_message, conversation, reply.fallback, latency,
-                                reply.usage)
+                                reply.usage, vault.reveal(stored_reply,
+                                                          turn.policy.pii_shown_to_customer))
             if on_persist is not None:
                 on_persist(result)
         metrics.record_turn(turn.brand.slug, latency)
@@ -752,6 +793,9 @@ class _Turn:
     persona: Persona
     policy: Policy
     history: list[Message]
+    #: The conversation's vault, open for the turn, and the message with placeholders.
+    vault: Vault
+    redacted: str
     latency: dict[str, float] = field(default_factory=dict)
     small_talk: bool = False
     #: Whether the message was read (signals, knowledge): not while a human has the turn.

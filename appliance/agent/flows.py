@@ -4,7 +4,7 @@ digression, or the offer to do what the customer asked about)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,7 @@ class Flows:
     def flow(
         self, brand: Brand, conversation: Conversation, text: str, vector: Vectors | None,
         signals: Signals, override: BrandWorkflows | None,
+        redact: Callable[[Any], Any] = lambda value: value,
     ) -> Flow | None:
         """The conversation's workflow engine and what the message would start, when the
         brand has workflows to run (`override`: a draft set, for the Studio's test chat)."""
@@ -52,8 +53,9 @@ class Flows:
         # An eval's conversation acts on the brand's test systems, never production.
         base_url = (policy.evals.test_base_url if conversation.channel == EVAL_CHANNEL
                     and policy.evals.test_base_url else policy.tools_base_url)
+        # The tool-call log keeps placeholders; the tools get the real values.
         caller = _ToolCaller(self._workflows.runner(
-            brand, toolset, base_url, conversation.id, lambda: state.running))
+            brand, toolset, base_url, conversation.id, lambda: state.running, redact))
         engine = Engine(state, caller, conversation_id=conversation.public_id,
                         identity=running.identity, llm_extract=self._llm_extract,
                         workflows=running.workflows, formats=running.formats,

@@ -123,8 +123,11 @@ class Conversation(BaseModel):
     created_at = peewee.DateTimeField(default=utcnow, index=True)
     updated_at = peewee.DateTimeField(default=utcnow)
     closed_at = peewee.DateTimeField(null=True)
-    #: The workflow engine's state (appliance/workflows/engine.py): plain JSON.
+    #: The workflow engine's state (appliance/workflows/engine.py): JSON, personal data as
+    #: placeholders.
     state = JSONField(null=True)
+    #: The conversation's token vault, sealed (appliance/privacy/vault.py).
+    vault = peewee.TextField(null=True)
 
     class Meta:
         table_name = "conversation"

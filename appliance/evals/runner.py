@@ -210,7 +210,7 @@ def say(services: Services, brand: Brand, conversation: Conversation,
     reply = ""
     for event in services.conversations.reply(brand, conversation.public_id, text):
         if isinstance(event, TurnResult):
-            reply, conversation = str(event.message.text), event.conversation
+            reply, conversation = event.text, event.conversation
     return reply, conversation
 
 

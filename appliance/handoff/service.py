@@ -32,6 +32,7 @@ from appliance.db.models import (
 from appliance.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from appliance.handoff.packet import build_packet
 from appliance.handoff.webhooks import WebhookService
+from appliance.privacy.vault import Vaults
 from appliance.text import validated_text
 from appliance.workflows.state import WorkflowState
 
@@ -48,9 +49,10 @@ BACK_MESSAGE = "Thanks for waiting. I'm back with you and have the details from 
 
 
 class HandoffService:
-    def __init__(self, db: peewee.Database, webhooks: WebhookService) -> None:
+    def __init__(self, db: peewee.Database, webhooks: WebhookService, vaults: Vaults) -> None:
         self._db = db
         self._webhooks = webhooks
+        self._vaults = vaults
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -132,12 +134,18 @@ class HandoffService:
         text = validated_text(text, max_chars=MAX_REPLY_CHARS, too_long=InvalidRequest)
         with self._db.atomic():
             current = self._assigned(handoff, user)
-            if Conversation.get_by_id(current.conversation_id).status == "closed":
+            conversation = Conversation.get_by_id(current.conversation_id)
+            if conversation.status == "closed":
                 raise Conflict("the conversation is closed", code="conversation_closed")
+            # Stored with placeholders, like the customer's messages and the agent's.
+            vault = self._vaults.of(conversation)
             message = Message.create(
                 public_id=f"msg_{secrets.token_hex(12)}", conversation=current.conversation_id,
-                role="human", text=text, author=user.username)
-            Conversation.update(updated_at=utcnow()).where(
+                role="human", text=vault.redact(text), author=user.username)
+            changes: dict[Any, Any] = {Conversation.updated_at: utcnow()}
+            if vault.changed:
+                changes[Conversation.vault] = self._vaults.seal(vault, conversation.public_id)
+            Conversation.update(changes).where(
                 Conversation.id == current.conversation_id).execute()
             audit.record(user.username, "handoff.reply", current.public_id,
                          {"message": message.public_id})

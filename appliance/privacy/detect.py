@@ -28,9 +28,11 @@ Spans never overlap: where two recognisers claim the same characters, the checke
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import phonenumbers
 from stdnum import iban, luhn
@@ -124,6 +126,17 @@ class Detector:
                 group = 1 if pattern.groups else 0
                 if match.end(group) > match.start(group):
                     yield Span(match.start(group), match.end(group), name)
+
+
+@functools.lru_cache(maxsize=64)
+def _detector(patterns: tuple[tuple[str, str], ...]) -> Detector:
+    return Detector(dict(patterns))
+
+
+def detector_for(policy: Any) -> Detector:
+    """The detector of a brand's policy: the built-in recognisers and its `pii_patterns`."""
+    patterns: Mapping[str, str] = policy.pii_patterns
+    return _detector(tuple(sorted(patterns.items())))
 
 
 def redact(text: str, detector: Detector) -> str:

@@ -364,14 +364,16 @@ class WorkflowService:
 
     def runner(self, brand: Brand, toolset: schema.Toolset, base_url: str | None,
                conversation_id: int | None,
-               workflow: Callable[[], str | None] = lambda: None) -> ToolRunner:
-        """A ToolRunner whose every call is logged in `tool_call`."""
+               workflow: Callable[[], str | None] = lambda: None,
+               redact: Callable[[Any], Any] = lambda value: value) -> ToolRunner:
+        """A ToolRunner whose every call is logged in `tool_call`, its path and arguments
+        through `redact` (a conversation's vault puts placeholders in)."""
 
         def record(call: ToolCallRecord) -> None:
             result = call.result
             ToolCall.create(
                 brand=brand, conversation=conversation_id, workflow=workflow(), tool=call.tool,
-                method=call.method, path=call.path, arguments=call.arguments,
+                method=call.method, path=redact(call.path), arguments=redact(call.arguments),
                 status=result.status, http_status=result.http_status, code=result.code,
                 latency_ms=result.latency_ms, attempts=result.attempts,
                 idempotency_key=call.idempotency_key)

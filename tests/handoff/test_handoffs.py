@@ -61,8 +61,10 @@ def test_an_angry_customer_mid_workflow_is_handed_off_with_a_packet_naming_their
     packet = handoff.packet
     assert packet["version"] == 1
     assert packet["reason"] in ("frustration_high", "frustration_rising")
+    # Stored, the packet holds the email as its placeholder (appliance/privacy/vault.py).
     assert packet["customer"] == {"id": "olivia_ito_3591", "verified": True,
-                                  "name": "Olivia Ito", "email": EMAIL}
+                                  "name": "Olivia Ito", "email": "[EMAIL_1]"}
+    assert EMAIL not in json.dumps(packet)
     assert packet["workflow"]["name"] == "cancel_order"
     assert packet["workflow"]["status"] == "in progress"
     assert packet["workflow"]["slots"]["order_id"] == "#W5442520"
@@ -76,7 +78,7 @@ def test_an_angry_customer_mid_workflow_is_handed_off_with_a_packet_naming_their
                                     "customer_turns": 2}
     assert packet["suggested_next_step"].startswith("Acknowledge the frustration")
     summary = handoff.summary
-    assert "Olivia Ito (verified, olivia.ito5204@example.com)" in summary
+    assert "Olivia Ito (verified, [EMAIL_1])" in summary
     assert "order id: #W5442520" in summary and "get_order ok" in summary
     assert summary == packet["summary"]
 

@@ -1,10 +1,11 @@
-"""Retention, erasure and legal holds: `conversation_subject` (who a conversation is about, by
-keyed hash), `legal_hold`, and `purged_conversation` (what the ledger needs of a conversation
-deleted by policy)."""
+"""Privacy: `conversation.vault` (the sealed token vault behind a conversation's placeholders),
+`conversation_subject` (who a conversation is about, by keyed hash), `legal_hold`, and
+`purged_conversation` (what the ledger needs of a conversation deleted by policy)."""
 
 from __future__ import annotations
 
 import peewee
+from playhouse.migrate import SchemaMigrator, migrate
 
 
 def _models() -> list[type[peewee.Model]]:
@@ -53,9 +54,13 @@ def up(db: peewee.Database) -> None:
     models = _models()
     with db.bind_ctx(models):
         db.create_tables(models)
+    migrator = SchemaMigrator.from_database(db)
+    migrate(migrator.add_column("conversation", "vault", peewee.TextField(null=True)))
 
 
 def down(db: peewee.Database) -> None:
+    migrator = SchemaMigrator.from_database(db)
+    migrate(migrator.drop_column("conversation", "vault"))
     models = _models()
     with db.bind_ctx(models):
         db.drop_tables(models)

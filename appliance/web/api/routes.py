@@ -107,12 +107,14 @@ def get_conversation(conversation_id: str) -> Response:
     principal.check_conversation(conversation_id)
     services = services_of_app()
     conversation = services.conversations.get(principal.brand, conversation_id)
-    messages = [_message_out(m) for m in services.conversations.messages(conversation)]
+    # Stored text holds placeholders; the brand's channel sees what the customer may see.
+    view = services.conversations.customer_view(conversation)
+    messages = [_message_out(m, view) for m in services.conversations.messages(conversation)]
     outcome = services.outcomes.of(conversation)
     body = schemas.Transcript(
         id=conversation.public_id, brand=principal.brand.slug, status=conversation.status,
         status_reason=conversation.status_reason,
-        channel=conversation.channel, customer=conversation.customer,
+        channel=conversation.channel, customer=view(conversation.customer),
         created_at=_iso(conversation.created_at) or "",
         updated_at=_iso(conversation.updated_at) or "",
         closed_at=_iso(conversation.closed_at), messages=messages,
@@ -204,8 +206,11 @@ def conversation_events(conversation_id: str) -> Response:
         while True:
             batch = newer()
             if batch:
+                fresh = Conversation.get_by_id(conversation.id)
+                fresh.brand = principal.brand
+                view = services.conversations.customer_view(fresh)
                 for message in batch:
-                    yield _sse("message", _message_out(message).model_dump())
+                    yield _sse("message", _message_out(message, view).model_dump())
                 return
             if time.monotonic() >= deadline:
                 yield _sse("ping", {})
@@ -221,10 +226,11 @@ def conversation_events(conversation_id: str) -> Response:
     return response
 
 
-def _message_out(m: Message) -> schemas.MessageOut:
+def _message_out(m: Message, view: Callable[[Any], Any]) -> schemas.MessageOut:
+    text = view(m.text)
     return schemas.MessageOut.model_validate({
-        "id": m.public_id, "role": m.role, "text": m.text,
-        "html": str(message_html(m.text, m.role)), "model": m.model,
+        "id": m.public_id, "role": m.role, "text": text,
+        "html": str(message_html(text, m.role)), "model": m.model,
         "created_at": _iso(m.created_at) or "", "citations": m.citations or [],
         "author": m.author,
     })
@@ -317,7 +323,8 @@ def _claimed_turn(claim: Claim | None,
     if claim is None:
         return start(None)
     try:
-        turn = start(lambda result: claim.complete(200, _reply_body(result)))
+        # The stored reply keeps the placeholders the transcript keeps.
+        turn = start(lambda result: claim.complete(200, _reply_body(result, stored=True)))
     except BaseException:
         claim.release()
         raise
@@ -347,12 +354,15 @@ def _replayed(replay: Replay) -> Response:
     return response
 
 
-def _reply_body(result: TurnResult) -> dict[str, Any]:
+def _reply_body(result: TurnResult, stored: bool = False) -> dict[str, Any]:
+    """The reply as the customer sees it, or (`stored`) with the placeholders of the
+    transcript."""
     message = result.message
+    text = message.text if stored else result.text
     return schemas.MessageReply(
         message=schemas.AgentMessage(
-            id=message.public_id, role="agent", text=message.text,
-            html=str(message_html(message.text, message.role)), model=message.model or "",
+            id=message.public_id, role="agent", text=text,
+            html=str(message_html(text, message.role)), model=message.model or "",
             latency_ms=result.latency_ms["total"], fallback=result.fallback,
             confidence="degraded" if result.fallback else "normal",
             citations=message.citations or [],
