@@ -1,7 +1,9 @@
 """PII detection on the labelled set (scripts/bench/data/pii_labelled.jsonl, built by
 scripts/bench/pii_set.py): precision and recall per kind and per source, and the cost per
 text, for appliance.privacy.detect and, with --presidio, for Microsoft Presidio's pattern
-recognisers on the same texts.
+recognisers on the same texts; and what redaction at rest adds to a turn: the conversation's
+vault opened, the customer's message and the reply redacted, the vault sealed again
+(appliance/privacy/vault.py), over conversations of 8 turns made of the set's texts.
 
 A found span is right when a labelled span of the same kind overlaps it; a labelled span is
 found when a found span of its kind overlaps it. Presidio is not a dependency of the appliance:
@@ -26,6 +28,7 @@ from machine import machine
 from stats import pct
 
 from appliance.privacy.detect import KINDS, Detector
+from appliance.privacy.vault import Vaults
 
 REPO = Path(__file__).resolve().parents[2]
 SET = Path(__file__).parent / "data" / "pii_labelled.jsonl"
@@ -97,6 +100,25 @@ def _rates(c: Counter[str]) -> dict[str, Any]:
             "recall": round(c["hit"] / labelled, 3) if labelled else None}
 
 
+def vault_turns(records: list[dict[str, Any]], turns: int = 8) -> dict[str, Any]:
+    """Milliseconds per turn of the vault's work, as ConversationService does it."""
+    vaults, detector = Vaults("bench secret"), Detector()
+    texts = [r["text"] for r in records]
+    times: list[float] = []
+    for start in range(0, len(texts) - turns, turns):
+        sealed: str | None = None
+        for text in texts[start:start + turns]:
+            began = time.perf_counter()
+            vault = vaults.open(sealed, f"conv_{start}", detector)
+            vault.redact(text)
+            vault.redact(f"Thanks, I have noted that: {text}")
+            if vault.changed:
+                sealed = vaults.seal(vault, f"conv_{start}")
+            times.append((time.perf_counter() - began) * 1000)
+    return {"turns": len(times), "ms_per_turn": {"p50": round(pct(times, 50), 3),
+                                                 "p95": round(pct(times, 95), 3)}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presidio", action="store_true")
@@ -105,10 +127,11 @@ def main() -> None:
     records = [json.loads(line) for line in SET.read_text().splitlines()]
     detectors = {"ours": ours()} | ({"presidio": presidio()} if args.presidio else {})
     results = {name: measure(find, records) for name, find in detectors.items()}
+    vault = vault_turns(records)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "machine": machine(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "texts": len(records), "results": results}, indent=2))
+        "texts": len(records), "results": results, "vault": vault}, indent=2))
     print(f"{len(records)} texts")
     print(f"{'kind':<8} {'labelled':>8} " + " ".join(
         f"{name + ' P':>11} {name + ' R':>11} {name + ' found':>13}" for name in results))
@@ -121,6 +144,8 @@ def main() -> None:
     for name, result in results.items():
         print(f"{name}: ms per text p50 {result['ms_per_text']['p50']}, "
               f"p95 {result['ms_per_text']['p95']}; by source {result['by_source']}")
+    print(f"vault per turn (open, redact message and reply, seal), {vault['turns']} turns: "
+          f"p50 {vault['ms_per_turn']['p50']} ms, p95 {vault['ms_per_turn']['p95']} ms")
 
 
 def _fmt(value: float | None) -> str:
