@@ -8,6 +8,7 @@ import click
 
 from appliance import __version__
 from appliance.cli import (
+    backup,
     brands,
     contracts,
     db,
@@ -45,7 +46,7 @@ def cli(ctx: click.Context) -> None:
 
 for module in (serve, db, settings, brands, users, models, knowledge, intents, workflows, evals,
                webhooks, demo, demo_backend, doctor, jobs, outcomes, contracts, ledger,
-               invoices, report, privacy):
+               invoices, report, privacy, backup):
     module.register(cli)
 
 

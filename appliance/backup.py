@@ -1,0 +1,212 @@
+"""Online backups: `appliance backup create|verify|restore`.
+
+A backup is a directory:
+- the database: `appliance.db`, made with SQLite's online backup API (consistent while web and
+  scheduler keep writing), or `database.dump`, PostgreSQL's `pg_dump --format=custom`;
+- `knowledge/`: the data dir's knowledge (uploaded sources and the published indexes);
+- `model-manifest.toml`: the model store's manifest the data was made with;
+- `settings.json`: the effective settings, secrets left out; `secrets.json` (mode 0600) only
+  with `--include-secrets`: the appliance's `secret_key`, without which the conversations'
+  vaults and customers' subject keys cannot be read (docs/privacy.md);
+- `manifest.json`: the appliance version, the schema version, the database engine, when, and
+  the sha256 and size of every other file. `verify` checks them and the copied SQLite
+  database's integrity; `restore` verifies first, then restores into an empty data dir and an
+  empty database only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from appliance import __version__
+from appliance.config import Settings, ensure_secret_key
+from appliance.db import open_database
+from appliance.db.migrate import applied_versions
+from appliance.errors import Conflict, InvalidRequest
+
+MANIFEST = "manifest.json"
+SQLITE_FILE = "appliance.db"
+PG_FILE = "database.dump"
+SECRETS_FILE = "secrets.json"
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Backup:
+    directory: Path
+    manifest: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Check:
+    ok: bool
+    problems: list[str]
+
+
+def sqlite_path(settings: Settings) -> Path:
+    return Path(settings.database_url.removeprefix("sqlite:///"))
+
+
+def create(settings: Settings, out: Path, include_secrets: bool = False) -> Backup:
+    """Write a backup of the running appliance into `out` (new or empty)."""
+    if out.exists() and any(out.iterdir()):
+        raise Conflict(f"{out} is not empty: back up into a new directory",
+                       code="backup_exists")
+    out.mkdir(parents=True, exist_ok=True)
+    os.chmod(out, 0o700)
+    db = open_database(settings.database_url)
+    with db.connection_context():
+        schema = max(applied_versions(db), default=0)
+    if settings.is_sqlite:
+        engine = "sqlite"
+        source = sqlite3.connect(sqlite_path(settings))
+        target = sqlite3.connect(out / SQLITE_FILE)
+        try:
+            with target:
+                source.backup(target)
+            # One self-contained file: no WAL beside it to lose or to leave out of the sums.
+            target.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            target.close()
+            source.close()
+    else:
+        engine = "postgresql"
+        _run(["pg_dump", "--format=custom", "--no-owner", f"--file={out / PG_FILE}",
+              f"--dbname={settings.database_url}"])
+    knowledge = settings.data_dir / "knowledge"
+    if knowledge.is_dir():
+        shutil.copytree(knowledge, out / "knowledge")
+    manifest_file = settings.model_store / "manifest.toml"
+    if manifest_file.is_file():
+        shutil.copyfile(manifest_file, out / "model-manifest.toml")
+    shown = {f.name: value for f in fields(settings) if not f.metadata["secret"]
+             for value in [getattr(settings, f.name)]}
+    (out / "settings.json").write_text(json.dumps(shown, indent=2, default=str) + "\n")
+    if include_secrets:
+        path = out / SECRETS_FILE
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"secret_key": ensure_secret_key(settings).secret_key}, handle)
+    manifest = {
+        "format": FORMAT, "appliance": __version__, "schema": schema, "engine": engine,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "includes_secrets": include_secrets, "files": _files(out),
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return Backup(out, manifest)
+
+
+def verify(directory: Path) -> Check:
+    """Check a backup without restoring it: its manifest, every file's size and sha256, no
+    file added, and the SQLite copy's integrity."""
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        return Check(False, [f"{MANIFEST}: unreadable ({exc.__class__.__name__})"])
+    if manifest.get("format") != FORMAT:
+        return Check(False, [f"{MANIFEST}: format {manifest.get('format')!r} is not {FORMAT}"])
+    problems = []
+    expected: dict[str, dict[str, Any]] = manifest.get("files", {})
+    found = _files(directory)
+    for name, entry in sorted(expected.items()):
+        actual = found.get(name)
+        if actual is None:
+            problems.append(f"{name}: missing")
+        elif actual != entry:
+            problems.append(f"{name}: checksum does not match")
+    problems += [f"{name}: not in the manifest" for name in sorted(set(found) - set(expected))]
+    database = SQLITE_FILE if manifest.get("engine") == "sqlite" else PG_FILE
+    if database not in expected:
+        problems.append(f"{database}: not in the manifest")
+    elif database == SQLITE_FILE and not problems:
+        connection = sqlite3.connect(f"file:{directory / SQLITE_FILE}?mode=ro&immutable=1",
+                                     uri=True)
+        try:
+            result = connection.execute("PRAGMA integrity_check").fetchone()[0]
+        finally:
+            connection.close()
+        if result != "ok":
+            problems.append(f"{SQLITE_FILE}: integrity check: {result}")
+    return Check(not problems, problems)
+
+
+def restore(settings: Settings, directory: Path) -> dict[str, Any]:
+    """Restore a verified backup into this appliance's empty data dir and database."""
+    check = verify(directory)
+    if not check.ok:
+        raise InvalidRequest("the backup does not verify: " + "; ".join(check.problems),
+                             code="backup_invalid")
+    manifest: dict[str, Any] = json.loads((directory / MANIFEST).read_text())
+    engine = "sqlite" if settings.is_sqlite else "postgresql"
+    if manifest["engine"] != engine:
+        raise InvalidRequest(f"the backup is of a {manifest['engine']} database; this "
+                             f"appliance's database_url is {engine}", code="backup_engine")
+    knowledge = settings.data_dir / "knowledge"
+    secret = settings.data_dir / "secret_key"
+    if (knowledge.exists() and any(knowledge.iterdir())) or (
+            manifest["includes_secrets"] and secret.exists()):
+        raise Conflict(f"{settings.data_dir} is not empty: restore into a new data dir",
+                       code="restore_not_empty")
+    if engine == "sqlite":
+        target = sqlite_path(settings)
+        if target.exists():
+            raise Conflict(f"{target} exists: restore into a new data dir",
+                           code="restore_not_empty")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source = sqlite3.connect(f"file:{directory / SQLITE_FILE}?mode=ro&immutable=1",
+                                     uri=True)
+        copy = sqlite3.connect(target)
+        try:
+            with copy:
+                source.backup(copy)
+        finally:
+            copy.close()
+            source.close()
+    else:
+        db = open_database(settings.database_url)
+        with db.connection_context():
+            if db.get_tables():
+                raise Conflict("the database is not empty: restore into a new one",
+                               code="restore_not_empty")
+        _run(["pg_restore", "--no-owner", "--exit-on-error",
+              f"--dbname={settings.database_url}", str(directory / PG_FILE)])
+    if (directory / "knowledge").is_dir():
+        shutil.copytree(directory / "knowledge", knowledge, dirs_exist_ok=True)
+    if manifest["includes_secrets"]:
+        secrets = json.loads((directory / SECRETS_FILE).read_text())
+        secret.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets["secret_key"] + "\n")
+    return manifest
+
+
+def _files(directory: Path) -> dict[str, dict[str, Any]]:
+    """sha256 and size of every file under `directory` but the manifest, by relative path."""
+    found = {}
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and path.name != MANIFEST:
+            digest = hashlib.sha256()
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            found[str(path.relative_to(directory))] = {"sha256": digest.hexdigest(),
+                                                       "bytes": path.stat().st_size}
+    return found
+
+
+def _run(command: list[str]) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        # The command line holds the database URL: name the tool, not its arguments.
+        raise InvalidRequest(f"{command[0]} failed: {done.stderr.strip()[-500:]}",
+                             code="backup_tool_failed")
