@@ -32,6 +32,7 @@ from appliance.config import Settings, ensure_secret_key
 from appliance.db import open_database
 from appliance.db.migrate import applied_versions
 from appliance.errors import Conflict, InvalidRequest
+from appliance.private_files import write_private
 
 MANIFEST = "manifest.json"
 SQLITE_FILE = "appliance.db"
@@ -92,10 +93,8 @@ def create(settings: Settings, out: Path, include_secrets: bool = False) -> Back
              for value in [getattr(settings, f.name)]}
     (out / "settings.json").write_text(json.dumps(shown, indent=2, default=str) + "\n")
     if include_secrets:
-        path = out / SECRETS_FILE
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump({"secret_key": ensure_secret_key(settings).secret_key}, handle)
+        write_private(out / SECRETS_FILE,
+                      json.dumps({"secret_key": ensure_secret_key(settings).secret_key}))
     manifest = {
         "format": FORMAT, "appliance": __version__, "schema": schema, "engine": engine,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -183,10 +182,7 @@ def restore(settings: Settings, directory: Path) -> dict[str, Any]:
         shutil.copytree(directory / "knowledge", knowledge, dirs_exist_ok=True)
     if manifest["includes_secrets"]:
         secrets = json.loads((directory / SECRETS_FILE).read_text())
-        secret.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets["secret_key"] + "\n")
+        write_private(secret, secrets["secret_key"] + "\n")
     return manifest
 
 

@@ -752,9 +752,11 @@ class ConversationService:
             conversation.updated_at = utcnow()
             changes: dict[Any, Any] = {Conversation.updated_at: conversation.updated_at}
             if real_state is not None:
+                verified_before = (conversation.state or {}).get("customer_id")
                 conversation.state = real_state
-                if turn.state is not None and turn.state.customer is not None:
-                    # A customer a workflow verified is found by erasure and holds too.
+                if real_state.get("customer_id") not in (None, verified_before):
+                    # A customer a workflow verified is found by erasure and holds too
+                    # (indexed once, on the turn that verified them).
                     self._subjects.record(conversation)
                 conversation.state = vault.redact_json(real_state)
                 changes[Conversation.state] = conversation.state

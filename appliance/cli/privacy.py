@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from pathlib import Path
 
 import click
 
 from appliance.cli.context import CliContext, pass_cli, table
 from appliance.errors import InvalidRequest
+from appliance.private_files import write_private
 
 brand_option = click.option("--brand", "slug", required=True, help="Brand slug.")
 
@@ -100,9 +100,7 @@ def export(ctx: CliContext, slug: str, email: str | None, customer_id: str | Non
     services = ctx.services
     document = services.privacy.export(services.brands.get(slug), identifier, ctx.actor)
     text = json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n"
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    write_private(out, text)
     count = len(document["conversations"])
     if not count:
         click.echo(f"{slug}: no conversations about that customer; wrote an empty export to "

@@ -5,7 +5,6 @@ keys instead of minting new ones. A key revoked by hand is replaced on the next 
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 import tomllib
@@ -19,6 +18,7 @@ from appliance.config import Settings
 from appliance.db.models import AdminUser
 from appliance.errors import AuthenticationError
 from appliance.knowledge.ingest import Progress
+from appliance.private_files import write_private
 from appliance.services import Services
 
 ACTOR = "demo-seed"
@@ -95,12 +95,7 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 def _save(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2)
-    tmp.replace(path)
+    write_private(path, json.dumps(data, indent=2))
 
 
 KNOWLEDGE_DIR = Path(__file__).resolve().parent / "knowledge"

@@ -18,7 +18,6 @@ evidence was purged by policy. The audit log names a customer by subject key onl
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,9 +99,6 @@ class PrivacyService:
         return list(LegalHold.select().where(LegalHold.brand == brand)
                     .order_by(LegalHold.created_at, LegalHold.id))
 
-    def is_held(self, conversation: Conversation) -> bool:
-        return bool(self._held([conversation]))
-
     def _target(self, brand: Brand, identifier: str | None,
                 conversation: str | None) -> tuple[str | None, str | None]:
         if bool(identifier) == bool(conversation):
@@ -116,22 +112,17 @@ class PrivacyService:
             raise NotFound(f"no conversation {conversation!r}", code="conversation_not_found")
         return None, found.public_id
 
-    def _held(self, conversations: Iterable[Conversation]) -> set[int]:
-        """Which of these conversations (by row id) are under a legal hold."""
-        by_id = {c.id: c for c in conversations}
-        if not by_id:
-            return set()
-        brand_ids = {c.brand_id for c in by_id.values()}
-        holds = list(LegalHold.select().where(LegalHold.brand.in_(brand_ids)))
-        held_ids = {c.id for c in by_id.values()
-                    if any(h.conversation == c.public_id for h in holds)}
-        keys = {h.subject_key for h in holds if h.subject_key}
-        if keys:
-            held_ids |= {row.conversation_id for row in ConversationSubject.select(
-                ConversationSubject.conversation).where(
-                    ConversationSubject.conversation.in_(list(by_id))
-                    & ConversationSubject.key.in_(list(keys)))}
-        return held_ids
+    @staticmethod
+    def _held(brand: Brand) -> peewee.Expression:
+        """The condition on the brand's conversations that a legal hold keeps them: on their
+        customer (by subject key) or on the conversation itself."""
+        held_keys = LegalHold.select(LegalHold.subject_key).where(
+            (LegalHold.brand == brand) & LegalHold.subject_key.is_null(False))
+        by_subject = ConversationSubject.select(ConversationSubject.conversation).where(
+            (ConversationSubject.brand == brand) & ConversationSubject.key.in_(held_keys))
+        by_id = LegalHold.select(LegalHold.conversation).where(
+            (LegalHold.brand == brand) & LegalHold.conversation.is_null(False))
+        return Conversation.id.in_(by_subject) | Conversation.public_id.in_(by_id)
 
     # -- retention -----------------------------------------------------------------------
 
@@ -160,20 +151,11 @@ class PrivacyService:
         return report
 
     def _purge_brand(self, brand: Brand, cutoff: dt.datetime) -> tuple[int, int]:
-        held_subjects = LegalHold.select(LegalHold.subject_key).where(
-            (LegalHold.brand == brand) & LegalHold.subject_key.is_null(False))
-        held_by_subject = ConversationSubject.select(ConversationSubject.conversation).where(
-            (ConversationSubject.brand == brand)
-            & ConversationSubject.key.in_(held_subjects))
-        held_by_id = LegalHold.select(LegalHold.conversation).where(
-            (LegalHold.brand == brand) & LegalHold.conversation.is_null(False))
         expired = (Conversation.brand == brand) & (Conversation.updated_at < cutoff)
         purged = 0
         while True:
-            batch = list(Conversation.select().where(
-                expired & Conversation.id.not_in(held_by_subject)
-                & Conversation.public_id.not_in(held_by_id))
-                .order_by(Conversation.id).limit(BATCH))
+            batch = list(Conversation.select().where(expired & ~self._held(brand))
+                         .order_by(Conversation.id).limit(BATCH))
             if not batch:
                 break
             self._delete(batch, "retention")
@@ -224,7 +206,8 @@ class PrivacyService:
         """Delete a customer's conversations, except those under legal hold."""
         conversations = list(self.subjects.conversations(brand, identifier))
         subject = self.subjects.key(brand, identifier)
-        held = self._held(conversations)
+        held = {c.id for c in self.subjects.conversations(brand, identifier)
+                .where(self._held(brand))}
         doomed = [c for c in conversations if c.id not in held]
         for start in range(0, len(doomed), BATCH):
             self._delete(doomed[start:start + BATCH], "erasure")
