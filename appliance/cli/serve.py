@@ -108,7 +108,8 @@ def scheduler_status(ctx: CliContext, as_json: bool) -> None:
     """Which node's scheduler leads, since when, and every node's scheduler."""
     from appliance.jobs import leader
 
-    report = leader.status()
+    with ctx.services.db.connection_context():  # the report reads the shared database
+        report = leader.status()
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return

@@ -7,10 +7,14 @@ against localhost with a local connection and writes only under pytest's tmp_pat
 from __future__ import annotations
 
 import importlib.util
+import os
 from typing import Any
 
 import pytest
 from deploy_support import ROLE_DIR, SYSTEMD_DIR, Ansible, Unit, load_yaml, parse_unit
+
+# The converge needs root and a Debian 12 root: `make test-deploy` runs it, `make test` does not.
+collect_ignore = [] if "APPLIANCE_DEPLOY_ROOT" in os.environ else ["test_converge.py"]
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,400 @@
+"""The Ansible role converged, for real, into a fresh Debian 12 root, and the appliance run there.
+
+`make test-deploy` (scripts/test-deploy.sh) builds the root with debootstrap, mounts /proc, /sys
+and /dev/shm in it and runs this module as root; elsewhere it is skipped. Ansible reaches the
+root through the chroot connection, with the role exactly as an operator runs it (site.yml, the
+wheelhouse from `make wheelhouse`). No systemd runs in a chroot, so the role only enables the
+units there (appliance_services_live is false), and this module starts each unit's command the
+way systemd would: as its User=, with its Environment=, its LoadCredential= files in a private
+directory, its WorkingDirectory= and UMask=.
+
+The tests run in file order and build on each other: converge, migrate, serve, converge again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from deploy_support import ANSIBLE_DIR, REPO, parse_unit
+
+ROOT = Path(os.environ.get("APPLIANCE_DEPLOY_ROOT", "/nonexistent"))
+DEPLOY_VENV = Path(os.environ.get("APPLIANCE_DEPLOY_VENV", "/nonexistent"))
+
+pytestmark = [
+    pytest.mark.skipif(
+        "APPLIANCE_DEPLOY_ROOT" not in os.environ,
+        reason="make test-deploy runs it (root, a Debian 12 root, the wheelhouse)",
+    ),
+    # Converging installs a few hundred MB of wheels and Debian packages on 2 cores.
+    pytest.mark.timeout(1800),
+]
+
+UNIT_DIR = "/etc/systemd/system"
+SERVICES = ["appliance-migrate.service", "appliance-web.service", "appliance-scheduler.service"]
+# Waiting is not a speed check: a deadline only keeps a broken start from hanging CI.
+START_DEADLINE_S = 900
+
+
+@dataclass
+class Converge:
+    returncode: int
+    output: str
+
+    @property
+    def recap(self) -> dict[str, int]:
+        match = re.search(
+            r"ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", self.output
+        )
+        assert match, self.output[-4000:]
+        return dict(zip(["ok", "changed", "unreachable", "failed"],
+                        map(int, match.groups()), strict=True))
+
+    @property
+    def changed_tasks(self) -> list[str]:
+        """The tasks that reported a change, by name."""
+        changed, task = [], ""
+        for line in self.output.splitlines():
+            if line.startswith("TASK ["):
+                task = line[len("TASK ["):].split("]")[0]
+            elif line.startswith("changed:") and task not in changed:
+                changed.append(task)
+        return changed
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def bind() -> str:
+    return f"127.0.0.1:{_free_port()}"
+
+
+@pytest.fixture(scope="module")
+def inventory(tmp_path_factory: pytest.TempPathFactory, bind: str) -> Path:
+    directory = tmp_path_factory.mktemp("inventory")
+    (directory / "inventory.ini").write_text(
+        "[appliance]\n"
+        f"debian12 ansible_host={ROOT} ansible_connection=community.general.chroot"
+        " ansible_python_interpreter=/usr/bin/python3\n"
+    )
+    (directory / "vars.json").write_text(json.dumps({
+        "appliance_wheelhouse_src": f"{REPO}/wheelhouse/",
+        # Ports of their own: the box's defaults may be taken on the machine running this.
+        "appliance_bind": bind,
+        "appliance_health_bind": "",
+        "appliance_scheduler_metrics_port": 0,
+        "appliance_node_name": "debian12",
+    }))
+    return directory
+
+
+def _controller_env() -> dict[str, str]:
+    """This machine's environment for Ansible, less its pip settings: the chroot connection
+    passes the environment into the root, where a box reached over SSH would have none."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PIP_")}
+    return {**env, "PATH": f"{DEPLOY_VENV}/bin:{os.environ['PATH']}"}
+
+
+def _converge(inventory: Path, *extra: str) -> Converge:
+    result = subprocess.run(
+        [str(DEPLOY_VENV / "bin" / "ansible-playbook"), "-i", str(inventory / "inventory.ini"),
+         "-e", f"@{inventory / 'vars.json'}", *extra, str(ANSIBLE_DIR / "site.yml")],
+        capture_output=True, text=True, cwd=ANSIBLE_DIR,
+        env={**_controller_env(), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"},
+    )
+    return Converge(result.returncode, result.stdout + result.stderr)
+
+
+@pytest.fixture(scope="module")
+def first_converge(inventory: Path) -> Converge:
+    return _converge(inventory)
+
+
+def _ids(name: str, database: str) -> int:
+    """The uid or gid of a name in the root's /etc/passwd or /etc/group."""
+    for line in (ROOT / "etc" / database).read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == name:
+            return int(fields[2])
+    raise AssertionError(f"{name} is not in the root's /etc/{database}")
+
+
+def unit_command(unit_name: str, argv: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment with which systemd would start the unit's ExecStart=
+    (or `argv` in its place, as the CLI wrapper runs the CLI)."""
+    unit = parse_unit(ROOT / UNIT_DIR.lstrip("/") / unit_name)
+    user = unit.get("Service", "User") or "root"
+    group = unit.get("Service", "Group") or user
+    uid, gid = _ids(user, "passwd"), _ids(group, "group")
+    # LoadCredential=: private copies, readable by the service's user only.
+    credentials = f"/run/credentials/{unit_name}"
+    host_credentials = ROOT / credentials.lstrip("/")
+    host_credentials.mkdir(parents=True, exist_ok=True)
+    for spec in unit.all("Service", "LoadCredential"):
+        name, source = spec.split(":", 1)
+        target = host_credentials / name
+        shutil.copyfile(ROOT / source.lstrip("/"), target)
+        os.chown(target, uid, gid)
+        target.chmod(0o400)
+    os.chown(host_credentials, uid, gid)
+    host_credentials.chmod(0o500)
+    # StateDirectory=: created and owned by the user.
+    for state in (unit.get("Service", "StateDirectory") or "").split():
+        path = ROOT / "var" / "lib" / state
+        path.mkdir(exist_ok=True)
+        os.chown(path, uid, gid)
+        path.chmod(int(unit.get("Service", "StateDirectoryMode") or "0755", 8))
+    env = {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": "/var/lib/appliance", "USER": user, "LOGNAME": user, "LANG": "C.UTF-8",
+        "CREDENTIALS_DIRECTORY": credentials,
+    }
+    for value in unit.all("Service", "Environment"):
+        for assignment in shlex.split(value.replace("%d", credentials)):
+            key, _, val = assignment.partition("=")
+            env[key] = val
+    command = argv or shlex.split(unit.get("Service", "ExecStart") or "")
+    umask = unit.get("Service", "UMask") or "0022"
+    workdir = unit.get("Service", "WorkingDirectory") or "/"
+    return [
+        "chroot", f"--userspec={uid}:{gid}", "--groups=", str(ROOT),
+        "/bin/sh", "-c", 'umask "$0" && cd "$1" && shift && exec "$@"', umask, workdir, *command,
+    ], env
+
+
+def run_unit(unit_name: str, argv: list[str] | None = None, timeout: float = 600,
+             stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    command, env = unit_command(unit_name, argv)
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout,
+                          input=stdin)
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """`sudo appliance ARGS` on the box: the wrapper runs the CLI with the migration unit's user,
+    environment and credentials (tests/deploy/test_cli_wrapper.py checks that it does)."""
+    return run_unit("appliance-migrate.service", ["/opt/appliance/venv/bin/appliance", *args])
+
+
+# --- the first converge --------------------------------------------------------------------
+
+
+def test_the_first_converge_installs_everything(first_converge: Converge) -> None:
+    assert first_converge.returncode == 0, first_converge.output[-6000:]
+    assert first_converge.recap["failed"] == 0
+    assert first_converge.recap["changed"] > 0
+    venv = ROOT / "opt" / "appliance" / "venv"
+    assert (venv / "bin" / "appliance").is_file()
+    assert "Verify the models against the manifest" not in first_converge.changed_tasks
+    config = ROOT / "etc" / "appliance" / "appliance.toml"
+    assert oct(config.stat().st_mode & 0o777) == "0o640"
+    secret = ROOT / "etc" / "appliance" / "credentials" / "secret_key"
+    assert oct(secret.stat().st_mode & 0o777) == "0o600" and secret.stat().st_uid == 0
+    assert len(secret.read_text().strip()) == 64
+
+
+def test_it_installs_from_the_wheelhouse_alone(first_converge: Converge) -> None:
+    wheelhouse = ROOT / "opt" / "appliance" / "wheelhouse"
+    shipped = (REPO / "wheelhouse" / "SHA256SUMS").read_text()
+    assert (wheelhouse / "SHA256SUMS").read_text() == shipped
+    freeze = subprocess.run(
+        ["chroot", str(ROOT), "/opt/appliance/venv/bin/pip", "freeze", "--all"],
+        capture_output=True, text=True, check=True, env=_controller_env(),
+    ).stdout
+    constraints = (wheelhouse / "constraints.txt").read_text()
+    installed = dict(line.split("==") for line in freeze.splitlines() if "==" in line)
+    pinned = dict(line.split("==") for line in constraints.splitlines() if "==" in line)
+    assert "switchboard-appliance" in installed
+    differing = {name: (version, pinned[name]) for name, version in installed.items()
+                 if name in pinned and pinned[name] != version}
+    assert differing == {}
+
+
+def test_it_enables_the_units_at_boot(first_converge: Converge) -> None:
+    units = ROOT / UNIT_DIR.lstrip("/")
+    wants = units / "appliance.target.wants"
+    assert sorted(path.name for path in wants.iterdir()) == sorted(SERVICES)
+    # An absolute link, as systemctl enable writes it, to be read inside the root.
+    target = units / "multi-user.target.wants" / "appliance.target"
+    assert os.readlink(target) == f"{UNIT_DIR}/appliance.target"
+
+
+def test_the_service_user_owns_only_its_state(first_converge: Converge) -> None:
+    uid = _ids("appliance", "passwd")
+    assert (ROOT / "var" / "lib" / "appliance").stat().st_uid == uid
+    for path in ["opt/appliance/venv", "opt/appliance/model_store", "etc/appliance"]:
+        assert (ROOT / path).stat().st_uid == 0, path
+
+
+# --- the appliance, run as its units run it ------------------------------------------------
+
+
+def test_it_migrates_as_the_migration_unit(first_converge: Converge) -> None:
+    result = run_unit("appliance-migrate.service")
+    assert result.returncode == 0, result.stdout + result.stderr
+    database = ROOT / "var" / "lib" / "appliance" / "appliance.db"
+    assert database.stat().st_uid == _ids("appliance", "passwd")
+    assert oct(database.stat().st_mode & 0o777) == "0o600"  # UMask=0077
+
+
+def test_appliance_doctor_passes_on_the_box(first_converge: Converge) -> None:
+    result = cli("doctor")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def api_key(first_converge: Converge) -> str:
+    result = cli("demo", "seed", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return str(json.loads(result.stdout)["keys"]["lumen-goods"])
+
+
+@pytest.fixture(scope="module")
+def running(first_converge: Converge, bind: str, api_key: str) -> Iterator[str]:
+    processes = []
+    logs = {}
+    for name in ["appliance-web.service", "appliance-scheduler.service"]:
+        command, env = unit_command(name)
+        logs[name] = open(ROOT / "tmp" / f"{name}.log", "w+")  # noqa: SIM115
+        processes.append(subprocess.Popen(command, env=env, stdout=logs[name],
+                                          stderr=subprocess.STDOUT, start_new_session=True))
+    base = f"http://{bind}"
+    deadline = time.monotonic() + START_DEADLINE_S
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=10) as response:
+                if response.status == 200:
+                    break
+        except (OSError, urllib.error.HTTPError):
+            pass
+        exited = [p.args for p in processes if p.poll() is not None]
+        if exited or time.monotonic() > deadline:
+            output = "\n".join(log.name + ":\n" + Path(log.name).read_text()[-3000:]
+                               for log in logs.values())
+            pytest.fail(f"the web app never became ready (exited: {exited})\n{output}")
+        time.sleep(1)
+    yield base
+    for process in processes:
+        os.killpg(process.pid, 15)
+    for process in processes:
+        process.wait(timeout=120)
+    for log in logs.values():
+        log.close()
+
+
+def _post(url: str, key: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST",
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=600) as response:
+        return dict(json.load(response))
+
+
+def test_it_answers_a_customer_from_its_knowledge(running: str, api_key: str) -> None:
+    conversation = _post(f"{running}/v1/conversations", api_key, {})
+    reply = _post(f"{running}/v1/conversations/{conversation['id']}/messages", api_key,
+                  {"text": "How long do refunds take?"})
+    message = reply["message"]
+    assert message["role"] == "agent" and message["text"].strip()
+    assert message["citations"], message
+
+
+def test_the_scheduler_leads_on_the_box(running: str) -> None:
+    deadline = time.monotonic() + START_DEADLINE_S
+    while True:
+        result = cli("scheduler", "status", "--json")
+        assert result.returncode == 0, result.stdout + result.stderr
+        status = json.loads(result.stdout)
+        if status["leader"] or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert status["leader"] == "debian12"
+
+
+# --- a bad wheelhouse, a second converge, and the checks over what was installed -----------
+
+
+@pytest.mark.parametrize("fault", ["altered", "missing", "unlisted"])
+def test_a_bad_wheelhouse_stops_the_play_before_it_changes_anything(
+    first_converge: Converge, inventory: Path, tmp_path: Path, fault: str
+) -> None:
+    wheelhouse = tmp_path / "wheelhouse"
+    shutil.copytree(REPO / "wheelhouse", wheelhouse, copy_function=os.link)
+    victim = next(wheelhouse.glob("jsonschema-*.whl"))
+    victim.unlink()  # a hard link: replace the file, never write through to the original
+    if fault == "altered":
+        victim.write_bytes(b"not a wheel")
+    elif fault == "unlisted":
+        victim.with_name("extra-1.0-py3-none-any.whl").write_bytes(b"")
+        shutil.copyfile(REPO / "wheelhouse" / victim.name, victim)
+    bad = _converge(inventory, "-e", json.dumps({"appliance_wheelhouse_src": f"{wheelhouse}/"}))
+    assert bad.returncode != 0
+    assert bad.recap["changed"] == 0 and bad.changed_tasks == []
+    assert "nothing was changed on the box" in bad.output
+    named = "extra-1.0-py3-none-any.whl" if fault == "unlisted" else victim.name
+    assert named in bad.output
+
+
+def test_a_second_converge_changes_nothing(first_converge: Converge, inventory: Path) -> None:
+    again = _converge(inventory)
+    assert again.returncode == 0, again.output[-6000:]
+    assert (again.recap["changed"], again.changed_tasks) == (0, [])
+
+
+def test_the_role_passes_ansible_lint_production() -> None:
+    result = subprocess.run(
+        [str(DEPLOY_VENV / "bin" / "ansible-lint"), "--profile", "production", "--offline",
+         "--nocolor", "roles/appliance", "site.yml"],
+        capture_output=True, text=True, cwd=ANSIBLE_DIR,
+        env=_controller_env(),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _installed_units() -> list[str]:
+    return sorted(path.name for path in (ROOT / UNIT_DIR.lstrip("/")).glob("appliance*")
+                  if path.is_file())
+
+
+def test_the_installed_units_pass_systemd_analyze_verify(first_converge: Converge) -> None:
+    units = _installed_units()
+    assert "appliance-web.service" in units
+    # The box's own systemd-analyze, on the box's own files and binaries. It exits 0 on
+    # warnings (an unknown key is "ignoring"), so any output is a finding.
+    result = subprocess.run(
+        ["chroot", str(ROOT), "systemd-analyze", "verify", "--man=no",
+         *[f"{UNIT_DIR}/{unit}" for unit in units]],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("unit", SERVICES)
+def test_each_installed_service_keeps_its_exposure_at_most_2(
+    first_converge: Converge, unit: str
+) -> None:
+    result = subprocess.run(
+        ["chroot", str(ROOT), "systemd-analyze", "security", "--offline=yes", "--no-pager",
+         f"{UNIT_DIR}/{unit}"],
+        capture_output=True, text=True, timeout=300,
+    )
+    score = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert score, result.stdout + result.stderr
+    assert float(score.group(1)) <= 2.0, result.stdout
