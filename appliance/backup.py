@@ -10,8 +10,14 @@ A backup is a directory:
   vaults and customers' subject keys cannot be read (docs/privacy.md);
 - `manifest.json`: the appliance version, the schema version, the database engine, when, and
   the sha256 and size of every other file. `verify` checks them and the copied SQLite
-  database's integrity; `restore` verifies first, then restores into an empty data dir and an
-  empty database only.
+  database's integrity; `restore` verifies first, refuses a backup whose schema is newer than
+  this code knows, then restores into an empty data dir and an empty database (or, with
+  `force`, over what is there).
+
+Scheduled backups (`appliance backup create` without `--out`, which appliance-backup.timer
+runs) go to DATA_DIR/backups/<UTC time>: written under a `.partial` name and renamed when
+complete, so a backup cut off half-way is never taken for one, and only the newest
+`backup_keep` are kept.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -30,7 +37,7 @@ from typing import Any
 from appliance import __version__
 from appliance.config import Settings, ensure_secret_key
 from appliance.db import open_database
-from appliance.db.migrate import applied_versions
+from appliance.db.migrate import applied_versions, available
 from appliance.errors import Conflict, InvalidRequest
 from appliance.private_files import write_private
 
@@ -39,6 +46,8 @@ SQLITE_FILE = "appliance.db"
 PG_FILE = "database.dump"
 SECRETS_FILE = "secrets.json"
 FORMAT = 1
+SCHEDULED_DIR = "backups"
+_STAMP = re.compile(r"\d{8}T\d{6}Z")
 
 
 @dataclass(frozen=True)
@@ -104,6 +113,31 @@ def create(settings: Settings, out: Path, include_secrets: bool = False) -> Back
     return Backup(out, manifest)
 
 
+def create_scheduled(settings: Settings,
+                     now: dt.datetime | None = None) -> tuple[Backup, list[Path]]:
+    """A new backup under DATA_DIR/backups, then the oldest deleted beyond `backup_keep`.
+    Returns the backup and what was deleted. Secrets stay out (they are in /etc/appliance)."""
+    parent = settings.data_dir / SCHEDULED_DIR
+    parent.mkdir(parents=True, exist_ok=True)
+    name = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
+    final = parent / name
+    if final.exists():
+        raise Conflict(f"{final} exists: one scheduled backup a second", code="backup_exists")
+    partial = parent / f"{name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    made = create(settings, partial)
+    partial.rename(final)
+    # Only our own names: a directory an operator put there is never deleted. Partial ones
+    # older than this backup were cut off (a crash, a full disk) and go too.
+    backups = sorted(p for p in parent.iterdir() if p.is_dir() and _STAMP.fullmatch(p.name))
+    stale = [p for p in parent.iterdir() if p.is_dir() and p.name.endswith(".partial")
+             and _STAMP.fullmatch(p.name.removesuffix(".partial")) and p.name < name]
+    deleted = backups[: max(0, len(backups) - settings.backup_keep)] + sorted(stale)
+    for path in deleted:
+        shutil.rmtree(path)
+    return Backup(final, made.manifest), deleted
+
+
 def verify(directory: Path) -> Check:
     """Check a backup without restoring it: its manifest, every file's size and sha256, no
     file added, and the SQLite copy's integrity."""
@@ -138,8 +172,9 @@ def verify(directory: Path) -> Check:
     return Check(not problems, problems)
 
 
-def restore(settings: Settings, directory: Path) -> dict[str, Any]:
-    """Restore a verified backup into this appliance's empty data dir and database."""
+def restore(settings: Settings, directory: Path, force: bool = False) -> dict[str, Any]:
+    """Restore a verified backup into this appliance's empty data dir and database; with
+    `force`, over the database and knowledge that are there (web and scheduler stopped)."""
     check = verify(directory)
     if not check.ok:
         raise InvalidRequest("the backup does not verify: " + "; ".join(check.problems),
@@ -149,17 +184,25 @@ def restore(settings: Settings, directory: Path) -> dict[str, Any]:
     if manifest["engine"] != engine:
         raise InvalidRequest(f"the backup is of a {manifest['engine']} database; this "
                              f"appliance's database_url is {engine}", code="backup_engine")
+    known = max((m.version for m in available()), default=0)
+    if manifest["schema"] > known:
+        raise InvalidRequest(
+            f"the backup's schema ({manifest['schema']}, appliance {manifest['appliance']}) is "
+            f"newer than this appliance knows ({known}, appliance {__version__}): restore it "
+            "with that release or a later one", code="backup_schema_newer")
     knowledge = settings.data_dir / "knowledge"
     secret = settings.data_dir / "secret_key"
-    if (knowledge.exists() and any(knowledge.iterdir())) or (
-            manifest["includes_secrets"] and secret.exists()):
-        raise Conflict(f"{settings.data_dir} is not empty: restore into a new data dir",
-                       code="restore_not_empty")
+    if not force and ((knowledge.exists() and any(knowledge.iterdir())) or (
+            manifest["includes_secrets"] and secret.exists())):
+        raise Conflict(f"{settings.data_dir} is not empty: restore into a new data dir, or "
+                       "pass --force to replace what is there", code="restore_not_empty")
+    if force:
+        shutil.rmtree(knowledge, ignore_errors=True)
     if engine == "sqlite":
         target = sqlite_path(settings)
-        if target.exists():
-            raise Conflict(f"{target} exists: restore into a new data dir",
-                           code="restore_not_empty")
+        if target.exists() and not force:
+            raise Conflict(f"{target} exists: restore into a new data dir, or pass --force "
+                           "to replace it", code="restore_not_empty")
         target.parent.mkdir(parents=True, exist_ok=True)
         source = sqlite3.connect(f"file:{directory / SQLITE_FILE}?mode=ro&immutable=1",
                                      uri=True)
@@ -173,10 +216,11 @@ def restore(settings: Settings, directory: Path) -> dict[str, Any]:
     else:
         db = open_database(settings.database_url)
         with db.connection_context():
-            if db.get_tables():
-                raise Conflict("the database is not empty: restore into a new one",
-                               code="restore_not_empty")
-        _run(["pg_restore", "--no-owner", "--exit-on-error",
+            if db.get_tables() and not force:
+                raise Conflict("the database is not empty: restore into a new one, or pass "
+                               "--force to replace it", code="restore_not_empty")
+        # --clean: with force, every object in the dump is dropped before it is recreated.
+        _run(["pg_restore", "--no-owner", "--exit-on-error", "--clean", "--if-exists",
               f"--dbname={settings.database_url}", str(directory / PG_FILE)])
     if (directory / "knowledge").is_dir():
         shutil.copytree(directory / "knowledge", knowledge, dirs_exist_ok=True)

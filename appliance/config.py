@@ -216,6 +216,10 @@ class Settings:
         "", "This node's name: job runs record it, and `appliance scheduler status` names the "
         "leader and the standbys by it (several nodes on one database). Default: the host name."
     )
+    backup_keep: int = _setting(
+        7, "Scheduled backups (`appliance backup create` without --out, run by "
+        "appliance-backup.timer) kept in DATA_DIR/backups; older ones are deleted."
+    )
     scheduler_metrics_port: int = _setting(
         9465, "Loopback port on which the scheduler process serves its own Prometheus metrics "
         "(jobs); 0 turns it off."
@@ -364,7 +368,8 @@ def _derive(settings: Settings) -> Settings:
                  "webhook_max_attempts", "login_max_failures",
                  "login_max_failures_per_address", "login_lockout_s", "login_lockout_max_s",
                  "login_failure_window_s", "session_idle_minutes", "session_max_hours",
-                 "llm_http_slots", "events_streams_max", "events_streams_per_caller"):
+                 "llm_http_slots", "events_streams_max", "events_streams_per_caller",
+                 "backup_keep"):
         if getattr(settings, name) < 1:
             raise ConfigError(f"setting {name!r}: must be at least 1")
     for name in ("llm_timeout_s", "llm_breaker_cooldown_s", "webhook_timeout_s"):

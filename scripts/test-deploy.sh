@@ -62,4 +62,4 @@ mount -t tmpfs -o mode=1777 tmpfs "$root/dev/shm"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 
 APPLIANCE_DEPLOY_ROOT=$root APPLIANCE_DEPLOY_VENV=$PWD/$deploy_venv \
-    .venv/bin/pytest -p no:cacheprovider -v tests/deploy/test_converge.py "$@"
+    .venv/bin/pytest -p no:cacheprovider -v --durations=8 tests/deploy/test_converge.py "$@"

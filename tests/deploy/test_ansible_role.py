@@ -148,6 +148,7 @@ def test_it_installs_every_unit_in_the_repository(role_vars: dict[str, Any]) -> 
         *role_vars["appliance_core_units"],
         *role_vars["appliance_gpu_units"],
         *role_vars["appliance_llamacpp_units"],
+        *role_vars["appliance_backup_units"],
     ]
     assert sorted(listed) == sorted(path.name for path in SYSTEMD_DIR.iterdir())
 

@@ -44,7 +44,10 @@ pytestmark = [
 ]
 
 UNIT_DIR = "/etc/systemd/system"
-SERVICES = ["appliance-migrate.service", "appliance-web.service", "appliance-scheduler.service"]
+SERVICES = ["appliance-migrate.service", "appliance-web.service", "appliance-scheduler.service",
+            "appliance-backup.service"]
+# What appliance.target pulls in at boot: every service but the backup, which its timer starts.
+STARTED_BY_THE_TARGET = [*SERVICES[:3], "appliance-backup.timer"]
 # Waiting is not a speed check: a deadline only keeps a broken start from hanging CI.
 START_DEADLINE_S = 900
 
@@ -65,11 +68,11 @@ class Converge:
 
     @property
     def changed_tasks(self) -> list[str]:
-        """The tasks that reported a change, by name."""
+        """The tasks that reported a change, by name (without the role's "appliance : ")."""
         changed, task = [], ""
         for line in self.output.splitlines():
             if line.startswith("TASK ["):
-                task = line[len("TASK ["):].split("]")[0]
+                task = line[len("TASK ["):].rsplit("]", 1)[0].removeprefix("appliance : ")
             elif line.startswith("changed:") and task not in changed:
                 changed.append(task)
         return changed
@@ -229,7 +232,9 @@ def test_it_installs_from_the_wheelhouse_alone(first_converge: Converge) -> None
 def test_it_enables_the_units_at_boot(first_converge: Converge) -> None:
     units = ROOT / UNIT_DIR.lstrip("/")
     wants = units / "appliance.target.wants"
-    assert sorted(path.name for path in wants.iterdir()) == sorted(SERVICES)
+    assert sorted(path.name for path in wants.iterdir()) == sorted(STARTED_BY_THE_TARGET)
+    schedule = units / "appliance-backup.timer.d" / "schedule.conf"
+    assert "OnCalendar=*-*-* 01:30:00" in schedule.read_text()
     # An absolute link, as systemctl enable writes it, to be read inside the root.
     target = units / "multi-user.target.wants" / "appliance.target"
     assert os.readlink(target) == f"{UNIT_DIR}/appliance.target"
@@ -316,6 +321,17 @@ def test_it_answers_a_customer_from_its_knowledge(running: str, api_key: str) ->
     assert message["citations"], message
 
 
+def test_the_backup_unit_takes_a_backup_that_verifies(running: str) -> None:
+    """While the web app and the scheduler write, as the timer would start it."""
+    result = run_unit("appliance-backup.service")
+    assert result.returncode == 0, result.stdout + result.stderr
+    backups = sorted((ROOT / "var" / "lib" / "appliance" / "backups").iterdir())
+    assert len(backups) == 1 and re.fullmatch(r"\d{8}T\d{6}Z", backups[0].name)
+    assert not (backups[0] / "secrets.json").exists()
+    verified = cli("backup", "verify", f"/var/lib/appliance/backups/{backups[0].name}")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
 def test_the_scheduler_leads_on_the_box(running: str) -> None:
     deadline = time.monotonic() + START_DEADLINE_S
     while True:
@@ -326,6 +342,79 @@ def test_the_scheduler_leads_on_the_box(running: str) -> None:
             break
         time.sleep(1)
     assert status["leader"] == "debian12"
+
+
+# --- an upgrade and its rollback -----------------------------------------------------------
+
+
+def _installed_version(venv: str) -> str:
+    return subprocess.run(
+        ["chroot", str(ROOT), f"{venv}/bin/python", "-c",
+         "import importlib.metadata as m; print(m.version('switchboard-appliance'))"],
+        capture_output=True, text=True, check=True, env=_controller_env(),
+    ).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def upgrade(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """This release's wheelhouse with the appliance's wheel rebuilt as a later version."""
+    work = tmp_path_factory.mktemp("upgrade")
+    source = work / "source"
+    shutil.copytree(REPO / "appliance", source / "appliance",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ["pyproject.toml", "README.md"]:
+        shutil.copyfile(REPO / name, source / name)
+    init = source / "appliance" / "__init__.py"
+    match = re.search(r'__version__ = "([^"]+)"', init.read_text())
+    assert match
+    later = f"{match.group(1)}.post1"
+    init.write_text(init.read_text().replace(match.group(0), f'__version__ = "{later}"'))
+    wheelhouse = work / "wheelhouse"
+    shutil.copytree(REPO / "wheelhouse", wheelhouse, copy_function=os.link)
+    for old in wheelhouse.glob("switchboard_appliance-*.whl"):
+        old.unlink()
+    subprocess.run([str(REPO / ".venv" / "bin" / "pip"), "wheel", "-q", "--no-deps",
+                    "--disable-pip-version-check", "-w", str(wheelhouse), str(source)],
+                   check=True, capture_output=True, env=_controller_env())
+    (wheelhouse / "SHA256SUMS").unlink()
+    sums = subprocess.run(["sha256sum", *sorted(p.name for p in wheelhouse.iterdir())],
+                          cwd=wheelhouse, capture_output=True, text=True, check=True).stdout
+    (wheelhouse / "SHA256SUMS").write_text(sums)
+    return wheelhouse, later
+
+
+def test_an_upgrade_keeps_the_running_venv_and_a_rollback_restores_it(
+    running: str, inventory: Path, upgrade: tuple[Path, str]
+) -> None:
+    wheelhouse, later = upgrade
+    before = _installed_version("/opt/appliance/venv")
+
+    upgraded = _converge(inventory, "-e",
+                         json.dumps({"appliance_wheelhouse_src": f"{wheelhouse}/"}))
+
+    assert upgraded.returncode == 0, upgraded.output[-6000:]
+    assert "Keep the running release's venv for a rollback" in upgraded.changed_tasks
+    assert _installed_version("/opt/appliance/venv") == later
+    assert _installed_version("/opt/appliance/venv.previous") == before
+    box_wheels = sorted(p.name for p in (ROOT / "opt/appliance/wheelhouse").iterdir())
+    assert box_wheels == sorted(p.name for p in wheelhouse.iterdir())
+
+    # The rollback of docs/operations.md: the schema first (nothing to undo here: the upgrade
+    # brought no migration), then the previous venv back in place.
+    venvs = ROOT / "opt" / "appliance"
+    (venvs / "venv").rename(venvs / "venv.failed")
+    (venvs / "venv.previous").rename(venvs / "venv")
+    assert _installed_version("/opt/appliance/venv") == before
+    doctor = cli("doctor")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    shutil.rmtree(venvs / "venv.failed")
+
+    # The previous release's wheelhouse converges the rolled-back box without installing.
+    back = _converge(inventory)
+    assert back.returncode == 0, back.output[-6000:]
+    assert "Install the appliance from the wheelhouse" not in back.changed_tasks
+    assert not any(p.name.endswith(f"{later}-py3-none-any.whl")
+                   for p in (ROOT / "opt/appliance/wheelhouse").iterdir())
 
 
 # --- a bad wheelhouse, a second converge, and the checks over what was installed -----------

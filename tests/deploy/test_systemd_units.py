@@ -18,9 +18,10 @@ from deploy_support import REPO, SYSTEMD_DIR, Unit
 WEB = "appliance-web.service"
 SCHEDULER = "appliance-scheduler.service"
 MIGRATE = "appliance-migrate.service"
+BACKUP = "appliance-backup.service"
 VLLM = ("appliance-vllm-small.service", "appliance-vllm-large.service")
 LLAMACPP = "appliance-llamacpp.service"
-APP_UNITS = (WEB, SCHEDULER, MIGRATE)  # run the `appliance` CLI and hold the database
+APP_UNITS = (WEB, SCHEDULER, MIGRATE, BACKUP)  # run the `appliance` CLI, hold the database
 MODEL_SERVERS = (*VLLM, LLAMACPP)
 ALL_SERVICES = (*APP_UNITS, *MODEL_SERVERS)
 LONG_RUNNING = (WEB, SCHEDULER, *MODEL_SERVERS)
@@ -71,7 +72,7 @@ SELF_EXPLANATORY = {
 
 
 def test_it_ships_one_unit_per_process_and_a_target(unit_files: dict[str, Unit]) -> None:
-    assert set(unit_files) == {*ALL_SERVICES, "appliance.target"}
+    assert set(unit_files) == {*ALL_SERVICES, "appliance.target", "appliance-backup.timer"}
 
 
 @pytest.mark.parametrize("name", ALL_SERVICES)
@@ -169,6 +170,7 @@ def test_it_hands_secrets_over_as_credentials(service_units: dict[str, Unit], na
         (WEB, f"{VENV_BIN}/appliance serve"),
         (SCHEDULER, f"{VENV_BIN}/appliance scheduler"),
         (MIGRATE, f"{VENV_BIN}/appliance db migrate"),
+        (BACKUP, f"{VENV_BIN}/appliance backup create"),
     ],
 )
 def test_it_starts_the_documented_cli_commands(
@@ -236,7 +238,21 @@ def test_it_groups_every_service_under_the_target(
 ) -> None:
     unit = service_units[name]
     assert unit.words("Unit", "PartOf") == ["appliance.target"]
-    assert unit.words("Install", "WantedBy") == ["appliance.target"]
+    # The backup runs from its timer only, never at every start of the target.
+    wanted_by = [] if name == BACKUP else ["appliance.target"]
+    assert unit.words("Install", "WantedBy") == wanted_by
+
+
+def test_it_backs_up_nightly_from_a_timer_that_catches_up(unit_files: dict[str, Unit]) -> None:
+    timer = unit_files["appliance-backup.timer"]
+    assert timer.get("Timer", "Unit") == BACKUP
+    assert timer.get("Timer", "OnCalendar") == "*-*-* 01:30:00"
+    assert timer.get("Timer", "Persistent") == "true"
+    assert timer.words("Unit", "PartOf") == ["appliance.target"]
+    assert timer.words("Install", "WantedBy") == ["appliance.target"]
+    backup = unit_files[BACKUP]
+    assert backup.get("Service", "Type") == "oneshot"
+    assert MIGRATE in backup.words("Unit", "After")
 
 
 def test_it_starts_the_target_at_boot(unit_files: dict[str, Unit]) -> None:
