@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 from appliance.db.migrate import pending
 from appliance.errors import ApplianceError
@@ -109,7 +110,9 @@ def _model_checks(services: Services) -> list[Check]:
         if not status[model_id].present:
             checks.append(_timed(f"model {model_id}: file", partial(_absent, model)))
             continue
-        checks.append(_timed(f"model {model_id}: file", partial(_file_ok, model.spec)))
+        checks.append(_timed(f"model {model_id}: file",
+                             partial(_file_ok, model.spec,
+                                     services.settings.data_dir / "model-verify.json")))
         checks.append(_timed(f"model {model_id}: generate", partial(_answers, model)))
     return checks
 
@@ -130,8 +133,8 @@ def _classifier_checks(services: Services) -> list[Check]:
             for info in services.signals.classifiers()]
 
 
-def _file_ok(spec: ModelSpec) -> str:
-    result = verify(spec)
+def _file_ok(spec: ModelSpec, cache_file: Path) -> str:
+    result = verify(spec, cache_file)
     if not result.ok:
         raise ApplianceError(f"{result.status}: {result.detail}")
     return result.detail

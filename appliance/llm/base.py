@@ -52,6 +52,9 @@ class ModelSpec:
     #: The operator may supply the file or not: while it is absent, routes pass the model over
     #: and checks report it without failing (a task whose only model is absent still fails).
     optional: bool = False
+    #: A model served over HTTP from a directory of the model store (vLLM's weights): checked
+    #: against the SHA256SUMS in it, never loaded by this process.
+    directory: Path | None = None
     options: dict[str, str | int | float | bool] = field(default_factory=dict)
 
 

@@ -59,7 +59,7 @@ def _spec(entry: dict[str, Any], store: Path) -> ModelSpec:
         base = _package_dir(entry["package"]) if "package" in entry else store
         path = (base / entry["file"]) if base is not None else Path(entry["package"], entry["file"])
     known = {*_REQUIRED, "context_tokens", "file", "package", "sha256", "size", "url",
-             "served_name", "timeout_s", "optional"}
+             "served_name", "timeout_s", "optional", "directory"}
     timeout_s = entry.get("timeout_s")
     if timeout_s is not None and (
         isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float)
@@ -75,6 +75,7 @@ def _spec(entry: dict[str, Any], store: Path) -> ModelSpec:
         url=entry.get("url"), served_name=entry.get("served_name"),
         timeout_s=None if timeout_s is None else float(timeout_s),
         optional=entry.get("optional", False),
+        directory=store / entry["directory"] if "directory" in entry else None,
         options={k: v for k, v in entry.items() if k not in known},
     )
 
@@ -131,12 +132,53 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+CHECKSUMS = "SHA256SUMS"
+
+
+def verify_directory(spec: ModelSpec, directory: Path,
+                     cache_file: Path | None = None) -> Verification:
+    """Check a served model's directory against the SHA256SUMS in it (`sha256sum` format, made
+    where the weights were downloaded): every listed file there and matching, none unlisted.
+    With `cache_file`, files unchanged (size, mtime) since they last matched are not hashed."""
+    if not directory.is_dir():
+        return Verification(spec.id, "missing", f"{directory} not found")
+    sums = directory / CHECKSUMS
+    if not sums.is_file():
+        return Verification(spec.id, "no_checksum",
+                             f"{sums} not found (cd {directory} && sha256sum * > {CHECKSUMS})")
+    listed: dict[str, str] = {}
+    for line in sums.read_text().splitlines():
+        digest, _, name = line.partition(" ")
+        if line.strip():
+            listed[name.strip().lstrip("*")] = digest
+    present = {str(p.relative_to(directory)) for p in directory.rglob("*")
+               if p.is_file() and p.name != CHECKSUMS}
+    problems = [f"{name}: missing" for name in sorted(set(listed) - present)]
+    problems += [f"{name}: not in {CHECKSUMS}" for name in sorted(present - set(listed))]
+    cache = _read_cache(cache_file)
+    for name in sorted(set(listed) & present):
+        stat = (directory / name).stat()
+        key = f"{directory / name}:{stat.st_size}:{stat.st_mtime_ns}"
+        if cache.get(key) != listed[name]:
+            cache[key] = sha256_file(directory / name)
+        if cache[key] != listed[name]:
+            problems.append(f"{name}: sha256 does not match")
+    if problems:
+        return Verification(spec.id, "mismatch", "; ".join(problems))
+    if cache_file is not None:
+        _write_cache(cache_file, cache)
+    return Verification(spec.id, "ok", f"sha256 ok ({len(listed)} files, served at {spec.url})")
+
+
 def verify(spec: ModelSpec, cache_file: Path | None = None) -> Verification:
-    """Check a model's file against the manifest's size and sha256.
+    """Check a model's file against the manifest's size and sha256 (or a served model's
+    directory against its SHA256SUMS).
 
     With `cache_file`, a file whose size and mtime match a previous successful check is not
     hashed again (hashing a multi-GB model at every worker start would cost seconds).
     """
+    if spec.path is None and spec.directory is not None:
+        return verify_directory(spec, spec.directory, cache_file)
     if spec.path is None:
         return Verification(spec.id, "remote", f"served at {spec.url}")
     if not spec.path.is_file():

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
-from deploy_support import ANSIBLE_DIR, ROLE_DIR, SYSTEMD_DIR, Ansible, load_yaml
+from deploy_support import ANSIBLE_DIR, REPO, ROLE_DIR, SYSTEMD_DIR, Ansible, load_yaml
 
 VAR = re.compile(r"\bappliance_[a-z0-9_]+\b")
 ROLE_FILES = sorted(
@@ -244,3 +246,67 @@ def test_it_renders_the_llamacpp_settings_the_unit_reads(ansible: Ansible, tmp_p
     }
     unit = (SYSTEMD_DIR / "appliance-llamacpp.service").read_text()
     assert all(f"${key}" in unit or f"${{{key}}}" in unit for key in env)
+
+
+# --- the GPU plan (tasks/gpu_plan.yml), checked before anything on a GPU box changes ---------
+
+
+def _gpu_plan(
+    ansible: Ansible, tmp_path: Path, **settings: Any
+) -> subprocess.CompletedProcess[str]:
+    playbook = tmp_path / "gpu-plan.yml"
+    files = [str(ROLE_DIR / "defaults" / "main.yml"), str(ROLE_DIR / "vars" / "main.yml")]
+    playbook.write_text(
+        "- hosts: localhost\n"
+        "  gather_facts: false\n"
+        f"  vars_files: {json.dumps(files)}\n"
+        "  tasks:\n"
+        f"    - ansible.builtin.import_tasks: {ROLE_DIR / 'tasks' / 'gpu_plan.yml'}\n"
+    )
+    return ansible.run("playbook", "-i", "localhost,", "--connection", "local",
+                       "-e", json.dumps({"appliance_profile": "gpu", **settings}), str(playbook))
+
+
+def test_the_default_gpu_plan_fits_one_gpu(ansible: Ansible, tmp_path: Path) -> None:
+    result = _gpu_plan(ansible, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_two_servers_sharing_a_gpu_may_not_ask_for_more_than_0_9_of_it(
+    ansible: Ansible, tmp_path: Path
+) -> None:
+    result = _gpu_plan(ansible, tmp_path, appliance_vllm_small_args=[
+        "--gpu-memory-utilization", "0.4"], appliance_vllm_large_gpus="0",
+        appliance_vllm_small_gpus="0,1")
+    assert result.returncode != 0
+    assert "share a GPU and ask for 0.4 + 0.6" in result.stdout
+    # Without the flag vLLM takes 0.9 of the GPU: two such servers need GPUs of their own.
+    apart = _gpu_plan(ansible, tmp_path, appliance_vllm_small_args=[],
+                      appliance_vllm_large_args=[], appliance_vllm_small_gpus="0",
+                      appliance_vllm_large_gpus="1")
+    assert apart.returncode == 0, apart.stdout + apart.stderr
+    together = _gpu_plan(ansible, tmp_path, appliance_vllm_small_args=[],
+                         appliance_vllm_large_args=[])
+    assert together.returncode != 0 and "0.9 + 0.9" in together.stdout
+
+
+def test_tensor_parallelism_needs_one_named_gpu_per_shard(ansible: Ansible, tmp_path: Path) -> None:
+    shards = ["--tensor-parallel-size", "2", "--gpu-memory-utilization", "0.9"]
+    short = _gpu_plan(ansible, tmp_path, appliance_vllm_large_args=shards,
+                      appliance_vllm_small_gpus="2", appliance_vllm_large_gpus="0")
+    assert short.returncode != 0
+    assert "--tensor-parallel-size 2 but appliance_vllm_large_gpus names 1 GPU" in short.stdout
+    enough = _gpu_plan(ansible, tmp_path, appliance_vllm_large_args=shards,
+                       appliance_vllm_small_gpus="2", appliance_vllm_large_gpus="0, 1")
+    assert enough.returncode == 0, enough.stdout + enough.stderr
+
+
+def test_it_puts_the_vllm_weights_where_the_manifest_checks_them(
+    role_defaults: dict[str, Any], role_vars: dict[str, Any]
+) -> None:
+    manifest = tomllib.loads((REPO / "model_store" / "manifest.toml").read_text())
+    directories = {m["served_name"]: m["directory"] for m in manifest["models"]
+                   if m["id"].startswith("vllm-")}
+    store = role_vars["appliance_model_store_dir"]
+    assert {size: role_defaults[f"appliance_vllm_{size}_model_dir"] for size in directories} == {
+        size: f"{store}/{directory}" for size, directory in directories.items()}

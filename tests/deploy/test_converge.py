@@ -13,6 +13,7 @@ The tests run in file order and build on each other: converge, migrate, serve, c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -139,9 +140,11 @@ def _ids(name: str, database: str) -> int:
     raise AssertionError(f"{name} is not in the root's /etc/{database}")
 
 
-def unit_command(unit_name: str, argv: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
+def unit_command(unit_name: str, argv: list[str] | None = None,
+                 settings: dict[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
     """The command line and environment with which systemd would start the unit's ExecStart=
-    (or `argv` in its place, as the CLI wrapper runs the CLI)."""
+    (or `argv` in its place, as the CLI wrapper runs the CLI); `settings` adds APPLIANCE_*
+    variables, as a drop-in's Environment= would."""
     unit = parse_unit(ROOT / UNIT_DIR.lstrip("/") / unit_name)
     user = unit.get("Service", "User") or "root"
     group = unit.get("Service", "Group") or user
@@ -173,6 +176,7 @@ def unit_command(unit_name: str, argv: list[str] | None = None) -> tuple[list[st
         for assignment in shlex.split(value.replace("%d", credentials)):
             key, _, val = assignment.partition("=")
             env[key] = val
+    env |= settings or {}
     command = argv or shlex.split(unit.get("Service", "ExecStart") or "")
     umask = unit.get("Service", "UMask") or "0022"
     workdir = unit.get("Service", "WorkingDirectory") or "/"
@@ -183,16 +187,18 @@ def unit_command(unit_name: str, argv: list[str] | None = None) -> tuple[list[st
 
 
 def run_unit(unit_name: str, argv: list[str] | None = None, timeout: float = 600,
-             stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    command, env = unit_command(unit_name, argv)
+             stdin: str | None = None,
+             settings: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    command, env = unit_command(unit_name, argv, settings)
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout,
                           input=stdin)
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, settings: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """`sudo appliance ARGS` on the box: the wrapper runs the CLI with the migration unit's user,
     environment and credentials (tests/deploy/test_cli_wrapper.py checks that it does)."""
-    return run_unit("appliance-migrate.service", ["/opt/appliance/venv/bin/appliance", *args])
+    return run_unit("appliance-migrate.service", ["/opt/appliance/venv/bin/appliance", *args],
+                    settings=settings)
 
 
 # --- the first converge --------------------------------------------------------------------
@@ -270,13 +276,14 @@ def api_key(first_converge: Converge) -> str:
     return str(json.loads(result.stdout)["keys"]["lumen-goods"])
 
 
-@pytest.fixture(scope="module")
-def running(first_converge: Converge, bind: str, api_key: str) -> Iterator[str]:
+@contextlib.contextmanager
+def serving(units: list[str], bind: str, settings: dict[str, str] | None = None) -> Iterator[str]:
+    """The units' processes started as systemd would, until the web app at `bind` is ready."""
     processes = []
     logs = {}
-    for name in ["appliance-web.service", "appliance-scheduler.service"]:
-        command, env = unit_command(name)
-        logs[name] = open(ROOT / "tmp" / f"{name}.log", "w+")  # noqa: SIM115
+    for name in units:
+        command, env = unit_command(name, settings=settings)
+        logs[name] = open(ROOT / "tmp" / f"{name}-{bind}.log", "w+")  # noqa: SIM115
         processes.append(subprocess.Popen(command, env=env, stdout=logs[name],
                                           stderr=subprocess.STDOUT, start_new_session=True))
     base = f"http://{bind}"
@@ -294,42 +301,93 @@ def running(first_converge: Converge, bind: str, api_key: str) -> Iterator[str]:
                                for log in logs.values())
             pytest.fail(f"the web app never became ready (exited: {exited})\n{output}")
         time.sleep(1)
-    yield base
-    for process in processes:
-        os.killpg(process.pid, 15)
-    for process in processes:
-        process.wait(timeout=120)
-    for log in logs.values():
-        log.close()
+    try:
+        yield base
+    finally:
+        for process in processes:
+            os.killpg(process.pid, 15)
+        for process in processes:
+            process.wait(timeout=120)
+        for log in logs.values():
+            log.close()
 
 
-def _post(url: str, key: str, body: dict[str, Any]) -> dict[str, Any]:
+@pytest.fixture(scope="module")
+def running(first_converge: Converge, bind: str, api_key: str) -> Iterator[str]:
+    with serving(["appliance-web.service", "appliance-scheduler.service"], bind) as base:
+        yield base
+
+
+def _call(url: str, key: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), method="POST",
+        url, data=None if body is None else json.dumps(body).encode(),
+        method="GET" if body is None else "POST",
         headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=600) as response:
         return dict(json.load(response))
 
 
-def test_it_answers_a_customer_from_its_knowledge(running: str, api_key: str) -> None:
-    conversation = _post(f"{running}/v1/conversations", api_key, {})
-    reply = _post(f"{running}/v1/conversations/{conversation['id']}/messages", api_key,
-                  {"text": "How long do refunds take?"})
-    message = reply["message"]
+QUESTION = "How long do refunds take?"
+
+
+@pytest.fixture(scope="module")
+def first_turn(running: str, api_key: str) -> tuple[str, dict[str, Any]]:
+    conversation = _call(f"{running}/v1/conversations", api_key, {})
+    reply = _call(f"{running}/v1/conversations/{conversation['id']}/messages", api_key,
+                  {"text": QUESTION})
+    return str(conversation["id"]), reply["message"]
+
+
+def test_it_answers_a_customer_from_its_knowledge(first_turn: tuple[str, dict[str, Any]]) -> None:
+    _, message = first_turn
     assert message["role"] == "agent" and message["text"].strip()
     assert message["citations"], message
 
 
-def test_the_backup_unit_takes_a_backup_that_verifies(running: str) -> None:
-    """While the web app and the scheduler write, as the timer would start it."""
+@pytest.fixture(scope="module")
+def backup(first_turn: tuple[str, dict[str, Any]]) -> str:
+    """A backup taken as the timer takes it, while web and scheduler run; its path on the box."""
     result = run_unit("appliance-backup.service")
     assert result.returncode == 0, result.stdout + result.stderr
     backups = sorted((ROOT / "var" / "lib" / "appliance" / "backups").iterdir())
     assert len(backups) == 1 and re.fullmatch(r"\d{8}T\d{6}Z", backups[0].name)
     assert not (backups[0] / "secrets.json").exists()
-    verified = cli("backup", "verify", f"/var/lib/appliance/backups/{backups[0].name}")
+    return f"/var/lib/appliance/backups/{backups[0].name}"
+
+
+def test_the_backup_unit_takes_a_backup_that_verifies(backup: str) -> None:
+    verified = cli("backup", "verify", backup)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_the_backup_restores_into_an_empty_data_dir_that_serves_the_same(
+    backup: str, first_turn: tuple[str, dict[str, Any]], api_key: str, running: str
+) -> None:
+    """The same box's secret, a new data dir and database: the restored appliance serves the
+    same conversation and answers the same question from the same knowledge."""
+    uid = _ids("appliance", "passwd")
+    data_dir = ROOT / "var" / "lib" / "appliance-restored"
+    data_dir.mkdir(mode=0o700)
+    os.chown(data_dir, uid, uid)
+    restored = {"APPLIANCE_DATA_DIR": "/var/lib/appliance-restored",
+                "APPLIANCE_DATABASE_URL": "sqlite:////var/lib/appliance-restored/appliance.db"}
+    result = cli("backup", "restore", backup, settings=restored)
+    assert result.returncode == 0, result.stdout + result.stderr
+    again = cli("backup", "restore", backup, settings=restored)
+    assert again.returncode != 0 and "--force" in again.stdout + again.stderr
+
+    conversation_id, message = first_turn
+    original = _call(f"{running}/v1/conversations/{conversation_id}", api_key)
+    bind = f"127.0.0.1:{_free_port()}"
+    with serving(["appliance-web.service"], bind,
+                 {**restored, "APPLIANCE_BIND": bind}) as copy:
+        assert _call(f"{copy}/v1/conversations/{conversation_id}", api_key) == original
+        conversation = _call(f"{copy}/v1/conversations", api_key, {})
+        reply = _call(f"{copy}/v1/conversations/{conversation['id']}/messages", api_key,
+                      {"text": QUESTION})
+    cited = sorted(c["article"] for c in reply["message"]["citations"])
+    assert cited == sorted(c["article"] for c in message["citations"])
 
 
 def test_the_scheduler_leads_on_the_box(running: str) -> None:

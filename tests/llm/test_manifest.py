@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -100,6 +101,69 @@ def test_it_counts_a_served_model_as_remote(tmp_path: Path) -> None:
 
     assert result.ok
     assert result.status == "remote"
+
+
+def _served_directory(tmp_path: Path) -> tuple[ModelSpec, Path]:
+    """A vLLM model directory with the SHA256SUMS an operator makes beside the weights."""
+    store = write_manifest(tmp_path / "store", """
+[[models]]
+id = "vllm-large"
+role = "large"
+profile = "gpu"
+backend = "openai_http"
+url = "http://127.0.0.1:8002/v1"
+served_name = "large"
+directory = "vllm-large"
+context_tokens = 16384
+license = "test"
+source = "test"
+""")
+    directory = store / "vllm-large"
+    directory.mkdir()
+    (directory / "config.json").write_text("{}")
+    (directory / "model-00001-of-00001.safetensors").write_bytes(CONTENT)
+    sums = "".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n"
+                   for p in sorted(directory.iterdir()))
+    (directory / "SHA256SUMS").write_text(sums)
+    return load_manifest(store).models["vllm-large"], directory
+
+
+def test_it_verifies_a_served_models_directory_against_its_sha256sums(tmp_path: Path) -> None:
+    spec, directory = _served_directory(tmp_path)
+    assert spec.directory == directory and spec.path is None
+
+    assert verify(spec).status == "ok"
+    assert "2 files" in verify(spec).detail
+
+    (directory / "model-00001-of-00001.safetensors").write_bytes(CONTENT.upper())
+    (directory / "config.json").unlink()
+    (directory / "stray.bin").write_bytes(b"x")
+    broken = verify(spec)
+    assert broken.status == "mismatch" and not broken.ok
+    assert broken.detail == ("config.json: missing; stray.bin: not in SHA256SUMS; "
+                             "model-00001-of-00001.safetensors: sha256 does not match")
+
+
+def test_it_asks_for_sha256sums_beside_a_served_models_weights(tmp_path: Path) -> None:
+    spec, directory = _served_directory(tmp_path)
+    (directory / "SHA256SUMS").unlink()
+    assert verify(spec).status == "no_checksum"
+    for path in directory.iterdir():
+        path.unlink()
+    directory.rmdir()
+    assert verify(spec).status == "missing"
+
+
+def test_it_hashes_a_served_models_weights_once_until_they_change(tmp_path: Path) -> None:
+    spec, directory = _served_directory(tmp_path)
+    cache = tmp_path / "verified.json"
+    assert verify(spec, cache_file=cache).ok
+    weights = directory / "model-00001-of-00001.safetensors"
+    assert any(key.startswith(f"{weights}:") for key in json.loads(cache.read_text()))
+    weights.write_bytes(CONTENT.upper())
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert verify(spec, cache_file=cache).status == "mismatch"
 
 
 def test_it_reuses_a_cached_check_until_the_file_changes(
