@@ -196,8 +196,6 @@ def restore(settings: Settings, directory: Path, force: bool = False) -> dict[st
             manifest["includes_secrets"] and secret.exists())):
         raise Conflict(f"{settings.data_dir} is not empty: restore into a new data dir, or "
                        "pass --force to replace what is there", code="restore_not_empty")
-    if force:
-        shutil.rmtree(knowledge, ignore_errors=True)
     if engine == "sqlite":
         target = sqlite_path(settings)
         if target.exists() and not force:
@@ -222,6 +220,10 @@ def restore(settings: Settings, directory: Path, force: bool = False) -> dict[st
         # --clean: with force, every object in the dump is dropped before it is recreated.
         _run(["pg_restore", "--no-owner", "--exit-on-error", "--clean", "--if-exists",
               f"--dbname={settings.database_url}", str(directory / PG_FILE)])
+    # The knowledge is replaced only once the database is: a restore that fails before leaves
+    # the data dir's knowledge as it was.
+    if force:
+        shutil.rmtree(knowledge, ignore_errors=True)
     if (directory / "knowledge").is_dir():
         shutil.copytree(directory / "knowledge", knowledge, dirs_exist_ok=True)
     if manifest["includes_secrets"]:
@@ -235,11 +237,9 @@ def _files(directory: Path) -> dict[str, dict[str, Any]]:
     found = {}
     for path in sorted(directory.rglob("*")):
         if path.is_file() and path.name != MANIFEST:
-            digest = hashlib.sha256()
             with path.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-            found[str(path.relative_to(directory))] = {"sha256": digest.hexdigest(),
+                digest = hashlib.file_digest(handle, "sha256").hexdigest()
+            found[str(path.relative_to(directory))] = {"sha256": digest,
                                                        "bytes": path.stat().st_size}
     return found
 

@@ -238,6 +238,12 @@ class Settings:
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
+    @property
+    def model_verify_cache(self) -> Path:
+        """Where model checks remember the files that matched (size, mtime, sha256), so that
+        multi-GB weights are hashed once, not at every start or check."""
+        return self.data_dir / "model-verify.json"
+
 
 def _format(value: Any) -> str:
     if isinstance(value, tuple):

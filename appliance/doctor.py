@@ -111,8 +111,7 @@ def _model_checks(services: Services) -> list[Check]:
             checks.append(_timed(f"model {model_id}: file", partial(_absent, model)))
             continue
         checks.append(_timed(f"model {model_id}: file",
-                             partial(_file_ok, model.spec,
-                                     services.settings.data_dir / "model-verify.json")))
+                             partial(_file_ok, model.spec, services.settings.model_verify_cache)))
         checks.append(_timed(f"model {model_id}: generate", partial(_answers, model)))
     return checks
 

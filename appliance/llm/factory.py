@@ -14,7 +14,7 @@ def build_model(spec: ModelSpec, settings: Settings) -> ChatModel:
 
         return LlamaCppModel(spec, threads=settings.llm_threads,
                              niceness=settings.llm_decode_niceness,
-                             verify_cache=settings.data_dir / "model-verify.json")
+                             verify_cache=settings.model_verify_cache)
     if spec.backend == "openai_http":
         from appliance.llm.openai_http import OpenAIHttpModel
 

@@ -125,11 +125,8 @@ def file_absent(spec: ModelSpec) -> bool:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 CHECKSUMS = "SHA256SUMS"

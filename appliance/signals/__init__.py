@@ -40,4 +40,4 @@ def build_embedder(manifest: Manifest, settings: Settings) -> Embedder:
 
     # The embedder runs on the CPU on every profile: a query costs milliseconds there.
     return OnnxEmbedder(spec, tokenizer, threads=settings.llm_threads,
-                        verify_cache=settings.data_dir / "model-verify.json")
+                        verify_cache=settings.model_verify_cache)
