@@ -151,6 +151,15 @@ class Overloaded(TryLater):
     code = "overloaded"
 
 
+class DatabaseUnavailable(TryLater):
+    """The database does not answer (a PostgreSQL failover, a network cut): nothing is served
+    from what this node may still hold; another node, or this one shortly, may answer."""
+
+    status = 503
+    type = "server_error"
+    code = "database_unavailable"
+
+
 class InProgress(TryLater):
     """The same request (its Idempotency-Key) is still running."""
 

@@ -1,7 +1,8 @@
 """Two appliance nodes on one PostgreSQL, each with its own data dir, behave as one box:
 knowledge ingested and published through node A answers on node B with its citation, a
 conversation moves between the nodes turn by turn, and node B's event stream carries what was
-written through node A. (Scheduler failover between nodes: tests/jobs/test_leader.py.)"""
+written through node A; a later release refuses to migrate while they serve, naming them.
+(Scheduler failover between nodes: tests/jobs/test_leader.py.)"""
 
 from __future__ import annotations
 
@@ -9,12 +10,18 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx
 import pytest
 from postgres_support import empty_postgres
 from server_support import LiveServer, running_server
+
+from appliance import __version__
+from appliance.db import open_database
+from appliance.db.migrate import Migration, available, migrate
+from appliance.db.schema_lock import SchemaInUse
 
 BRAND = "lumen-goods"
 SHIPPING = ("Standard shipping takes 3 to 5 business days. Express shipping costs $12 and "
@@ -101,3 +108,25 @@ def test_a_conversation_moves_between_nodes_and_their_streams(
     assert [m["id"] for m in seen if m.get("id")][-1] == second["id"]
     assert [m["id"] for m in transcript if m["role"] != "customer"][-3:] == [
         first["id"], second["id"], third["id"]]
+
+
+def test_a_later_release_refuses_to_migrate_while_the_nodes_serve_and_names_them(
+        nodes: tuple[LiveServer, LiveServer], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node upgraded first, migrating while both nodes of the older release still serve."""
+    a, b = nodes
+    shipped = available()
+    later = ModuleType("m_later")
+    later.up = lambda db: db.execute_sql("CREATE TABLE later (id INTEGER)")  # type: ignore[attr-defined]
+    monkeypatch.setattr("appliance.db.migrate.available",
+                        lambda: [*shipped, Migration(shipped[-1].version + 1, "later", later)])
+    db = open_database(a.env["APPLIANCE_DATABASE_URL"])
+
+    with db.connection_context(), pytest.raises(SchemaInUse) as refused:
+        migrate(db)
+
+    named = f"{__version__} schema {shipped[-1].version}"
+    assert f"appliance web node-a {named}" in refused.value.message
+    assert f"appliance web node-b {named}" in refused.value.message
+    with db.connection_context():
+        assert "later" not in db.get_tables()
+    assert httpx.get(f"{b.url}/readyz", timeout=60).status_code == 200

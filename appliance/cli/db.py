@@ -21,7 +21,7 @@ def db() -> None:
 @click.option("--target", type=int, help="Stop at this version (default: newest).")
 @pass_cli
 def migrate(ctx: CliContext, target: int | None) -> None:
-    """Apply pending migrations, each in its own transaction."""
+    """Apply pending migrations in one transaction: all of them, or none."""
     applied = migrations.migrate(ctx.services.db, target)
     for migration in applied:
         click.echo(f"applied {migration.version:04d} {migration.name}")

@@ -24,6 +24,7 @@ def serve(ctx: CliContext, bind: str | None, workers: int | None) -> None:
     from gunicorn.app.base import BaseApplication
 
     from appliance import logs, metrics
+    from appliance.db import schema_lock
     from appliance.services import build_services
     from appliance.web import create_app
     from appliance.web.health import HealthListener, worker_health
@@ -80,7 +81,10 @@ def serve(ctx: CliContext, bind: str | None, workers: int | None) -> None:
             services = build_services(settings)
             # Models, indexes and classifiers load now, not on a customer's first message.
             services.start_warm_up()
-            return create_app(services=services)
+            app = create_app(services=services)
+            # Held as long as the worker lives: no migration changes the schema under it.
+            app.extensions["schema_hold"] = schema_lock.hold(settings, "web")
+            return app
 
     Application().run()
 

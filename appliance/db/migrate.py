@@ -1,9 +1,12 @@
 """Numbered migrations: `migrations/mNNNN_name.py` modules, each with `up(db)` and `down(db)`.
 
-Each migration runs in its own transaction together with its row in `schema_migration`, so a
-crash mid-migration leaves the schema at the previous version (PostgreSQL and SQLite both have
-transactional DDL). Migrations define their own frozen models: they never import `db.models`,
-whose classes follow the newest schema.
+The pending migrations run in one transaction together with their rows in `schema_migration`
+(PostgreSQL and SQLite both have transactional DDL), and so does a rollback: a migration that
+fails, or a crash part way, leaves the schema exactly at the version it started from. After a
+failed upgrade that is the version the previous release knows, so the previous release can run
+again at once (the Ansible role puts it back). On PostgreSQL a change refuses while processes
+still serve the schema (appliance.db.schema_lock). Migrations define their own frozen models:
+they never import `db.models`, whose classes follow the newest schema.
 """
 
 from __future__ import annotations
@@ -12,12 +15,21 @@ import datetime as dt
 import importlib
 import pkgutil
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 
 import peewee
 
 from appliance.db import migrations as migrations_pkg
+from appliance.db import schema_lock
+from appliance.errors import ApplianceError
+
+
+class MigrationFailed(ApplianceError):
+    """A migration raised: nothing of its batch was applied (or undone)."""
+
+    code = "migration_failed"
 
 
 @dataclass(frozen=True)
@@ -60,35 +72,53 @@ def pending(db: peewee.Database) -> list[Migration]:
 
 
 def migrate(db: peewee.Database, target: int | None = None) -> list[Migration]:
-    """Apply pending migrations up to `target` (all when None); return what was applied."""
-    applied = []
+    """Apply pending migrations up to `target` (all when None), all or none; return them."""
     with db.bind_ctx([SchemaMigration]):
         SchemaMigration.create_table(safe=True)
-        for migration in pending(db):
-            if target is not None and migration.version > target:
-                break
-            with db.atomic():
-                migration.module.up(db)
+        with db.atomic():
+            batch = _batch(db, lambda: [m for m in pending(db)
+                                        if target is None or m.version <= target])
+            for migration in batch:
+                try:
+                    migration.module.up(db)
+                except Exception as exc:
+                    raise _failed(migration, "applied", batch, exc) from exc
                 SchemaMigration.create(
                     version=migration.version, name=migration.name,
                     applied_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
                 )
-            applied.append(migration)
-    return applied
+    return batch
 
 
 def rollback(db: peewee.Database, target: int) -> list[Migration]:
-    """Undo applied migrations newer than `target`, newest first; return what was undone."""
-    undone = []
-    done = applied_versions(db)
-    with db.bind_ctx([SchemaMigration]):
-        for migration in reversed(available()):
-            if migration.version <= target or migration.version not in done:
-                continue
-            with db.atomic():
+    """Undo applied migrations newer than `target`, newest first, all or none; return them."""
+    def newer() -> list[Migration]:
+        done = applied_versions(db)
+        return [m for m in reversed(available()) if m.version > target and m.version in done]
+
+    with db.bind_ctx([SchemaMigration]), db.atomic():
+        batch = _batch(db, newer)
+        for migration in batch:
+            try:
                 migration.module.down(db)
-                SchemaMigration.delete().where(
-                    SchemaMigration.version == migration.version
-                ).execute()
-            undone.append(migration)
-    return undone
+            except Exception as exc:
+                raise _failed(migration, "undone", batch, exc) from exc
+            SchemaMigration.delete().where(SchemaMigration.version == migration.version).execute()
+    return batch
+
+
+def _batch(db: peewee.Database, find: Callable[[], list[Migration]]) -> list[Migration]:
+    """What to change, found again under the schema lock when there is anything (another node's
+    migration may have done it while this one waited; appliance.db.schema_lock)."""
+    if not find():
+        return []
+    schema_lock.take_for_change(db)
+    return find()
+
+
+def _failed(migration: Migration, verb: str, batch: list[Migration],
+            exc: Exception) -> MigrationFailed:
+    return MigrationFailed(
+        f"migration {migration.version:04d} {migration.name} failed ({type(exc).__name__}: "
+        f"{exc}); none of the {len(batch)} migration(s) was {verb}, the schema is as it was"
+    )

@@ -5,10 +5,10 @@ every job would run each twice. So every node may run `appliance scheduler`, and
 leads: the one holding the scheduler lock, a PostgreSQL session advisory lock on a connection
 of its own (a file lock beside the database on SQLite, which is one box). The lock goes with
 the process that holds it, whether it exits, is killed, or its box or connection dies
-(keepalives bound how long PostgreSQL takes to notice a dead peer), so a standby, asking again
-every STANDBY_POLL_S, leads within a minute of the leader's end. A leader that finds its lock
-connection gone stops at once (systemd starts it again, as a standby if another took over):
-two leaders never schedule at once.
+(keepalives on both ends: PostgreSQL ends a vanished box's session in about 25 s), so a
+standby, asking again every STANDBY_POLL_S, leads within a minute of the leader's end. A
+leader that finds its lock connection gone stops at once (systemd starts it again, as a
+standby if another took over): two leaders never schedule at once.
 
 Each scheduler keeps its row in `scheduler_node` (role, since when it leads, last seen every
 HEARTBEAT_S), which `appliance scheduler status` reads, and every job run records its node.
@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import peewee
-from playhouse.db_url import connect
 
 from appliance.config import Settings
+from appliance.db import lock_connection
 from appliance.db.models import SchedulerNode, utcnow
 
 #: Seconds between a scheduler's refreshes of its row (and a leader's check of its lock).
@@ -93,12 +93,10 @@ class AdvisoryLock:
         db = self._db
         if db is None or not self._alive():
             self.release()
-            db = self._db = connect(
-                self._url, thread_safe=False, autoconnect=False,
-                application_name="appliance-scheduler-lock", keepalives=1, keepalives_idle=10,
-                keepalives_interval=5, keepalives_count=3)
+            db = self._db = lock_connection(self._url, "appliance-scheduler-lock")
             db.connect()
-        (got,) = db.execute_sql("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
+        (got,) = db.execute_sql(  # type: ignore[no-untyped-call]
+            "SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
         self._holding = bool(got)
         return self._holding
 

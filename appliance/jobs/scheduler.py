@@ -10,6 +10,7 @@ import threading
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from appliance import metrics
+from appliance.db import schema_lock
 from appliance.jobs import JOBS, leader, run_job
 from appliance.services import Services
 
@@ -36,6 +37,7 @@ def run_scheduler(services: Services) -> int:
     systemd starts it again)."""
     _serve_metrics(services.settings.scheduler_metrics_port)
     name, lock = services.settings.node_name, leader.leader_lock(services.settings)
+    hold = schema_lock.hold(services.settings, "scheduler")  # its jobs use the schema too
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     with services.db.connection_context():
@@ -50,6 +52,8 @@ def run_scheduler(services: Services) -> int:
         lock.release()
         with services.db.connection_context():
             leader.record(name, leader.STOPPED)
+        if hold is not None:
+            hold.release()
         log.info("scheduler stopped")
 
 

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, current_app
+import peewee
+from flask import Flask, Response, current_app, request
 from flask_wtf.csrf import CSRFProtect
 
 from appliance import logs
 from appliance.config import Settings, load_settings
+from appliance.errors import DatabaseUnavailable
 from appliance.services import Services, build_services
 from appliance.web.proxies import TrustedProxies
 
 EXTENSION_KEY = "appliance"
+#: Endpoints that open no database connection before the request (appliance/web/meta.py).
+_PROBES = frozenset({"meta.healthz", "meta.readyz"})
 
 
 def create_app(
@@ -100,7 +104,14 @@ def _database_per_request(app: Flask, services: Services) -> None:
 
     @app.before_request
     def _connect() -> None:
-        db.connect(reuse_if_open=True)
+        # The probes answer for themselves: /healthz needs no database, /readyz reports it.
+        if request.endpoint in _PROBES:
+            return
+        try:
+            db.connect(reuse_if_open=True)
+        except (peewee.OperationalError, peewee.InterfaceError) as exc:
+            raise DatabaseUnavailable("The database does not answer; try again shortly.",
+                                      retry_after_s=5) from exc
 
     @app.teardown_appcontext
     def _close(exc: BaseException | None) -> None:

@@ -33,8 +33,8 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    """Ready for traffic: the database answers, its schema is current and this worker has
-    warmed up (appliance.readiness). 503 otherwise.
+    """Ready for traffic: the database answers, its schema is exactly the one this release knows
+    and this worker has warmed up (appliance.readiness). 503 otherwise.
 
     Model health is reported but does not fail readiness: with every model down the agent
     still answers with the brand's canned message (a warm-up that failed is reported the
@@ -43,9 +43,12 @@ def readyz() -> tuple[Response, int]:
     services = services_of_app()
     checks: dict[str, Any] = {}
     try:
-        missing = {m.version for m in available()} - applied_versions(services.db)
-        checks["database"] = {"ok": not missing,
-                              "detail": "schema current" if not missing else "migrations pending"}
+        services.db.connect(reuse_if_open=True)  # the app's teardown closes it
+        known, applied = {m.version for m in available()}, applied_versions(services.db)
+        # A schema newer than this release: another node migrated while this one was down.
+        detail = ("schema newer than this release" if applied - known
+                  else "migrations pending" if known - applied else "schema current")
+        checks["database"] = {"ok": applied == known, "detail": detail}
     except Exception:  # any database failure means not ready
         checks["database"] = {"ok": False, "detail": "database unreachable"}
     warm = services.warm

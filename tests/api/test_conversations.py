@@ -3,6 +3,7 @@ health, readiness and versions. Replies come from the real tiny model."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from werkzeug.test import TestResponse
 from appliance import __version__
 from appliance.brands import Policy
 from appliance.config import Settings
+from appliance.db.migrate import SchemaMigration, migrate
 from appliance.db.models import Conversation, Message, TurnTrace
 from appliance.demo.seed import DEMO_BRANDS
 from appliance.services import Services, build_services
@@ -343,6 +345,26 @@ def test_it_is_not_ready_while_migrations_are_pending(settings: Settings) -> Non
     body = response.get_json()
     assert body["status"] == "not_ready"
     assert body["checks"]["database"] == {"ok": False, "detail": "migrations pending"}
+
+
+def test_it_is_not_ready_on_a_schema_newer_than_this_release(settings: Settings) -> None:
+    """Another node migrated to a later release while this one was down: this code must not
+    serve a schema it does not know."""
+    services = build_services(settings)
+    try:
+        migrate(services.db)
+        with services.db.bind_ctx([SchemaMigration]):
+            SchemaMigration.create(version=9999, name="from_a_later_release",
+                                   applied_at=dt.datetime(2026, 12, 8))
+        client = create_app({"TESTING": True}, services=services).test_client()
+
+        response = client.get("/readyz")
+    finally:
+        services.close()
+
+    assert response.status_code == 503
+    assert response.get_json()["checks"]["database"] == {
+        "ok": False, "detail": "schema newer than this release"}
 
 
 # --- over real HTTP -----------------------------------------------------------------------

@@ -5,14 +5,23 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import peewee
 import pytest
 
 from appliance.db import open_database
-from appliance.db.migrate import applied_versions, available, migrate, pending, rollback
+from appliance.db.migrate import (
+    Migration,
+    MigrationFailed,
+    applied_versions,
+    available,
+    migrate,
+    pending,
+    rollback,
+)
 from appliance.db.models import (
     ALL_MODELS,
     AdminSession,
@@ -100,6 +109,73 @@ def test_it_stops_at_the_target_version(fresh_db: peewee.Database) -> None:
     assert migrate(fresh_db, target=0) == []
     assert TABLES.isdisjoint(_tables(fresh_db))
     assert [m.version for m in pending(fresh_db)] == [m.version for m in available()]
+
+
+def _migration(version: int, name: str, up: Callable[[peewee.Database], None],
+               down: Callable[[peewee.Database], None]) -> Migration:
+    module = ModuleType(f"m{version:04d}_{name}")
+    module.up, module.down = up, down  # type: ignore[attr-defined]
+    return Migration(version, name, module)
+
+
+def _creates_table(table: str) -> Callable[[peewee.Database], None]:
+    return lambda db: db.execute_sql(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY)")
+
+
+def _fails(db: peewee.Database) -> None:
+    raise RuntimeError("the disk is full")
+
+
+def test_a_failed_upgrade_leaves_the_schema_and_data_of_the_release_before(
+    fresh_db: peewee.Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new release brings three migrations and the last one fails: the two before it are
+    undone with it, so the previous release finds exactly the schema and rows it left."""
+    migrate(fresh_db)
+    brand = Brand.create(slug="kept", name="Kept", persona={}, policy={})
+    ApiKey.create(brand=brand, name="k", prefix="sbk_kept", key_hash="1" * 64)
+    rollback(fresh_db, 16)
+    before = (_tables(fresh_db), {c.name for c in fresh_db.get_columns("brand")})
+
+    def renames_and_fails(db: peewee.Database) -> None:
+        db.execute_sql("UPDATE brand SET name = 'Changed'")
+        _fails(db)
+
+    shipped = available()
+    monkeypatch.setattr(
+        "appliance.db.migrate.available",
+        lambda: [*shipped, _migration(19, "probe", _creates_table("upgrade_probe"), _fails),
+                 _migration(20, "breaks", renames_and_fails, _fails)],
+    )
+    with pytest.raises(MigrationFailed) as failed:
+        migrate(fresh_db)
+
+    assert "0020 breaks failed (RuntimeError: the disk is full)" in failed.value.message
+    assert "none of the 4 migration(s) was applied" in failed.value.message
+    assert applied_versions(fresh_db) == set(range(1, 17))
+    assert (_tables(fresh_db), {c.name for c in fresh_db.get_columns("brand")}) == before
+    assert [(b.slug, b.name) for b in Brand.select(Brand.slug, Brand.name)] == [("kept", "Kept")]
+
+
+def test_a_failed_rollback_undoes_nothing(
+    fresh_db: peewee.Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shipped = available()
+    monkeypatch.setattr(
+        "appliance.db.migrate.available",
+        lambda: [*shipped, _migration(19, "stuck", _creates_table("stuck"), _fails),
+                 _migration(20, "probe", _creates_table("probe"),
+                            lambda db: db.execute_sql("DROP TABLE probe"))],
+    )
+    migrate(fresh_db)
+
+    with pytest.raises(MigrationFailed) as failed:
+        rollback(fresh_db, 18)
+
+    assert "0019 stuck failed" in failed.value.message
+    assert "none of the 2 migration(s) was undone" in failed.value.message
+    assert {19, 20} <= applied_versions(fresh_db)
+    assert {"stuck", "probe"} <= _tables(fresh_db)
 
 
 def test_it_enforces_foreign_keys(fresh_db: peewee.Database) -> None:

@@ -412,10 +412,9 @@ def _installed_version(venv: str) -> str:
     ).stdout.strip()
 
 
-@pytest.fixture(scope="module")
-def upgrade(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """This release's wheelhouse with the appliance's wheel rebuilt as a later version."""
-    work = tmp_path_factory.mktemp("upgrade")
+def _later_wheelhouse(work: Path, post: int, migration: str = "") -> tuple[Path, str]:
+    """This release's wheelhouse with the appliance's wheel rebuilt as version `.post<post>`,
+    carrying `migration` (a module's source) as the next migration."""
     source = work / "source"
     shutil.copytree(REPO / "appliance", source / "appliance",
                     ignore=shutil.ignore_patterns("__pycache__"))
@@ -424,8 +423,12 @@ def upgrade(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     init = source / "appliance" / "__init__.py"
     match = re.search(r'__version__ = "([^"]+)"', init.read_text())
     assert match
-    later = f"{match.group(1)}.post1"
+    later = f"{match.group(1)}.post{post}"
     init.write_text(init.read_text().replace(match.group(0), f'__version__ = "{later}"'))
+    if migration:
+        migrations = source / "appliance" / "db" / "migrations"
+        newest = max(int(p.name[1:5]) for p in migrations.glob("m[0-9][0-9][0-9][0-9]_*.py"))
+        (migrations / f"m{newest + 1:04d}_upgrade_probe.py").write_text(migration)
     wheelhouse = work / "wheelhouse"
     shutil.copytree(REPO / "wheelhouse", wheelhouse, copy_function=os.link)
     for old in wheelhouse.glob("switchboard_appliance-*.whl"):
@@ -438,6 +441,11 @@ def upgrade(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
                           cwd=wheelhouse, capture_output=True, text=True, check=True).stdout
     (wheelhouse / "SHA256SUMS").write_text(sums)
     return wheelhouse, later
+
+
+@pytest.fixture(scope="module")
+def upgrade(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    return _later_wheelhouse(tmp_path_factory.mktemp("upgrade"), 1)
 
 
 def test_an_upgrade_keeps_the_running_venv_and_a_rollback_restores_it(
@@ -472,6 +480,87 @@ def test_an_upgrade_keeps_the_running_venv_and_a_rollback_restores_it(
     assert "Install the appliance from the wheelhouse" not in back.changed_tasks
     assert not any(p.name.endswith(f"{later}-py3-none-any.whl")
                    for p in (ROOT / "opt/appliance/wheelhouse").iterdir())
+
+
+# Real DDL and a real change to the customers' rows, then a failure: the shape of a migration
+# that meets data its author never saw.
+FAILING_MIGRATION = """
+import peewee
+
+
+def up(db: peewee.Database) -> None:
+    db.execute_sql("CREATE TABLE upgrade_probe (id INTEGER PRIMARY KEY)")
+    db.execute_sql("UPDATE conversation SET status = 'probed'")
+    raise RuntimeError("a row the migration did not expect")
+
+
+def down(db: peewee.Database) -> None:
+    db.execute_sql("DROP TABLE upgrade_probe")
+"""
+
+
+def _restore_previous(inventory: Path) -> Converge:
+    """The role's own step that puts the previous release back (the one the "Restart appliance"
+    handler takes after a failed migration, before it starts the services)."""
+    playbook = inventory / "restore_previous.yml"
+    playbook.write_text(
+        "- hosts: appliance\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.builtin.include_role:\n        name: appliance\n"
+        "        tasks_from: restore_previous.yml\n"
+    )
+    result = subprocess.run(
+        [str(DEPLOY_VENV / "bin" / "ansible-playbook"), "-i", str(inventory / "inventory.ini"),
+         "-e", f"@{inventory / 'vars.json'}", str(playbook)],
+        capture_output=True, text=True, cwd=ANSIBLE_DIR,
+        env={**_controller_env(), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
+             "ANSIBLE_ROLES_PATH": str(ANSIBLE_DIR / "roles")},
+    )
+    return Converge(result.returncode, result.stdout + result.stderr)
+
+
+def test_an_upgrade_whose_migration_fails_leaves_the_previous_release_serving(
+    first_turn: tuple[str, dict[str, Any]], running: str, api_key: str, inventory: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    conversation_id, _ = first_turn
+    original = _call(f"{running}/v1/conversations/{conversation_id}", api_key)
+    wheelhouse, later = _later_wheelhouse(tmp_path_factory.mktemp("failing"), 2,
+                                          FAILING_MIGRATION)
+    before = _installed_version("/opt/appliance/venv")
+    status_before = cli("db", "status").stdout
+    upgraded = _converge(inventory, "-e",
+                         json.dumps({"appliance_wheelhouse_src": f"{wheelhouse}/"}))
+    assert upgraded.returncode == 0, upgraded.output[-6000:]
+    assert _installed_version("/opt/appliance/venv") == later
+
+    # What the handler's first step runs: the new release's migration unit. It fails, naming
+    # the migration, and leaves every applied version, table and row as it found them.
+    migration = run_unit("appliance-migrate.service")
+    assert migration.returncode != 0
+    assert "upgrade_probe failed (RuntimeError: a row the migration did not expect)" in (
+        migration.stderr)
+    status = cli("db", "status").stdout
+    assert re.search(r"upgrade_probe\s+pending", status), status
+    assert status.count("pending") == 1
+
+    restored = _restore_previous(inventory)
+    assert restored.returncode == 0, restored.output[-6000:]
+    assert _installed_version("/opt/appliance/venv") == before
+    assert _installed_version("/opt/appliance/venv.failed") == later
+    assert not (ROOT / "opt/appliance/venv.previous").exists()
+    assert cli("db", "status").stdout == status_before
+
+    # The previous release starts as its units start it (an empty migration first) and serves
+    # the conversation the failed migration had tried to change.
+    assert run_unit("appliance-migrate.service").returncode == 0
+    bind = f"127.0.0.1:{_free_port()}"
+    with serving(["appliance-web.service"], bind, {"APPLIANCE_BIND": bind}) as url:
+        assert _call(f"{url}/v1/conversations/{conversation_id}", api_key) == original
+
+    shutil.rmtree(ROOT / "opt/appliance/venv.failed")
+    back = _converge(inventory)
+    assert back.returncode == 0, back.output[-6000:]
+    assert "Install the appliance from the wheelhouse" not in back.changed_tasks
 
 
 # --- a bad wheelhouse, a second converge, and the checks over what was installed -----------
