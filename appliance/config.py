@@ -70,7 +70,8 @@ class Settings:
     model_profile: str = _setting("cpu", "Model profile from the manifest: cpu or gpu.")
     reply_models: tuple[str, ...] = _setting(
         (), "Ordered model ids for the reply task, everyday replies (the first that answers "
-        "wins; reply_large, extraction and summary keep the manifest's routes). "
+        "wins; reply_large, extraction and summary keep the manifest's routes). A model with "
+        "replicas stands for it and them, as in the manifest's routes. "
         "Default: the profile's list in the manifest."
     )
     llm_threads: int = _setting(2, "CPU threads per in-process llama.cpp model.")

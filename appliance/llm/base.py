@@ -55,7 +55,15 @@ class ModelSpec:
     #: A model served over HTTP from a directory of the model store (vLLM's weights): checked
     #: against the SHA256SUMS in it, never loaded by this process.
     directory: Path | None = None
+    #: The model this one is a replica of: the same model served by another box. Routes name
+    #: the group (its first model's id) and the router balances among its replicas.
+    replica_of: str | None = None
     options: dict[str, str | int | float | bool] = field(default_factory=dict)
+
+    @property
+    def group(self) -> str:
+        """The id routes know this model by: its first model's, or its own."""
+        return self.replica_of or self.id
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ _BACKENDS: dict[str, tuple[str, ...]] = {
     "onnx": ("context_tokens", "file"),
     "file": ("file",),
 }
+#: Replicas are the same model served by other boxes, so they must agree on what routes rely on.
+_SAME_IN_REPLICAS = ("role", "profile", "backend")
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,13 @@ class Manifest:
     #: profile -> task -> ordered model ids
     profiles: dict[str, dict[str, tuple[str, ...]]]
 
+    def with_replicas(self, ids: tuple[str, ...]) -> tuple[str, ...]:
+        """`ids` as a route names them: each model followed by its replicas."""
+        return tuple(member for model_id in ids for member in (
+            model_id, *(s.id for s in self.models.values() if s.replica_of == model_id)))
+
     def route(self, profile: str, task: str) -> tuple[str, ...]:
+        """The model ids of `task` in the order tried, each model with replicas followed by them."""
         try:
             return self.profiles[profile][task]
         except KeyError as exc:
@@ -59,7 +67,7 @@ def _spec(entry: dict[str, Any], store: Path) -> ModelSpec:
         base = _package_dir(entry["package"]) if "package" in entry else store
         path = (base / entry["file"]) if base is not None else Path(entry["package"], entry["file"])
     known = {*_REQUIRED, "context_tokens", "file", "package", "sha256", "size", "url",
-             "served_name", "timeout_s", "optional", "directory"}
+             "served_name", "timeout_s", "optional", "directory", "replica_of"}
     timeout_s = entry.get("timeout_s")
     if timeout_s is not None and (
         isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float)
@@ -68,6 +76,9 @@ def _spec(entry: dict[str, Any], store: Path) -> ModelSpec:
         raise ConfigError(f"manifest: model {entry['id']!r}: timeout_s must be a positive number")
     if not isinstance(entry.get("optional", False), bool):
         raise ConfigError(f"manifest: model {entry['id']!r}: optional must be true or false")
+    replica_of = entry.get("replica_of")
+    if replica_of is not None and (not isinstance(replica_of, str) or not replica_of):
+        raise ConfigError(f"manifest: model {entry['id']!r}: replica_of must be a model id")
     return ModelSpec(
         id=entry["id"], role=entry["role"], profile=entry["profile"], backend=entry["backend"],
         context_tokens=int(entry.get("context_tokens", 0)), license=entry["license"],
@@ -76,6 +87,7 @@ def _spec(entry: dict[str, Any], store: Path) -> ModelSpec:
         timeout_s=None if timeout_s is None else float(timeout_s),
         optional=entry.get("optional", False),
         directory=store / entry["directory"] if "directory" in entry else None,
+        replica_of=replica_of,
         options={k: v for k, v in entry.items() if k not in known},
     )
 
@@ -95,16 +107,54 @@ def load_manifest(store: Path) -> Manifest:
         if spec.id in models:
             raise ConfigError(f"manifest: model id {spec.id!r} appears twice")
         models[spec.id] = spec
+    groups = _replica_groups(models)
     profiles = {
-        name: {task: tuple(ids) for task, ids in routes.items()}
+        name: {task: _route(f"{name}.{task}", ids, groups) for task, ids in routes.items()}
         for name, routes in raw.get("profiles", {}).items()
     }
-    for name, routes in profiles.items():
-        for task, ids in routes.items():
-            for model_id in ids:
-                if model_id not in models:
-                    raise ConfigError(f"manifest: profile {name}.{task} names unknown {model_id!r}")
     return Manifest(models=models, profiles=profiles)
+
+
+def _route(where: str, ids: list[str], groups: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """A route's model ids, each model followed by its replicas."""
+    for model_id in ids:
+        if model_id not in groups:
+            first = next((g for g, members in groups.items() if model_id in members), None)
+            if first is None:
+                raise ConfigError(f"manifest: profile {where} names unknown {model_id!r}")
+            raise ConfigError(f"manifest: profile {where} names {model_id!r}, a replica of "
+                              f"{first!r}: name {first!r}, which stands for it and its replicas")
+    return tuple(member for model_id in ids for member in groups[model_id])
+
+
+def _replica_groups(models: dict[str, ModelSpec]) -> dict[str, tuple[str, ...]]:
+    """Each model that is no replica -> it and its replicas, in manifest order. A replica is
+    served over HTTP, names a model that is no replica itself, agrees with it on
+    `_SAME_IN_REPLICAS`, and has a URL of its own."""
+    groups = {model_id: [spec] for model_id, spec in models.items() if spec.replica_of is None}
+    for spec in models.values():
+        if spec.replica_of is None:
+            continue
+        where = f"manifest: model {spec.id!r} (replica_of {spec.replica_of!r})"
+        if spec.replica_of not in models:
+            raise ConfigError(f"{where}: no model has that id")
+        if spec.replica_of not in groups:
+            raise ConfigError(f"{where}: that model is a replica itself; name the model "
+                              "all replicas share")
+        if spec.backend != "openai_http":
+            raise ConfigError(f"{where}: only a model served over HTTP (backend openai_http) "
+                              "has replicas")
+        first = models[spec.replica_of]
+        for key in _SAME_IN_REPLICAS:
+            if getattr(spec, key) != getattr(first, key):
+                raise ConfigError(f"{where}: its {key} {getattr(spec, key)!r} differs from "
+                                  f"{getattr(first, key)!r}")
+        twin = next((other.id for other in groups[first.id] if other.url == spec.url), None)
+        if twin is not None:
+            raise ConfigError(f"{where}: {twin!r} has the same url {spec.url!r}; a replica is "
+                              "another server")
+        groups[first.id].append(spec)
+    return {model_id: tuple(spec.id for spec in group) for model_id, group in groups.items()}
 
 
 @dataclass(frozen=True)

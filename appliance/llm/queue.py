@@ -43,6 +43,11 @@ class ModelQueue:
         """Calls generating or waiting now."""
         return self._admitted
 
+    @property
+    def full(self) -> bool:
+        """Every slot generating and every waiting place taken: a call now is refused."""
+        return self._admitted >= self._capacity + self._depth
+
     def expected_wait_s(self, ahead: int) -> float:
         """Seconds a call with `ahead` calls in front of it waits for a slot."""
         return math.floor(ahead / self._capacity) * self._average_s

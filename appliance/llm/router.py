@@ -12,6 +12,14 @@ A retryable `ModelError` (down, timeout) moves on to the next model, and the ans
 as a fallback (degraded). A non-retryable error stops at once. Streams can fall back only before
 their first token: once text has reached the customer, a failure is reported, not papered over.
 
+Replicas: the replicas of one model (manifest `replica_of`: the same model served by other
+boxes) stand side by side in a route and are one choice. Among them the healthy ones (file
+present, circuit not open, queue not full) go first, the least loaded first (the calls this
+process has generating or waiting on each: every node balances on what it sees itself), ties
+taken in turn (round robin) so that idle replicas share the calls. A replica that fails is passed
+over for the next one, then the rest of the route. An answer from any replica of the first choice
+is no fallback: it is the same model.
+
 Time: `params.timeout_s` is the budget of the whole task. Each attempt may use what is left of it
 (capped by the model's manifest `timeout_s`), but while other models could still answer, it must
 start answering within its share of what is left (what is left divided among it and the models
@@ -20,10 +28,12 @@ after it), so a hanging model leaves time for the next one.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
+from itertools import groupby
 
 from appliance import metrics
 from appliance.errors import ConfigError, ModelError, ModelTimeout, ModelUnavailable, Overloaded
@@ -54,7 +64,8 @@ class Attempt:
 @dataclass(frozen=True)
 class RoutedCompletion:
     completion: Completion
-    #: True when a model other than the task's first choice answered.
+    #: True when a model other than the task's first choice (its first model or a replica of
+    #: it) answered.
     fallback: bool
     #: Models tried or passed over before the one that answered, and why.
     failed: tuple[Attempt, ...]
@@ -84,7 +95,8 @@ class ModelStatus:
     last_error: str | None
     #: While the circuit is open: seconds until one trial call is let through.
     retry_in_s: float | None
-    #: task -> the model's place in that task's route (1 = first choice).
+    #: task -> the model's place in that task's route (1 = first choice; replicas side by
+    #: side share a place).
     tasks: dict[str, int]
 
     @property
@@ -130,6 +142,14 @@ class ModelRouter:
                 raise ConfigError(f"route {task!r}: unknown or no models {unknown}")
         self._models = dict(models)
         self._routes = {task: tuple(ids) for task, ids in routes.items()}
+        #: task -> its choices in order: a model, or replicas of one model side by side.
+        self._choices = {
+            task: tuple(tuple(ids) for _, ids in groupby(route, self._group))
+            for task, route in self._routes.items()
+        }
+        #: group -> calls so far, whose count picks the replica that goes first among equals.
+        self._turns: dict[str, int] = {}
+        self._turns_lock = threading.Lock()
         self._clock = clock
         #: Models without a queue are called without admission (tests that build a router).
         self._queues = dict(queues or {})
@@ -163,7 +183,7 @@ class ModelRouter:
                 optional=model.spec.optional, circuit=breaker.state,
                 consecutive_failures=breaker.consecutive_failures,
                 last_error=breaker.last_error, retry_in_s=breaker.retry_in_s,
-                tasks={task: ids.index(model_id) + 1
+                tasks={task: self._place(task, model_id)
                        for task, ids in self._routes.items() if model_id in ids},
             )
         return result
@@ -181,11 +201,10 @@ class ModelRouter:
         Raises ModelUnavailable when no model could answer (each tried or passed over), or the
         error of a model that failed after its first token or refused the request.
         """
-        route = self._routes[task]
         budget_end = self._clock() + params.timeout_s
         failed: list[Attempt] = []
         busy: Overloaded | None = None
-        for index, model_id in enumerate(route):
+        for model_id, place, later in self._plan(task):
             model = self._models[model_id]
             if file_absent(model.spec):
                 failed.append(Attempt(model_id, MODEL_MISSING))
@@ -200,7 +219,7 @@ class ModelRouter:
                 failed.append(Attempt(model_id, CIRCUIT_OPEN))
                 metrics.record_model_request(model_id, metrics.BREAKER_OPEN)
                 continue
-            attempt = self._attempt_params(params, model, remaining, route[index + 1:])
+            attempt = self._attempt_params(params, model, remaining, later)
             started = False
             done: Completion | None = None
             try:
@@ -216,8 +235,8 @@ class ModelRouter:
                 if done is None:
                     raise ModelUnavailable(f"model {model_id} ended its reply early")
                 permit.success()
-                _record_answer(done, fallback=index > 0)
-                yield RoutedCompletion(done, fallback=index > 0, failed=tuple(failed),
+                _record_answer(done, fallback=place > 0)
+                yield RoutedCompletion(done, fallback=place > 0, failed=tuple(failed),
                                        task=task)
                 return
             except Overloaded as exc:
@@ -240,6 +259,44 @@ class ModelRouter:
             raise busy
         tried = ", ".join(f"{a.model_id} ({a.error_code})" for a in failed)
         raise ModelUnavailable(f"no model could answer {task!r}; tried {tried}")
+
+    def _group(self, model_id: str) -> str:
+        return self._models[model_id].spec.group
+
+    def _place(self, task: str, model_id: str) -> int:
+        return next(place for place, choice in enumerate(self._choices[task], 1)
+                    if model_id in choice)
+
+    def _plan(self, task: str) -> Iterator[tuple[str, int, tuple[str, ...]]]:
+        """Each model to try: its id, its choice's place (0 = first choice), the models after
+        it. A choice's replicas are ordered when the attempts reach it."""
+        choices = self._choices[task]
+        for place, choice in enumerate(choices):
+            ordered = self._order(choice)
+            after = tuple(model_id for later in choices[place + 1:] for model_id in later)
+            for index, model_id in enumerate(ordered):
+                yield model_id, place, ordered[index + 1:] + after
+
+    def _order(self, choice: tuple[str, ...]) -> tuple[str, ...]:
+        """Replicas in the order to try them (see the module docstring); the unhealthy last,
+        to be passed over as any model is."""
+        if len(choice) == 1:
+            return choice
+        group = self._group(choice[0])
+        with self._turns_lock:
+            turn = self._turns.get(group, 0)
+            self._turns[group] = turn + 1
+        first = turn % len(choice)
+        in_turn = choice[first:] + choice[:first]
+        return tuple(sorted(in_turn, key=lambda m: (not self._healthy(m), self._load(m))))
+
+    def _healthy(self, model_id: str) -> bool:
+        queue = self._queues.get(model_id)
+        return self._could_answer(model_id) and not (queue is not None and queue.full)
+
+    def _load(self, model_id: str) -> int:
+        queue = self._queues.get(model_id)
+        return 0 if queue is None else queue.admitted
 
     def _admission(self, model_id: str, budget_s: float) -> AbstractContextManager[None]:
         queue = self._queues.get(model_id)

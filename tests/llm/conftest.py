@@ -1,5 +1,5 @@
-"""Fixtures for the LLM backends: the real tiny model, a real llama.cpp OpenAI server (shared, or
-one a test may kill), a canned HTTP server for replies llama.cpp never gives (vLLM's usage chunk,
+"""Fixtures for the LLM backends: the real tiny model, real llama.cpp OpenAI servers (two shared,
+or one a test may kill), a canned HTTP server for replies llama.cpp never gives (vLLM's usage chunk,
 429, 5xx), servers that hang, and a port nothing listens on."""
 
 from __future__ import annotations
@@ -128,6 +128,15 @@ def _running_llama_server(spec: ModelSpec, log_dir: Path) -> Iterator[LlamaServe
 def llama_server(tiny_spec: ModelSpec, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real `python -m llama_cpp.server` serving the tiny model; yields its /v1 base URL."""
     with _running_llama_server(tiny_spec, tmp_path_factory.mktemp("llama_server")) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="module")
+def other_llama_server(
+    tiny_spec: ModelSpec, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A second server like `llama_server`: with it, two replicas of one model."""
+    with _running_llama_server(tiny_spec, tmp_path_factory.mktemp("other_server")) as server:
         yield server.url
 
 

@@ -290,3 +290,70 @@ def test_it_names_a_missing_route(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="'gpu' has no route for 'reply'"):
         manifest.route("gpu", "reply")
+
+
+# --- replicas -------------------------------------------------------------------------------
+
+SERVED = """
+[[models]]
+id = "{id}"
+role = "{role}"
+profile = "gpu"
+backend = "openai_http"
+url = "{url}"
+served_name = "small"
+context_tokens = 8192
+license = "test"
+source = "test"
+"""
+
+
+def served(model_id: str, *, replica_of: str | None = None, role: str = "small",
+           url: str | None = None) -> str:
+    text = SERVED.format(id=model_id, role=role, url=url or f"http://{model_id}:8001/v1")
+    return text + (f'replica_of = "{replica_of}"\n' if replica_of else "")
+
+
+def replicas(route: str = "small-a", **last: str) -> str:
+    """small-a with two replicas, small-b and small-c (which `last` changes), then tiny."""
+    return (f'[profiles.gpu]\nreply = ["{route}", "tiny"]\n'
+            + MODEL.format(id="tiny", backend="llamacpp")
+            + served("small-a") + served("small-b", replica_of="small-a")
+            + served("small-c", **{"replica_of": "small-a", **last}))
+
+
+def test_it_routes_a_model_with_replicas_to_it_and_them(tmp_path: Path) -> None:
+    manifest = load_manifest(write_manifest(tmp_path, replicas()))
+
+    assert manifest.route("gpu", "reply") == ("small-a", "small-b", "small-c", "tiny")
+    specs = manifest.models
+    assert (specs["small-a"].replica_of, specs["small-c"].replica_of) == (None, "small-a")
+    assert {specs[m].group for m in ("small-a", "small-b", "small-c")} == {"small-a"}
+    assert specs["small-c"].options == {}
+    # The reply_models setting names models the same way.
+    assert manifest.with_replicas(("tiny", "small-a")) == ("tiny", "small-a", "small-b", "small-c")
+
+
+@pytest.mark.parametrize(("text", "names"), [
+    (replicas(route="small-b"),
+     "gpu.reply names 'small-b', a replica of 'small-a': name 'small-a'"),
+    (replicas(replica_of="small"), "model 'small-c' (replica_of 'small'): no model has that id"),
+    (replicas(replica_of="small-b"),
+     "model 'small-c' (replica_of 'small-b'): that model is a replica itself"),
+    (replicas(role="large"),
+     "model 'small-c' (replica_of 'small-a'): its role 'large' differs from 'small'"),
+    (replicas(url="http://small-b:8001/v1"),
+     "'small-b' has the same url 'http://small-b:8001/v1'"),
+    (MODEL.format(id="tiny", backend="llamacpp") + MODEL.format(id="copy", backend="llamacpp")
+     + 'replica_of = "tiny"\n', "only a model served over HTTP (backend openai_http)"),
+    (MODEL.format(id="tiny", backend="llamacpp") + "replica_of = 2\n",
+     "model 'tiny': replica_of must be a model id"),
+], ids=["route-names-a-replica", "unknown", "replica-of-a-replica", "other-role", "same-url",
+        "in-process", "not-an-id"])
+def test_it_rejects_a_bad_replica_naming_the_problem(
+    tmp_path: Path, text: str, names: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_manifest(write_manifest(tmp_path, text))
+
+    assert names in caught.value.message

@@ -23,6 +23,7 @@ from appliance.llm.base import (
 from appliance.llm.breaker import BreakerPolicy
 from appliance.llm.llamacpp import LlamaCppModel
 from appliance.llm.openai_http import OpenAIHttpModel
+from appliance.llm.queue import ModelQueue
 from appliance.llm.router import Attempt, ModelRouter, RoutedCompletion
 
 PARAMS = GenerationParams(max_tokens=12, temperature=0.0, timeout_s=30.0)
@@ -469,3 +470,89 @@ def test_an_eval_trials_seed_reaches_the_model_and_fixes_its_sampling(
         router_for(scripted).complete("reply", lambda model: hello, PARAMS)
     router_for(scripted).complete("reply", lambda model: hello, PARAMS)
     assert [params.seed for params in scripted.params] == [11, None]
+
+
+# --- replicas of one model ----------------------------------------------------------------
+
+
+def replica_of(first: str, model_id: str) -> ScriptedModel:
+    return ScriptedModel(model_id, answering(model_id).script, replica_of=first)
+
+
+def queued_router(models: Sequence[ChatModel], slots: dict[str, int], **kwargs: Any
+                  ) -> tuple[ModelRouter, dict[str, ModelQueue]]:
+    """A router over `models` in that order, each with a queue of `slots[id]` and no depth."""
+    queues = {m.spec.id: ModelQueue(m.spec.id, slots[m.spec.id], depth=0) for m in models}
+    return ModelRouter({m.spec.id: m for m in models}, {"reply": [m.spec.id for m in models]},
+                       queues=queues, **kwargs), queues
+
+
+def test_it_takes_idle_replicas_in_turn_as_one_first_choice(
+    hello: Sequence[ChatMessage],
+) -> None:
+    router = router_for(answering("a"), replica_of("a", "b"), replica_of("a", "c"),
+                        answering("backup"))
+
+    answers = [router.complete("reply", lambda m: hello, PARAMS) for _ in range(4)]
+
+    assert [routed.model_id for routed in answers] == ["a", "b", "c", "a"]
+    assert not any(routed.fallback for routed in answers)
+    assert {m: s.tasks for m, s in router.status().items()} == {
+        "a": {"reply": 1}, "b": {"reply": 1}, "c": {"reply": 1}, "backup": {"reply": 2}}
+
+
+def test_it_passes_a_failed_replica_over_for_the_next_then_the_rest_of_the_route(
+    hello: Sequence[ChatMessage],
+) -> None:
+    hung = ScriptedModel("a", [ModelTimeout("hung")])
+    other = replica_of("a", "b")
+    router = router_for(hung, other, answering("backup"))
+
+    replica = router.complete("reply", lambda m: hello, PARAMS)
+    other.script = [ModelUnavailable("down")]
+    fallback = router.complete("reply", lambda m: hello, PARAMS)
+
+    assert replica.model_id == "b" and not replica.degraded
+    assert replica.failed == (Attempt("a", "model_timeout"),)
+    assert fallback.model_id == "backup" and fallback.degraded
+    assert fallback.failed == (Attempt("b", "model_unavailable"), Attempt("a", "model_timeout"))
+
+
+def test_it_tries_the_least_loaded_replica_first(hello: Sequence[ChatMessage]) -> None:
+    router, queues = queued_router([answering("a"), replica_of("a", "b")], {"a": 2, "b": 2})
+
+    with queues["a"].admitted_within(3600.0):  # a call on a, generating
+        busy = [router.complete("reply", lambda m: hello, PARAMS) for _ in range(4)]
+    idle = [router.complete("reply", lambda m: hello, PARAMS) for _ in range(2)]
+
+    assert [routed.model_id for routed in busy] == ["b"] * 4
+    assert [routed.model_id for routed in idle] == ["a", "b"]
+
+
+def test_it_prefers_a_busy_replica_to_one_whose_queue_is_full(
+    hello: Sequence[ChatMessage],
+) -> None:
+    router, queues = queued_router([answering("a"), replica_of("a", "b")], {"a": 1, "b": 4})
+
+    with (queues["a"].admitted_within(3600.0), queues["b"].admitted_within(3600.0),
+          queues["b"].admitted_within(3600.0)):
+        answers = [router.complete("reply", lambda m: hello, PARAMS) for _ in range(2)]
+
+    assert [(routed.model_id, routed.failed) for routed in answers] == [("b", ())] * 2
+
+
+def test_it_prefers_a_busy_replica_to_one_whose_circuit_is_open(
+    hello: Sequence[ChatMessage],
+) -> None:
+    down = ScriptedModel("a", [ModelUnavailable("down")])
+    router, queues = queued_router([down, replica_of("a", "b")], {"a": 2, "b": 2},
+                                   breaker=BreakerPolicy(failures=1, cooldown_s=30.0),
+                                   clock=FakeClock())
+    opened = router.complete("reply", lambda m: hello, PARAMS)
+
+    with queues["b"].admitted_within(3600.0):
+        answers = [router.complete("reply", lambda m: hello, PARAMS) for _ in range(2)]
+
+    assert opened.failed == (Attempt("a", "model_unavailable"),) and not opened.degraded
+    assert [(routed.model_id, routed.failed) for routed in answers] == [("b", ())] * 2
+    assert down.calls == 1
