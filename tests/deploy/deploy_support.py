@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 SYSTEMD_DIR = REPO / "systemd"
 ANSIBLE_DIR = REPO / "ansible"
 ROLE_DIR = ANSIBLE_DIR / "roles" / "appliance"
+LB_ROLE_DIR = ANSIBLE_DIR / "roles" / "lb"
 
 
 @dataclass
@@ -117,21 +118,24 @@ class Ansible:
             timeout=240,
         )
 
-    def render(self, template: str, dest: Path, extra_vars: dict[str, Any] | None = None) -> str:
-        """Render one of the role's templates with its defaults and vars, as the role would."""
+    def render(self, template: str, dest: Path, extra_vars: dict[str, Any] | None = None,
+               role: Path = ROLE_DIR, inventory: Path | None = None) -> str:
+        """Render one of the role's templates with its defaults and vars, as the role would;
+        `inventory` gives it the groups and the other hosts' variables."""
         args = [
             "adhoc",
             "localhost",
             "--connection",
             "local",
+            *(["-i", str(inventory)] if inventory else []),
             "-m",
             "ansible.builtin.template",
             "-a",
-            f"src={ROLE_DIR / 'templates' / template} dest={dest}",
+            f"src={role / 'templates' / template} dest={dest}",
             "-e",
-            f"@{ROLE_DIR / 'defaults' / 'main.yml'}",
+            f"@{role / 'defaults' / 'main.yml'}",
             "-e",
-            f"@{ROLE_DIR / 'vars' / 'main.yml'}",
+            f"@{role / 'vars' / 'main.yml'}",
         ]
         if extra_vars:
             args += ["-e", json.dumps(extra_vars)]
