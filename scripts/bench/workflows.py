@@ -65,11 +65,12 @@ def start_backend(data_dir: Path, port: int, kind: str = "retail") -> subprocess
     raise SystemExit(f"the {kind} backend did not start")
 
 
-def stop_backend(proc: subprocess.Popen[bytes]) -> None:
-    """Stop the brand's systems; kill them if they do not stop in time (a busy machine)."""
+def stop_backend(proc: subprocess.Popen[bytes], timeout_s: float = 10) -> None:
+    """Stop a process a benchmark started (the brand's systems, a server); kill it if it does
+    not stop in time (a busy machine)."""
     proc.terminate()
     try:
-        proc.wait(timeout=10)
+        proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
