@@ -183,8 +183,8 @@ class ModelRouter:
                 optional=model.spec.optional, circuit=breaker.state,
                 consecutive_failures=breaker.consecutive_failures,
                 last_error=breaker.last_error, retry_in_s=breaker.retry_in_s,
-                tasks={task: self._place(task, model_id)
-                       for task, ids in self._routes.items() if model_id in ids},
+                tasks={task: place for task in self._routes
+                       if (place := self.place(task, model_id)) is not None},
             )
         return result
 
@@ -263,9 +263,11 @@ class ModelRouter:
     def _group(self, model_id: str) -> str:
         return self._models[model_id].spec.group
 
-    def _place(self, task: str, model_id: str) -> int:
-        return next(place for place, choice in enumerate(self._choices[task], 1)
-                    if model_id in choice)
+    def place(self, task: str, model_id: str) -> int | None:
+        """The model's place in the task's route (1 = first choice; replicas side by side share
+        one), None when the route does not name it."""
+        return next((place for place, choice in enumerate(self._choices[task], 1)
+                     if model_id in choice), None)
 
     def _plan(self, task: str) -> Iterator[tuple[str, int, tuple[str, ...]]]:
         """Each model to try: its id, its choice's place (0 = first choice), the models after

@@ -499,6 +499,7 @@ def test_it_takes_idle_replicas_in_turn_as_one_first_choice(
     assert not any(routed.fallback for routed in answers)
     assert {m: s.tasks for m, s in router.status().items()} == {
         "a": {"reply": 1}, "b": {"reply": 1}, "c": {"reply": 1}, "backup": {"reply": 2}}
+    assert [router.place("reply", m) for m in ("c", "backup", "elsewhere")] == [1, 2, None]
 
 
 def test_it_passes_a_failed_replica_over_for_the_next_then_the_rest_of_the_route(

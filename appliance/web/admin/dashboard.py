@@ -33,6 +33,7 @@ class ModelRow:
     role: str
     backend: str
     #: 1 for the reply route's first choice, 2 for its first fallback...; None if unrouted.
+    #: Replicas of a model share its position.
     position: int | None
     ok: bool
     detail: str
@@ -42,14 +43,13 @@ class ModelRow:
 
 def _model_rows(latest: JobRun | None) -> list[ModelRow]:
     router = services_of_app().router
-    route = router.route("reply")
     checked = latest.detail if latest is not None and isinstance(latest.detail, dict) else {}
     rows = []
     for model_id, model in router.models.items():
         health = model.check_health()
         rows.append(ModelRow(
             id=model_id, role=model.spec.role, backend=model.spec.backend,
-            position=route.index(model_id) + 1 if model_id in route else None,
+            position=router.place("reply", model_id),
             ok=health.ok, detail=health.detail, last_check=checked.get(model_id),
         ))
     return sorted(rows, key=lambda row: (row.position is None, row.position or 0, row.id))
