@@ -116,7 +116,7 @@ def build_router(settings: Settings, manifest: Manifest) -> ModelRouter:
     routes.update({task: ids for task, ids in manifest.profiles.get(
         settings.model_profile, {}).items() if task in OPTIONAL_TASKS})
     if settings.reply_models:
-        routes["reply"] = manifest.with_replicas(settings.reply_models)
+        routes["reply"] = manifest.with_replicas("setting reply_models", settings.reply_models)
     wanted = dict.fromkeys(model_id for ids in routes.values() for model_id in ids)
     models = {
         model_id: build_model(manifest.models[model_id], settings)

@@ -26,7 +26,7 @@ def serve(ctx: CliContext, bind: str | None, workers: int | None) -> None:
     from appliance import logs, metrics
     from appliance.db import schema_lock
     from appliance.services import build_services
-    from appliance.web import create_app
+    from appliance.web import SCHEMA_HOLD_KEY, create_app
     from appliance.web.health import HealthListener, worker_health
 
     settings = ctx.settings
@@ -82,8 +82,8 @@ def serve(ctx: CliContext, bind: str | None, workers: int | None) -> None:
             # Models, indexes and classifiers load now, not on a customer's first message.
             services.start_warm_up()
             app = create_app(services=services)
-            # Held as long as the worker lives: no migration changes the schema under it.
-            app.extensions["schema_hold"] = schema_lock.hold(settings, "web")
+            # Kept as long as the worker lives: no migration changes the schema under it.
+            app.extensions[SCHEMA_HOLD_KEY] = schema_lock.hold(settings, "web")
             return app
 
     Application().run()

@@ -73,20 +73,20 @@ def pending(db: peewee.Database) -> list[Migration]:
 
 def migrate(db: peewee.Database, target: int | None = None) -> list[Migration]:
     """Apply pending migrations up to `target` (all when None), all or none; return them."""
-    with db.bind_ctx([SchemaMigration]):
+    with db.bind_ctx([SchemaMigration]), db.atomic():
+        batch = _batch(db, lambda: [m for m in pending(db)
+                                    if target is None or m.version <= target])
+        # Under the lock: nodes migrating a fresh database together never race to create it.
         SchemaMigration.create_table(safe=True)
-        with db.atomic():
-            batch = _batch(db, lambda: [m for m in pending(db)
-                                        if target is None or m.version <= target])
-            for migration in batch:
-                try:
-                    migration.module.up(db)
-                except Exception as exc:
-                    raise _failed(migration, "applied", batch, exc) from exc
-                SchemaMigration.create(
-                    version=migration.version, name=migration.name,
-                    applied_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
-                )
+        for migration in batch:
+            try:
+                migration.module.up(db)
+            except Exception as exc:
+                raise _failed(migration, "applied", batch, exc) from exc
+            SchemaMigration.create(
+                version=migration.version, name=migration.name,
+                applied_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+            )
     return batch
 
 

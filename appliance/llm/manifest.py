@@ -7,7 +7,7 @@ import importlib.util
 import json
 import math
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +33,13 @@ class Manifest:
     #: profile -> task -> ordered model ids
     profiles: dict[str, dict[str, tuple[str, ...]]]
 
-    def with_replicas(self, ids: tuple[str, ...]) -> tuple[str, ...]:
-        """`ids` as a route names them: each model followed by its replicas."""
-        return tuple(member for model_id in ids for member in (
-            model_id, *(s.id for s in self.models.values() if s.replica_of == model_id)))
+    #: Each model that is no replica -> it and its replicas, in manifest order.
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def with_replicas(self, where: str, ids: tuple[str, ...]) -> tuple[str, ...]:
+        """`ids` named as a route names them (`where` says which, for the error): each model
+        followed by its replicas. ConfigError on an unknown id or a replica's."""
+        return _route(where, list(ids), self.groups)
 
     def route(self, profile: str, task: str) -> tuple[str, ...]:
         """The model ids of `task` in the order tried, each model with replicas followed by them."""
@@ -109,21 +112,22 @@ def load_manifest(store: Path) -> Manifest:
         models[spec.id] = spec
     groups = _replica_groups(models)
     profiles = {
-        name: {task: _route(f"{name}.{task}", ids, groups) for task, ids in routes.items()}
+        name: {task: _route(f"manifest: profile {name}.{task}", ids, groups)
+               for task, ids in routes.items()}
         for name, routes in raw.get("profiles", {}).items()
     }
-    return Manifest(models=models, profiles=profiles)
+    return Manifest(models=models, profiles=profiles, groups=groups)
 
 
 def _route(where: str, ids: list[str], groups: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
-    """A route's model ids, each model followed by its replicas."""
+    """A route's model ids, each model followed by its replicas; `where` names the route."""
     for model_id in ids:
         if model_id not in groups:
             first = next((g for g, members in groups.items() if model_id in members), None)
             if first is None:
-                raise ConfigError(f"manifest: profile {where} names unknown {model_id!r}")
-            raise ConfigError(f"manifest: profile {where} names {model_id!r}, a replica of "
-                              f"{first!r}: name {first!r}, which stands for it and its replicas")
+                raise ConfigError(f"{where} names unknown {model_id!r}")
+            raise ConfigError(f"{where} names {model_id!r}, a replica of {first!r}: name "
+                              f"{first!r}, which stands for it and its replicas")
     return tuple(member for model_id in ids for member in groups[model_id])
 
 

@@ -15,6 +15,8 @@ from appliance.services import Services, build_services
 from appliance.web.proxies import TrustedProxies
 
 EXTENSION_KEY = "appliance"
+#: Where `appliance serve` keeps a worker's schema hold (PostgreSQL; appliance.db.schema_lock).
+SCHEMA_HOLD_KEY = "schema_hold"
 #: Endpoints that open no database connection before the request (appliance/web/meta.py).
 _PROBES = frozenset({"meta.healthz", "meta.readyz"})
 
@@ -112,6 +114,13 @@ def _database_per_request(app: Flask, services: Services) -> None:
         except (peewee.OperationalError, peewee.InterfaceError) as exc:
             raise DatabaseUnavailable("The database does not answer; try again shortly.",
                                       retry_after_s=5) from exc
+        # A node left on an older release after another migrated (or the reverse) serves
+        # nothing on a schema it does not know (appliance.db.schema_lock).
+        hold = app.extensions.get(SCHEMA_HOLD_KEY)
+        if hold is not None and hold.schema in ("newer", "pending"):
+            raise DatabaseUnavailable("This node's release does not match the database's "
+                                      "schema; try again shortly.", retry_after_s=5,
+                                      code="schema_mismatch")
 
     @app.teardown_appcontext
     def _close(exc: BaseException | None) -> None:

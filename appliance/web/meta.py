@@ -11,12 +11,12 @@ import importlib.metadata
 import platform
 from typing import Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 
 from appliance import __version__
 from appliance.db.migrate import applied_versions, available
 from appliance.errors import AuthenticationError
-from appliance.web import services_of_app
+from appliance.web import SCHEMA_HOLD_KEY, services_of_app
 from appliance.web.admin.auth import current_user
 from appliance.web.metrics import metrics_token_presented
 
@@ -33,8 +33,9 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    """Ready for traffic: the database answers, its schema is exactly the one this release knows
-    and this worker has warmed up (appliance.readiness). 503 otherwise.
+    """Ready for traffic: the database answers, its schema is exactly the one this release knows,
+    this worker holds the schema lock (PostgreSQL under `appliance serve`) and has warmed up
+    (appliance.readiness). 503 otherwise.
 
     Model health is reported but does not fail readiness: with every model down the agent
     still answers with the brand's canned message (a warm-up that failed is reported the
@@ -51,6 +52,9 @@ def readyz() -> tuple[Response, int]:
         checks["database"] = {"ok": applied == known, "detail": detail}
     except Exception:  # any database failure means not ready
         checks["database"] = {"ok": False, "detail": "database unreachable"}
+    hold = current_app.extensions.get(SCHEMA_HOLD_KEY)
+    if hold is not None:  # PostgreSQL under `appliance serve`
+        checks["schema_lock"] = {"ok": hold.held, "detail": "held" if hold.held else "not held"}
     warm = services.warm
     checks["warm_up"] = {"ok": warm.ready, "detail": warm.state, "seconds": warm.seconds}
     if warm.ready:
@@ -59,7 +63,7 @@ def readyz() -> tuple[Response, int]:
         health = primary.check_health()
         checks["reply_model"] = {"ok": health.ok, "model": primary.spec.id,
                                  "detail": health.detail}
-    ready = checks["database"]["ok"] and warm.ready
+    ready = all(check["ok"] for name, check in checks.items() if name != "reply_model")
     return jsonify({"status": "ready" if ready else "not_ready", "checks": checks}), (
         200 if ready else 503
     )

@@ -142,3 +142,26 @@ class Ansible:
         result = self.run(*args)
         assert result.returncode == 0, result.stdout + result.stderr
         return dest.read_text()
+
+
+def task_defined_names(role: Path) -> set[str]:
+    """Names a role's tasks and handlers create themselves: register:, set_fact:, and
+    task- and block-level vars:, in blocks, rescues and always sections too."""
+    names: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, list):
+            for item in node:
+                walk(item)
+        elif isinstance(node, dict):
+            if isinstance(node.get("register"), str):
+                names.add(node["register"])
+            for key in ("vars", "ansible.builtin.set_fact", "set_fact"):
+                if isinstance(node.get(key), dict):
+                    names.update(node[key])
+            for key in ("block", "rescue", "always"):
+                walk(node.get(key))
+
+    for path in [*role.glob("tasks/*.yml"), *role.glob("handlers/*.yml")]:
+        walk(load_yaml(path))
+    return names

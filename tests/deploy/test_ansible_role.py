@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deploy_support import ANSIBLE_DIR, REPO, ROLE_DIR, SYSTEMD_DIR, Ansible, load_yaml
+from deploy_support import (
+    ANSIBLE_DIR,
+    REPO,
+    ROLE_DIR,
+    SYSTEMD_DIR,
+    Ansible,
+    load_yaml,
+    task_defined_names,
+)
 
 VAR = re.compile(r"\bappliance_[a-z0-9_]+\b")
 ROLE_FILES = sorted(
@@ -57,28 +65,6 @@ def _variables_used() -> dict[str, set[str]]:
     return used
 
 
-def _task_defined_names() -> set[str]:
-    """Names the tasks create themselves: register:, set_fact:, and task-level vars:."""
-    names: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, list):
-            for item in node:
-                walk(item)
-        elif isinstance(node, dict):
-            if isinstance(node.get("register"), str):
-                names.add(node["register"])
-            for key in ("vars", "ansible.builtin.set_fact", "set_fact"):
-                if isinstance(node.get(key), dict):
-                    names.update(node[key])
-            for key in ("block", "rescue", "always"):
-                walk(node.get(key))
-
-    for path in [*ROLE_DIR.glob("tasks/*.yml"), *ROLE_DIR.glob("handlers/*.yml")]:
-        walk(load_yaml(path))
-    return names
-
-
 def test_it_passes_ansible_playbook_syntax_check(ansible: Ansible) -> None:
     result = ansible.run(
         "playbook",
@@ -93,7 +79,7 @@ def test_it_passes_ansible_playbook_syntax_check(ansible: Ansible) -> None:
 def test_it_defines_every_variable_the_role_uses(
     role_defaults: dict[str, Any], role_vars: dict[str, Any]
 ) -> None:
-    known = set(role_defaults) | set(role_vars) | _task_defined_names()
+    known = set(role_defaults) | set(role_vars) | task_defined_names(ROLE_DIR)
     undefined = {name: files for name, files in _variables_used().items() if name not in known}
     assert undefined == {}
 
@@ -106,7 +92,7 @@ def test_it_uses_every_default(role_defaults: dict[str, Any]) -> None:
 def test_it_prefixes_every_variable_with_the_role_name(
     role_defaults: dict[str, Any], role_vars: dict[str, Any]
 ) -> None:
-    names = [*role_defaults, *role_vars, *_task_defined_names()]
+    names = [*role_defaults, *role_vars, *task_defined_names(ROLE_DIR)]
     assert [name for name in names if not name.startswith("appliance_")] == []
 
 

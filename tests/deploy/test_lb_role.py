@@ -34,7 +34,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from deploy_support import LB_ROLE_DIR, ROLE_DIR, Ansible, load_yaml
+from deploy_support import LB_ROLE_DIR, ROLE_DIR, Ansible, load_yaml, task_defined_names
 from server_support import wait_for
 
 NGINX = Path(os.environ.get("APPLIANCE_TEST_NGINX", "/usr/sbin/nginx"))
@@ -90,10 +90,8 @@ def test_it_documents_every_default_with_a_comment() -> None:
 def test_it_uses_every_default_and_defines_every_variable_it_uses(
         lb_defaults: dict[str, Any], lb_vars: dict[str, Any]) -> None:
     used = {name for path in _role_files() for name in VAR.findall(_jinja(path.read_text()))}
-    registered = {task["register"] for path in LB_ROLE_DIR.glob("tasks/*.yml")
-                  for task in load_yaml(path) if "register" in task}
     assert sorted(set(lb_defaults) - used) == []
-    assert sorted(used - set(lb_defaults) - set(lb_vars) - registered) == []
+    assert sorted(used - set(lb_defaults) - set(lb_vars) - task_defined_names(LB_ROLE_DIR)) == []
 
 
 def test_it_declares_every_default_in_the_argument_specs(lb_defaults: dict[str, Any]) -> None:
@@ -444,3 +442,69 @@ def test_it_takes_bodies_up_to_the_appliances_limit_and_refuses_larger(lb: Site)
     assert taken.status_code == 200 and taken.json()["received"] == limit
     assert refused.status_code == 413
     assert refused.json()["error"]["code"] == "payload_too_large"
+
+
+# --- a configuration nginx refuses (tasks/configure.yml) -------------------------------------
+
+
+def _configure(ansible: Ansible, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """The role's configure tasks on this machine, every path under tmp_path, with an `nginx`
+    first on PATH whose `-t` refuses the site (the real `nginx -t` reads /etc/nginx: the
+    rendered site's own check is test_nginx_accepts_the_rendered_site)."""
+    etc = tmp_path / "etc"
+    (tmp_path / "bin").mkdir(exist_ok=True)
+    refusing = tmp_path / "bin" / "nginx"
+    refusing.write_text('#!/bin/sh\necho "nginx: [emerg] invalid port in upstream" >&2\nexit 1\n')
+    refusing.chmod(0o755)
+    (tmp_path / "new.crt").write_text("new certificate\n")
+    (tmp_path / "new.key").write_text("new key\n")
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text("[web]\nweb-a appliance_bind=0.0.0.0:8080\n")
+    playbook = tmp_path / "configure.yml"
+    playbook.write_text(
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.builtin.import_role:\n"
+        f"        name: {LB_ROLE_DIR}\n        tasks_from: configure.yml\n"
+    )
+    paths = {"lb_tls_certificate_src": str(tmp_path / "new.crt"),
+             "lb_tls_key_src": str(tmp_path / "new.key"),
+             "lb_tls_dir": str(etc / "tls"), "lb_tls_certificate": str(etc / "tls" / "lb.crt"),
+             "lb_tls_key": str(etc / "tls" / "lb.key"),
+             "lb_site_file": str(etc / "conf.d" / "switchboard.conf"),
+             "lb_default_site": str(etc / "sites-enabled" / "default")}
+    (etc / "conf.d").mkdir(parents=True, exist_ok=True)
+    # root:root as the role sets them: this test runs as root where the role does (make test).
+    ansible.env["PATH"] = f"{tmp_path / 'bin'}:{os.environ['PATH']}"
+    return ansible.run("playbook", "-i", str(inventory), "--connection", "local",
+                       "-e", json.dumps(paths), str(playbook))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the role writes its files as root:root")
+def test_a_configuration_nginx_refuses_puts_the_previous_one_back(
+        ansible: Ansible, tmp_path: Path) -> None:
+    etc = tmp_path / "etc"
+    (etc / "tls").mkdir(parents=True)
+    (etc / "conf.d").mkdir()
+    (etc / "tls" / "lb.crt").write_text("previous certificate\n")
+    (etc / "tls" / "lb.key").write_text("previous key\n")
+    (etc / "conf.d" / "switchboard.conf").write_text("# the previous site\n")
+
+    result = _configure(ansible, tmp_path)
+
+    assert result.returncode != 0
+    assert "nginx -t refused the new configuration" in result.stdout
+    assert "invalid port in upstream" in result.stdout
+    assert (etc / "conf.d" / "switchboard.conf").read_text() == "# the previous site\n"
+    assert (etc / "tls" / "lb.crt").read_text() == "previous certificate\n"
+    assert (etc / "tls" / "lb.key").read_text() == "previous key\n"
+    assert sorted(p.name for p in etc.rglob("*") if p.is_file()) == [
+        "lb.crt", "lb.key", "switchboard.conf"], "no backup is left behind"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the role writes its files as root:root")
+def test_a_first_configuration_nginx_refuses_is_removed(ansible: Ansible, tmp_path: Path) -> None:
+    result = _configure(ansible, tmp_path)
+
+    assert result.returncode != 0
+    assert "nginx -t refused the new configuration" in result.stdout
+    assert [p for p in (tmp_path / "etc").rglob("*") if p.is_file()] == []

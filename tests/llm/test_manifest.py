@@ -331,7 +331,10 @@ def test_it_routes_a_model_with_replicas_to_it_and_them(tmp_path: Path) -> None:
     assert {specs[m].group for m in ("small-a", "small-b", "small-c")} == {"small-a"}
     assert specs["small-c"].options == {}
     # The reply_models setting names models the same way.
-    assert manifest.with_replicas(("tiny", "small-a")) == ("tiny", "small-a", "small-b", "small-c")
+    assert manifest.with_replicas("setting reply_models", ("tiny", "small-a")) == (
+        "tiny", "small-a", "small-b", "small-c")
+    with pytest.raises(ConfigError, match="setting reply_models names 'small-b', a replica of"):
+        manifest.with_replicas("setting reply_models", ("small-b",))
 
 
 @pytest.mark.parametrize(("text", "names"), [
