@@ -152,8 +152,9 @@ class Overloaded(TryLater):
 
 
 class DatabaseUnavailable(TryLater):
-    """The database does not answer (a PostgreSQL failover, a network cut): nothing is served
-    from what this node may still hold; another node, or this one shortly, may answer."""
+    """The database does not answer (a PostgreSQL failover, a network cut), or holds the schema
+    of another release (`code` schema_mismatch, during another node's upgrade): nothing is
+    served from what this node may still hold; another node, or this one shortly, may answer."""
 
     status = 503
     type = "server_error"

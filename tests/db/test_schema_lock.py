@@ -18,7 +18,7 @@ from server_support import make_settings
 
 from appliance import __version__
 from appliance.config import Settings
-from appliance.db import open_database, schema_lock
+from appliance.db import lock_connection, open_database, schema_lock
 from appliance.db.migrate import Migration, applied_versions, available, migrate, rollback
 from appliance.db.schema_lock import SchemaInUse
 from appliance.services import build_services
@@ -242,8 +242,6 @@ def test_sqlite_holds_nothing(tmp_path: Path) -> None:
 
 def test_a_lock_connection_has_the_server_end_a_vanished_box_s_session(settings: Settings) -> None:
     """PostgreSQL's own keepalive defaults would keep a vanished node's locks for two hours."""
-    from appliance.db import lock_connection
-
     db = lock_connection(settings.database_url, "appliance web node-x")
     db.connect()
     try:

@@ -116,12 +116,13 @@ def _controller_env() -> dict[str, str]:
     return {**env, "PATH": f"{DEPLOY_VENV}/bin:{os.environ['PATH']}"}
 
 
-def _converge(inventory: Path, *extra: str) -> Converge:
+def _converge(inventory: Path, *extra: str, playbook: Path = ANSIBLE_DIR / "site.yml") -> Converge:
     result = subprocess.run(
         [str(DEPLOY_VENV / "bin" / "ansible-playbook"), "-i", str(inventory / "inventory.ini"),
-         "-e", f"@{inventory / 'vars.json'}", *extra, str(ANSIBLE_DIR / "site.yml")],
+         "-e", f"@{inventory / 'vars.json'}", *extra, str(playbook)],
         capture_output=True, text=True, cwd=ANSIBLE_DIR,
-        env={**_controller_env(), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"},
+        env={**_controller_env(), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
+             "ANSIBLE_ROLES_PATH": str(ANSIBLE_DIR / "roles")},
     )
     return Converge(result.returncode, result.stdout + result.stderr)
 
@@ -508,14 +509,7 @@ def _restore_previous(inventory: Path) -> Converge:
         "    - ansible.builtin.include_role:\n        name: appliance\n"
         "        tasks_from: restore_previous.yml\n"
     )
-    result = subprocess.run(
-        [str(DEPLOY_VENV / "bin" / "ansible-playbook"), "-i", str(inventory / "inventory.ini"),
-         "-e", f"@{inventory / 'vars.json'}", str(playbook)],
-        capture_output=True, text=True, cwd=ANSIBLE_DIR,
-        env={**_controller_env(), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
-             "ANSIBLE_ROLES_PATH": str(ANSIBLE_DIR / "roles")},
-    )
-    return Converge(result.returncode, result.stdout + result.stderr)
+    return _converge(inventory, playbook=playbook)
 
 
 def test_an_upgrade_whose_migration_fails_leaves_the_previous_release_serving(
